@@ -1,0 +1,148 @@
+-- Every timestamp is Unix time in milliseconds (INTEGER), the same on SQLite and PostgreSQL.
+-- Tokens are stored only as XChaCha20-Poly1305 blobs; key_id names the key that sealed them.
+
+CREATE TABLE connections (
+    id                   TEXT PRIMARY KEY,
+    provider             TEXT NOT NULL,
+    name                 TEXT NOT NULL,
+    owner_email          TEXT NOT NULL,
+    account              TEXT,
+    scopes               TEXT NOT NULL DEFAULT '',
+    key_id               TEXT NOT NULL,
+    access_token         BLOB NOT NULL,
+    refresh_token        BLOB,
+    -- Bumped by every token write: the compare-and-swap value for rotations.
+    token_generation     INTEGER NOT NULL DEFAULT 1,
+    access_expires_at    INTEGER,
+    -- Absolute end of the refresh token (LinkedIn, Intuit ...), refreshing cannot move it.
+    refresh_expires_at   INTEGER,
+    tokens_updated_at    INTEGER NOT NULL,
+    status               TEXT NOT NULL DEFAULT 'healthy' CHECK (status IN ('healthy', 'degraded', 'broken')),
+    reason               TEXT,
+    status_since         INTEGER NOT NULL,
+    consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    last_check_at        INTEGER,
+    next_check_at        INTEGER NOT NULL,
+    -- A claim on the connection by one daemon instance; expires if that instance dies.
+    lease_owner          TEXT,
+    lease_expires_at     INTEGER,
+    created_at           INTEGER NOT NULL,
+    updated_at           INTEGER NOT NULL
+);
+CREATE INDEX connections_due ON connections (next_check_at);
+CREATE INDEX connections_by_provider ON connections (provider, status);
+CREATE INDEX connections_by_owner ON connections (owner_email);
+
+CREATE TABLE pipelines (
+    id                  TEXT PRIMARY KEY,
+    name                TEXT NOT NULL,
+    state               TEXT NOT NULL DEFAULT 'running' CHECK (state IN ('running', 'paused')),
+    position            TEXT,
+    position_updated_at INTEGER,
+    paused_at_position  TEXT,
+    paused_at           INTEGER,
+    paused_by           TEXT CHECK (paused_by IN ('credwatch', 'platform')),
+    pause_reason        TEXT,
+    created_at          INTEGER NOT NULL,
+    updated_at          INTEGER NOT NULL
+);
+
+CREATE TABLE pipeline_connections (
+    pipeline_id   TEXT NOT NULL REFERENCES pipelines (id) ON DELETE CASCADE,
+    -- No cascade: a connection that pipelines use cannot be removed from under them.
+    connection_id TEXT NOT NULL REFERENCES connections (id),
+    PRIMARY KEY (pipeline_id, connection_id)
+);
+CREATE INDEX pipeline_connections_by_connection ON pipeline_connections (connection_id);
+
+-- Pauses and resumes, with the position and the data gap they leave.
+CREATE TABLE pipeline_events (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    pipeline_id    TEXT NOT NULL REFERENCES pipelines (id) ON DELETE CASCADE,
+    at             INTEGER NOT NULL,
+    kind           TEXT NOT NULL CHECK (kind IN ('paused', 'resumed')),
+    position       TEXT,
+    connection_id  TEXT,
+    incident_id    INTEGER,
+    reason         TEXT,
+    gap_started_at INTEGER,
+    gap_ended_at   INTEGER
+);
+CREATE INDEX pipeline_events_by_pipeline ON pipeline_events (pipeline_id, id);
+
+-- One row per attempt, written before the provider is called: a row without finished_at is an
+-- attempt in flight, or one a crash interrupted (the rotation recovery reads these).
+CREATE TABLE checks (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    connection_id    TEXT NOT NULL REFERENCES connections (id) ON DELETE CASCADE,
+    provider         TEXT NOT NULL,
+    instance         TEXT NOT NULL,
+    token_generation INTEGER NOT NULL,
+    started_at       INTEGER NOT NULL,
+    finished_at      INTEGER,
+    phase            TEXT,
+    category         TEXT,
+    http_status      INTEGER,
+    latency_ms       INTEGER,
+    error            TEXT
+);
+CREATE INDEX checks_by_connection ON checks (connection_id, id);
+CREATE INDEX checks_unfinished ON checks (started_at) WHERE finished_at IS NULL;
+
+-- One period during which a connection is broken: one notice, its reminders, one recovery.
+CREATE TABLE incidents (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    connection_id    TEXT NOT NULL REFERENCES connections (id) ON DELETE CASCADE,
+    category         TEXT NOT NULL,
+    detail           TEXT,
+    opened_at        INTEGER NOT NULL,
+    closed_at        INTEGER,
+    closed_by        TEXT,
+    reminders_sent   INTEGER NOT NULL DEFAULT 0,
+    next_reminder_at INTEGER
+);
+CREATE UNIQUE INDEX incidents_one_open ON incidents (connection_id) WHERE closed_at IS NULL;
+
+-- Reauthorize links: only a hash of the token is kept.
+CREATE TABLE reauth_links (
+    token_hash    BLOB PRIMARY KEY,
+    connection_id TEXT NOT NULL REFERENCES connections (id) ON DELETE CASCADE,
+    incident_id   INTEGER REFERENCES incidents (id) ON DELETE CASCADE,
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL,
+    used_at       INTEGER
+);
+CREATE INDEX reauth_links_by_connection ON reauth_links (connection_id);
+
+-- The operator's incidents: a provider's client misconfigured, or a provider-wide outage.
+CREATE TABLE provider_alerts (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    provider  TEXT NOT NULL,
+    kind      TEXT NOT NULL,
+    detail    TEXT,
+    opened_at INTEGER NOT NULL,
+    closed_at INTEGER
+);
+CREATE UNIQUE INDEX provider_alerts_one_open ON provider_alerts (provider, kind) WHERE closed_at IS NULL;
+
+-- Notices are written here in the same transaction as the change that causes them, and sent
+-- by the mailer. dedupe_key makes "one notice per incident" a constraint, not a hope.
+CREATE TABLE outbox (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind             TEXT NOT NULL,
+    recipient        TEXT NOT NULL,
+    dedupe_key       TEXT NOT NULL UNIQUE,
+    connection_id    TEXT REFERENCES connections (id) ON DELETE SET NULL,
+    incident_id      INTEGER,
+    payload          TEXT NOT NULL,
+    created_at       INTEGER NOT NULL,
+    not_before       INTEGER NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  INTEGER NOT NULL,
+    sent_at          INTEGER,
+    failed_at        INTEGER,
+    last_error       TEXT,
+    lease_owner      TEXT,
+    lease_expires_at INTEGER
+);
+CREATE INDEX outbox_pending ON outbox (next_attempt_at) WHERE sent_at IS NULL AND failed_at IS NULL;

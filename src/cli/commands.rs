@@ -1,0 +1,444 @@
+//! What each command does. Input is parsed and checked before the database is touched, so a bad
+//! command writes nothing.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+
+use super::table::Table;
+use super::*;
+use crate::config::Config;
+use crate::domain::{ConnectionId, EmailAddress, PipelineId, Position, ProviderId};
+use crate::store::{self, Connection, NewConnection, NewPipeline, Pipeline, Store};
+use crate::tokens::TokenSet;
+
+/// Token responses are small; anything bigger is not one.
+const MAX_TOKEN_INPUT: u64 = 1024 * 1024;
+
+pub async fn execute(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Key(KeyCommand::Generate { path }) => {
+            let id = crate::crypto::generate_key_file(&path)?;
+            println!("wrote a new key to {} (key id {id})", path.display());
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Check) => {
+            let config = Config::load(&cli.config)?;
+            println!(
+                "{}: ok ({} provider{}, key id {})",
+                cli.config.display(),
+                config.providers.len(),
+                if config.providers.len() == 1 { "" } else { "s" },
+                config.keyring.current_id()
+            );
+            Ok(())
+        }
+        Command::Run => {
+            let config = Config::load(&cli.config)?;
+            crate::logging::init(&config.log);
+            crate::daemon::run(config).await?;
+            Ok(())
+        }
+        Command::Migrate => {
+            let config = Config::load(&cli.config)?;
+            open_store(&config).await?;
+            println!("database schema is up to date");
+            Ok(())
+        }
+        Command::Connection(cmd) => connection(&Config::load(&cli.config)?, cmd).await,
+        Command::Pipeline(cmd) => pipeline(&Config::load(&cli.config)?, cmd).await,
+        Command::Status { json } => status(&Config::load(&cli.config)?, json).await,
+    }
+}
+
+async fn open_store(config: &Config) -> Result<Arc<dyn Store>, CliError> {
+    let store = store::open(&config.database, config.keyring.clone()).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+fn input<T: std::str::FromStr>(what: &str, value: &str) -> Result<T, CliError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .parse()
+        .map_err(|e| CliError::Input(format!("{what}: {e}")))
+}
+
+fn name(value: &str) -> Result<String, CliError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() || trimmed.len() > 200 || trimmed.chars().any(char::is_control) {
+        return Err(CliError::Input(
+            "--name: expected 1 to 200 printable characters".into(),
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+fn read_tokens(source: &str) -> Result<Vec<u8>, CliError> {
+    let mut bytes = Vec::new();
+    let read = if source == "-" {
+        std::io::stdin()
+            .take(MAX_TOKEN_INPUT + 1)
+            .read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(source)
+            .and_then(|f| f.take(MAX_TOKEN_INPUT + 1).read_to_end(&mut bytes))
+    };
+    read.map_err(|e| CliError::Input(format!("--tokens: cannot read {source}: {e}")))?;
+    if bytes.len() as u64 > MAX_TOKEN_INPUT {
+        return Err(CliError::Input(
+            "--tokens: more than 1 MiB, not a token response".into(),
+        ));
+    }
+    Ok(bytes)
+}
+
+async fn connection(config: &Config, cmd: ConnectionCommand) -> Result<(), CliError> {
+    match cmd {
+        ConnectionCommand::Add {
+            provider,
+            name: display,
+            owner,
+            account,
+            tokens,
+        } => {
+            let provider: ProviderId = input("--provider", &provider)?;
+            if config.provider(&provider).is_none() {
+                let known: Vec<&str> = config.providers.keys().map(ProviderId::as_str).collect();
+                return Err(CliError::Input(format!(
+                    "--provider: no provider \"{provider}\" in {} (configured: {})",
+                    config.path.display(),
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                )));
+            }
+            let name = name(&display)?;
+            let owner: EmailAddress = input("--owner", &owner)?;
+            let account = account
+                .map(|a| a.trim().to_owned())
+                .filter(|a| !a.is_empty());
+            let tokens = TokenSet::from_json(&read_tokens(&tokens)?, Utc::now())
+                .map_err(|e| CliError::Input(format!("--tokens: {e}")))?;
+            let account = account
+                .or_else(|| tokens.id_token_email.clone())
+                .or_else(|| tokens.id_token_subject.clone());
+            let store = open_store(config).await?;
+            let id = store
+                .add_connection(
+                    NewConnection {
+                        provider,
+                        name,
+                        owner,
+                        account,
+                        tokens,
+                    },
+                    Utc::now(),
+                )
+                .await?;
+            println!("{id}");
+        }
+        ConnectionCommand::List => {
+            let store = open_store(config).await?;
+            let mut t = Table::new(&["ID", "PROVIDER", "STATUS", "OWNER", "NAME"]);
+            for c in store.connections().await? {
+                t.row(vec![
+                    c.id.to_string(),
+                    c.provider.to_string(),
+                    c.status.to_string(),
+                    c.owner.to_string(),
+                    c.name,
+                ]);
+            }
+            print!("{}", t.render());
+        }
+        ConnectionCommand::Show { id } => {
+            let id: ConnectionId = input("connection id", &id)?;
+            let store = open_store(config).await?;
+            let c = store.connection(&id).await?;
+            let pipelines: Vec<String> = store
+                .pipelines()
+                .await?
+                .into_iter()
+                .filter(|p| p.connections.contains(&id))
+                .map(|p| p.id.to_string())
+                .collect();
+            print_connection(&c, &pipelines);
+        }
+        ConnectionCommand::Remove { id } => {
+            let id: ConnectionId = input("connection id", &id)?;
+            open_store(config).await?.remove_connection(&id).await?;
+            println!("removed {id}");
+        }
+    }
+    Ok(())
+}
+
+async fn pipeline(config: &Config, cmd: PipelineCommand) -> Result<(), CliError> {
+    match cmd {
+        PipelineCommand::Add {
+            name: display,
+            connections,
+            position,
+        } => {
+            let name = name(&display)?;
+            let connections = connections
+                .iter()
+                .map(|c| input("--connection", c))
+                .collect::<Result<Vec<ConnectionId>, _>>()?;
+            let position = position
+                .map(|p| input::<Position>("--position", &p))
+                .transpose()?;
+            let store = open_store(config).await?;
+            let id = store
+                .add_pipeline(
+                    NewPipeline {
+                        name,
+                        connections,
+                        position,
+                    },
+                    Utc::now(),
+                )
+                .await?;
+            println!("{id}");
+        }
+        PipelineCommand::Position { id, position } => {
+            let id: PipelineId = input("pipeline id", &id)?;
+            let position: Position = input("position", &position)?;
+            let p = open_store(config)
+                .await?
+                .set_position(&id, &position, Utc::now())
+                .await?;
+            println!("{} at {} ({})", p.id, position, p.state);
+        }
+        PipelineCommand::List => {
+            let store = open_store(config).await?;
+            let mut t = Table::new(&["ID", "STATE", "POSITION", "NAME"]);
+            for p in store.pipelines().await? {
+                t.row(vec![
+                    p.id.to_string(),
+                    p.state.to_string(),
+                    opt(p.position.as_ref()),
+                    p.name,
+                ]);
+            }
+            print!("{}", t.render());
+        }
+        PipelineCommand::Show { id } => {
+            let id: PipelineId = input("pipeline id", &id)?;
+            print_pipeline(&open_store(config).await?.pipeline(&id).await?);
+        }
+        PipelineCommand::Remove { id } => {
+            let id: PipelineId = input("pipeline id", &id)?;
+            open_store(config).await?.remove_pipeline(&id).await?;
+            println!("removed {id}");
+        }
+    }
+    Ok(())
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+fn time(t: Option<DateTime<Utc>>) -> String {
+    opt(t.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)))
+}
+
+fn print_connection(c: &Connection, pipelines: &[String]) {
+    let lines = [
+        ("id", c.id.to_string()),
+        ("name", c.name.clone()),
+        ("provider", c.provider.to_string()),
+        ("owner", c.owner.to_string()),
+        ("account", opt(c.account.as_ref())),
+        ("status", c.status.to_string()),
+        ("reason", opt(c.reason.as_ref())),
+        ("since", time(Some(c.since))),
+        (
+            "scopes",
+            if c.scopes.is_empty() {
+                "-".into()
+            } else {
+                c.scopes.join(" ")
+            },
+        ),
+        (
+            "refresh token",
+            if c.has_refresh_token {
+                "yes".into()
+            } else {
+                "no (probe only)".into()
+            },
+        ),
+        ("access token expires", time(c.access_expires_at)),
+        ("refresh token expires", time(c.refresh_expires_at)),
+        ("last check", time(c.last_check_at)),
+        ("next check", time(Some(c.next_check_at))),
+        (
+            "pipelines",
+            if pipelines.is_empty() {
+                "-".into()
+            } else {
+                pipelines.join(", ")
+            },
+        ),
+    ];
+    for (k, v) in lines {
+        println!("{:<24}{v}", format!("{k}:"));
+    }
+}
+
+fn print_pipeline(p: &Pipeline) {
+    let lines = [
+        ("id", p.id.to_string()),
+        ("name", p.name.clone()),
+        ("state", p.state.to_string()),
+        ("position", opt(p.position.as_ref())),
+        ("position reported", time(p.position_updated_at)),
+        ("paused at position", opt(p.paused_at_position.as_ref())),
+        ("paused at", time(p.paused_at)),
+        ("paused by", opt(p.paused_by)),
+        ("pause reason", opt(p.pause_reason.as_ref())),
+        (
+            "connections",
+            p.connections
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+    ];
+    for (k, v) in lines {
+        println!("{:<20}{v}", format!("{k}:"));
+    }
+}
+
+/// The `status --json` document. Its shape is a promise to scripts: fields are only ever added.
+#[derive(Serialize)]
+struct StatusReport {
+    version: u32,
+    generated_at: DateTime<Utc>,
+    connections: Vec<ConnectionStatusJson>,
+    pipelines: Vec<PipelineStatusJson>,
+}
+
+#[derive(Serialize)]
+struct ConnectionStatusJson {
+    id: ConnectionId,
+    name: String,
+    provider: ProviderId,
+    owner: EmailAddress,
+    account: Option<String>,
+    status: crate::domain::ConnectionStatus,
+    reason: Option<String>,
+    since: DateTime<Utc>,
+    last_check: Option<DateTime<Utc>>,
+    next_check: DateTime<Utc>,
+}
+
+#[derive(Serialize)]
+struct PipelineStatusJson {
+    id: PipelineId,
+    name: String,
+    state: crate::domain::PipelineState,
+    position: Option<Position>,
+    paused_at_position: Option<Position>,
+    paused_at: Option<DateTime<Utc>>,
+    paused_by: Option<crate::domain::PausedBy>,
+    connections: Vec<ConnectionId>,
+}
+
+async fn status(config: &Config, json: bool) -> Result<(), CliError> {
+    let store = open_store(config).await?;
+    let connections = store.connections().await?;
+    let pipelines = store.pipelines().await?;
+    if json {
+        let report = StatusReport {
+            version: 1,
+            generated_at: Utc::now(),
+            connections: connections
+                .into_iter()
+                .map(|c| ConnectionStatusJson {
+                    id: c.id,
+                    name: c.name,
+                    provider: c.provider,
+                    owner: c.owner,
+                    account: c.account,
+                    status: c.status,
+                    reason: c.reason,
+                    since: c.since,
+                    last_check: c.last_check_at,
+                    next_check: c.next_check_at,
+                })
+                .collect(),
+            pipelines: pipelines
+                .into_iter()
+                .map(|p| PipelineStatusJson {
+                    id: p.id,
+                    name: p.name,
+                    state: p.state,
+                    position: p.position,
+                    paused_at_position: p.paused_at_position,
+                    paused_at: p.paused_at,
+                    paused_by: p.paused_by,
+                    connections: p.connections,
+                })
+                .collect(),
+        };
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| CliError::Io(std::io::Error::other(e)))?;
+        println!("{text}");
+        return Ok(());
+    }
+    let mut t = Table::new(&[
+        "CONNECTION",
+        "NAME",
+        "PROVIDER",
+        "OWNER",
+        "STATUS",
+        "REASON",
+        "SINCE",
+        "LAST CHECK",
+        "NEXT CHECK",
+    ]);
+    for c in &connections {
+        t.row(vec![
+            c.id.to_string(),
+            c.name.clone(),
+            c.provider.to_string(),
+            c.owner.to_string(),
+            c.status.to_string(),
+            opt(c.reason.as_ref()),
+            time(Some(c.since)),
+            time(c.last_check_at),
+            time(Some(c.next_check_at)),
+        ]);
+    }
+    print!("{}", t.render());
+    println!();
+    let mut t = Table::new(&[
+        "PIPELINE",
+        "NAME",
+        "STATE",
+        "POSITION",
+        "PAUSED AT POSITION",
+    ]);
+    for p in &pipelines {
+        t.row(vec![
+            p.id.to_string(),
+            p.name.clone(),
+            p.state.to_string(),
+            opt(p.position.as_ref()),
+            opt(p.paused_at_position.as_ref()),
+        ]);
+    }
+    print!("{}", t.render());
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! The `credwatch` command line: argument shapes here, what each command does in `commands`.
+
+mod commands;
+mod table;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{ConfigError, DEFAULT_PATH};
+use crate::crypto::CryptoError;
+use crate::daemon::DaemonError;
+use crate::store::StoreError;
+
+/// Keeps third-party OAuth connections healthy.
+#[derive(Debug, Parser)]
+#[command(name = "credwatch", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The config file.
+    #[arg(long, global = true, env = "CREDWATCH_CONFIG", default_value = DEFAULT_PATH)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon until SIGINT or SIGTERM.
+    Run,
+    /// Bring the database schema up to date (also done on every start).
+    Migrate,
+    /// Check the config file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Encryption keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Stored OAuth grants.
+    #[command(subcommand)]
+    Connection(ConnectionCommand),
+    /// What reads or writes through connections, and how far it got.
+    #[command(subcommand)]
+    Pipeline(PipelineCommand),
+    /// Every connection and pipeline with its health and state.
+    Status {
+        /// Machine-readable output (the shape is documented in the README).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate everything: syntax, keys, URLs, cron strings, files and key lengths.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Write a new random 32-byte key to PATH (never overwrites).
+    Generate { path: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectionCommand {
+    /// Store a grant from an OAuth token response (JSON) read from FILE, or stdin with `-`.
+    Add {
+        #[arg(long)]
+        provider: String,
+        #[arg(long)]
+        name: String,
+        /// Who authorized it; gets the e-mails.
+        #[arg(long)]
+        owner: String,
+        /// The account it belongs to (defaults to the id_token's email or subject).
+        #[arg(long)]
+        account: Option<String>,
+        /// Never on the command line itself: every local user can read argv.
+        #[arg(long, value_name = "FILE|-")]
+        tokens: String,
+    },
+    /// One line per connection.
+    List,
+    /// Everything about one connection except its tokens.
+    Show { id: String },
+    /// Delete a connection and its tokens.
+    Remove { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PipelineCommand {
+    /// Register a pipeline that depends on one or more connections.
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long = "connection", value_name = "ID", required = true)]
+        connections: Vec<String>,
+        /// Its current ingestion position (opaque: cursor, offset, timestamp).
+        #[arg(long)]
+        position: Option<String>,
+    },
+    /// Report how far a pipeline got.
+    Position { id: String, position: String },
+    /// One line per pipeline.
+    List,
+    /// Everything about one pipeline.
+    Show { id: String },
+    /// Delete a pipeline.
+    Remove { id: String },
+}
+
+/// What went wrong, sorted by whose move it is; the exit code follows from it.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Input(String),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Crypto(#[from] CryptoError),
+    #[error("{0}")]
+    Daemon(#[from] DaemonError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl CliError {
+    /// sysexits(3): 78 for configuration, 65 for bad input data, 1 for anything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Config(_) | CliError::Daemon(DaemonError::Config(_)) => 78,
+            CliError::Input(_) => 65,
+            CliError::Store(e) if e.is_bad_input() => 65,
+            _ => 1,
+        }
+    }
+}
+
+impl StoreError {
+    fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            StoreError::ConnectionNotFound(_)
+                | StoreError::PipelineNotFound(_)
+                | StoreError::ConnectionInUse { .. }
+        )
+    }
+}
+
+pub async fn execute(cli: Cli) -> Result<(), CliError> {
+    commands::execute(cli).await
+}

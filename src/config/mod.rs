@@ -1,0 +1,226 @@
+//! The one config file: where it is, how it is read, and the checked values the daemon runs on.
+//!
+//! Layers, later wins: built-in defaults, the TOML file, then `CREDWATCH__SECTION__KEY`
+//! environment variables. Relative paths are resolved against the config file's directory;
+//! a path starting with `$CREDENTIALS_DIRECTORY/` is read from systemd's credentials directory.
+
+mod raw;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::crypto::Keyring;
+use crate::domain::{EmailAddress, ProviderId};
+
+pub use reqwest::Url;
+
+pub const DEFAULT_PATH: &str = "/etc/credwatch/credwatch.toml";
+pub const ENV_PREFIX: &str = "CREDWATCH";
+const ENV_SEPARATOR: &str = "__";
+
+/// Everything the daemon needs, checked. Cheap to clone; secrets stay wrapped.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub database: DatabaseConfig,
+    pub keyring: Arc<Keyring>,
+    pub schedule: ScheduleConfig,
+    pub mail: MailConfig,
+    pub http: HttpConfig,
+    pub operator_email: Option<EmailAddress>,
+    pub log: LogConfig,
+    pub providers: BTreeMap<ProviderId, ProviderConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub url: DatabaseUrl,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    /// Holds a password more often than not.
+    Postgres(SecretString),
+}
+
+#[derive(Debug, Clone)]
+pub struct ScheduleConfig {
+    /// Six-field cron (seconds first), as tokio-cron-scheduler reads it.
+    pub sweep: String,
+    pub check_interval: Duration,
+    pub batch_size: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    pub from: lettre::message::Mailbox,
+    pub transport: MailTransport,
+}
+
+#[derive(Debug, Clone)]
+pub enum MailTransport {
+    /// Each message written as an .eml file into this directory.
+    File(PathBuf),
+    Smtp(SmtpConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub credentials: Option<(String, SecretString)>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    StartTls,
+    Implicit,
+    /// Plain text: only for a relay on the same host.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    pub public_base_url: Url,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub id: ProviderId,
+    pub display_name: String,
+    pub token_url: Url,
+    pub authorize_url: Url,
+    pub revocation_url: Option<Url>,
+    pub introspection_url: Option<Url>,
+    pub probe_url: Option<Url>,
+    pub client_id: String,
+    pub client_secret: Option<SecretString>,
+    pub client_auth: ClientAuth,
+    pub scopes: Vec<String>,
+    pub rotates_refresh_tokens: bool,
+    pub reuse_grace: Duration,
+    pub refresh_token_lifetime: Option<Duration>,
+}
+
+/// How the client authenticates at the token endpoint (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    Basic,
+    Post,
+    /// A public client: client_id only.
+    None,
+}
+
+/// One thing wrong with the config: which key, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{}", ProblemList { path, problems })]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+struct ProblemList<'a> {
+    path: &'a Path,
+    problems: &'a [Problem],
+}
+
+impl fmt::Display for ProblemList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}: {}: {}", self.path.display(), p.key, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads, layers and checks the config; either every value is good or every problem is listed.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
+            path: path.into(),
+            source,
+        })?;
+        let env = config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator(ENV_SEPARATOR)
+            .separator(ENV_SEPARATOR)
+            .try_parsing(true);
+        let layered = config::Config::builder()
+            .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+            .add_source(env)
+            .build()
+            .and_then(|c| c.try_deserialize::<config::Map<String, config::Value>>())
+            .map_err(|e| ConfigError::Syntax {
+                path: path.into(),
+                message: describe(&e),
+            })?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        validate::validate(layered, path, &base_dir)
+    }
+
+    pub fn provider(&self, id: &ProviderId) -> Option<&ProviderConfig> {
+        self.providers.get(id)
+    }
+}
+
+/// The environment variable that overrides a key, e.g. `CREDWATCH__SMTP__HOST` for `smtp.host`.
+pub fn env_var_for(key: &str) -> String {
+    let mut name = String::from(ENV_PREFIX);
+    for part in key.split('.') {
+        name.push_str(ENV_SEPARATOR);
+        name.push_str(&part.to_uppercase());
+    }
+    name
+}
+
+/// A config-crate error in words, without echoing the value: the value may be a secret.
+fn describe(e: &config::ConfigError) -> String {
+    use config::ConfigError as E;
+    match e {
+        E::Type { expected, .. } => format!("expected {expected}, found a value of another type"),
+        E::At { error, .. } => describe(error),
+        E::FileParse { cause, .. } => cause.to_string(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,106 @@
+//! The config file as written: one struct per section, unknown keys refused. Values that need
+//! checking (URLs, durations, cron, paths) stay strings here and are checked in `validate`, so
+//! that every bad value is reported, not just the first.
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Database {
+    pub url: Option<String>,
+    pub max_connections: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Encryption {
+    pub key_file: Option<String>,
+    pub previous_key_files: Vec<String>,
+    pub create_if_missing: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Schedule {
+    pub sweep: Option<String>,
+    pub check_interval: Option<String>,
+    pub batch_size: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mail {
+    pub transport: Option<String>,
+    pub from: Option<String>,
+    pub dir: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Smtp {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub tls: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    pub password_file: Option<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    pub listen: Option<String>,
+    pub public_base_url: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Operator {
+    pub email: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    pub format: Option<String>,
+    pub level: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Provider {
+    pub display_name: Option<String>,
+    pub token_url: Option<String>,
+    pub authorize_url: Option<String>,
+    pub revocation_url: Option<String>,
+    pub introspection_url: Option<String>,
+    pub probe_url: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretString>,
+    pub client_secret_file: Option<String>,
+    pub client_auth: Option<String>,
+    pub scopes: Option<Scopes>,
+    pub rotates_refresh_tokens: bool,
+    pub reuse_grace: Option<String>,
+    pub refresh_token_lifetime: Option<String>,
+}
+
+/// Scopes as a TOML list or as one space-separated string (OAuth's own form, and the only one an
+/// environment variable can carry).
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum Scopes {
+    List(Vec<String>),
+    Text(String),
+}
+
+impl Scopes {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            Scopes::List(v) => v,
+            Scopes::Text(s) => s.split_whitespace().map(str::to_owned).collect(),
+        }
+    }
+}

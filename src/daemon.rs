@@ -1,0 +1,67 @@
+//! `credwatch run`: opens the store, starts the workers, and stops them all on SIGINT/SIGTERM.
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, ConfigError, MailTransport};
+use crate::store::{self, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+pub async fn run(config: Config) -> Result<(), DaemonError> {
+    let shutdown = CancellationToken::new();
+    let signals = shutdown_signals(shutdown.clone()).map_err(DaemonError::Signals)?;
+
+    let store = store::open(&config.database, config.keyring.clone()).await?;
+    store.migrate().await?;
+    let counts = store.counts().await?;
+    let mail = match &config.mail.transport {
+        MailTransport::File(dir) => format!("files in {}", dir.display()),
+        MailTransport::Smtp(smtp) => format!("smtp://{}:{}", smtp.host, smtp.port),
+    };
+    tracing::info!(
+        config = %config.path.display(),
+        providers = config.providers.len(),
+        connections = counts.connections,
+        healthy = counts.healthy,
+        degraded = counts.degraded,
+        broken = counts.broken,
+        pipelines = counts.pipelines,
+        paused = counts.paused,
+        mail = %mail,
+        sweep = %config.schedule.sweep,
+        "credwatch started"
+    );
+
+    // Every worker is spawned on this tracker and watches `shutdown`; none is fire-and-forget.
+    let tasks = TaskTracker::new();
+    tasks.close();
+    shutdown.cancelled().await;
+    tracing::info!("shutting down");
+    tasks.wait().await;
+    signals.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Cancels `shutdown` on the first SIGINT or SIGTERM.
+fn shutdown_signals(shutdown: CancellationToken) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+        shutdown.cancel();
+    }))
+}

@@ -1,0 +1,356 @@
+//! Newtypes parsed at the boundary: once a value has one of these types it is known to be well formed.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// Why a value from outside was refused; the message is meant for the person who typed it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(String);
+
+/// Lower-case letters and digits without the look-alikes (0/o, 1/l/i), so ids read aloud or typed survive.
+const ID_ALPHABET: &[u8] = b"23456789abcdefghjkmnpqrstuvwxyz";
+const ID_RANDOM_LEN: usize = 14;
+
+macro_rules! prefixed_id {
+    ($name:ident, $prefix:literal, $what:literal) => {
+        #[doc = concat!("Identifier of a ", $what, ": `", $prefix, "` followed by random characters.")]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            const PREFIX: &'static str = $prefix;
+
+            /// A fresh random id (about 69 bits: collisions are not a practical concern, and the
+            /// store's primary key would refuse one anyway).
+            pub fn generate() -> Self {
+                let mut rng = rand::thread_rng();
+                let mut s = String::with_capacity(Self::PREFIX.len() + ID_RANDOM_LEN);
+                s.push_str(Self::PREFIX);
+                for _ in 0..ID_RANDOM_LEN {
+                    s.push(ID_ALPHABET[rng.gen_range(0..ID_ALPHABET.len())] as char);
+                }
+                Self(s)
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ParseError;
+            fn from_str(s: &str) -> Result<Self, ParseError> {
+                let s = s.trim();
+                let rest = s.strip_prefix(Self::PREFIX).ok_or_else(|| {
+                    ParseError(format!(
+                        "{:?} is not a {} id (they look like {}{})",
+                        s,
+                        $what,
+                        Self::PREFIX,
+                        "x".repeat(ID_RANDOM_LEN)
+                    ))
+                })?;
+                if rest.len() != ID_RANDOM_LEN || !rest.bytes().all(|b| ID_ALPHABET.contains(&b)) {
+                    return Err(ParseError(format!("{:?} is not a valid {} id", s, $what)));
+                }
+                Ok(Self(s.to_owned()))
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = ParseError;
+            fn try_from(s: String) -> Result<Self, ParseError> {
+                s.parse()
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+prefixed_id!(ConnectionId, "conn_", "connection");
+prefixed_id!(PipelineId, "pipe_", "pipeline");
+
+/// An owner's or operator's e-mail address, checked with the same parser the mailer uses.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct EmailAddress(String);
+
+impl EmailAddress {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for EmailAddress {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        let s = s.trim();
+        s.parse::<lettre::Address>()
+            .map_err(|e| ParseError(format!("{s:?} is not an e-mail address: {e}")))?;
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl TryFrom<String> for EmailAddress {
+    type Error = ParseError;
+    fn try_from(s: String) -> Result<Self, ParseError> {
+        s.parse()
+    }
+}
+
+impl From<EmailAddress> for String {
+    fn from(e: EmailAddress) -> String {
+        e.0
+    }
+}
+
+impl fmt::Display for EmailAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A pipeline's ingestion position: opaque to us (a cursor, an offset, a timestamp), stored and
+/// handed back byte for byte. Bounded so that a runaway reporter cannot bloat every row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Position(String);
+
+impl Position {
+    pub const MAX_LEN: usize = 4096;
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Position {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        if s.is_empty() {
+            return Err(ParseError("a position cannot be empty".into()));
+        }
+        if s.len() > Self::MAX_LEN {
+            return Err(ParseError(format!(
+                "a position is at most {} bytes, this one has {}",
+                Self::MAX_LEN,
+                s.len()
+            )));
+        }
+        if s.chars().any(char::is_control) {
+            return Err(ParseError(
+                "a position cannot contain control characters".into(),
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl TryFrom<String> for Position {
+    type Error = ParseError;
+    fn try_from(s: String) -> Result<Self, ParseError> {
+        s.parse()
+    }
+}
+
+impl From<Position> for String {
+    fn from(p: Position) -> String {
+        p.0
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The key of a `[providers.<id>]` table: what connections name as their provider.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ProviderId(String);
+
+impl ProviderId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for ProviderId {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(ParseError(format!(
+                "{s:?} is not a provider id (lower-case letters, digits, '-' and '_', at most 64)"
+            )))
+        }
+    }
+}
+
+impl TryFrom<String> for ProviderId {
+    type Error = ParseError;
+    fn try_from(s: String) -> Result<Self, ParseError> {
+        s.parse()
+    }
+}
+
+impl From<ProviderId> for String {
+    fn from(p: ProviderId) -> String {
+        p.0
+    }
+}
+
+impl fmt::Display for ProviderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+macro_rules! text_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ParseError;
+            fn from_str(s: &str) -> Result<Self, ParseError> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(ParseError(format!(
+                        "{other:?} is not one of: {}",
+                        [$($text),+].join(", ")
+                    ))),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// A connection's health. `degraded` means failures that do not prove the grant is gone.
+    ConnectionStatus {
+        Healthy => "healthy",
+        Degraded => "degraded",
+        Broken => "broken",
+    }
+);
+
+text_enum!(
+    /// Whether a pipeline is moving data.
+    PipelineState {
+        Running => "running",
+        Paused => "paused",
+    }
+);
+
+text_enum!(
+    /// Who paused a pipeline: we only ever resume the pauses we made ourselves.
+    PausedBy {
+        Credwatch => "credwatch",
+        Platform => "platform",
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_parse_back() {
+        for _ in 0..100 {
+            let id = ConnectionId::generate();
+            assert_eq!(id.as_str().parse::<ConnectionId>().unwrap(), id);
+            let id = PipelineId::generate();
+            assert_eq!(id.as_str().parse::<PipelineId>().unwrap(), id);
+        }
+    }
+
+    #[test]
+    fn ids_of_the_wrong_kind_or_shape_are_refused() {
+        let pipe = PipelineId::generate();
+        assert!(pipe.as_str().parse::<ConnectionId>().is_err());
+        assert!("conn_".parse::<ConnectionId>().is_err());
+        assert!("conn_0000000000000l".parse::<ConnectionId>().is_err());
+        assert!("42".parse::<ConnectionId>().is_err());
+    }
+
+    #[test]
+    fn email_addresses_are_checked() {
+        assert!("ada@example.com".parse::<EmailAddress>().is_ok());
+        for bad in ["", "ada", "ada@", "@example.com", "a b@example.com"] {
+            assert!(bad.parse::<EmailAddress>().is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn positions_are_opaque_but_bounded() {
+        assert_eq!(
+            "2026-11-01T00:00:00Z|offset=17"
+                .parse::<Position>()
+                .unwrap()
+                .as_str(),
+            "2026-11-01T00:00:00Z|offset=17"
+        );
+        assert!("".parse::<Position>().is_err());
+        assert!("a\nb".parse::<Position>().is_err());
+        assert!(
+            "x".repeat(Position::MAX_LEN + 1)
+                .parse::<Position>()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn provider_ids_are_config_keys() {
+        assert!("google".parse::<ProviderId>().is_ok());
+        assert!("ms-graph_2".parse::<ProviderId>().is_ok());
+        assert!("Google".parse::<ProviderId>().is_err());
+        assert!("".parse::<ProviderId>().is_err());
+    }
+
+    #[test]
+    fn text_enums_round_trip() {
+        for s in ConnectionStatus::ALL {
+            assert_eq!(s.as_str().parse::<ConnectionStatus>().unwrap(), *s);
+        }
+        assert!("sick".parse::<ConnectionStatus>().is_err());
+    }
+}

@@ -1,0 +1,12 @@
+//! credwatch keeps third-party OAuth connections healthy: it refreshes and tests stored tokens,
+//! marks dead grants broken, pauses the pipelines that depend on them, and e-mails their owners a
+//! reauthorize link. The binary is a thin shell over this library.
+
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod daemon;
+pub mod domain;
+pub mod logging;
+pub mod store;
+pub mod tokens;

@@ -1,0 +1,377 @@
+//! The embedded default: one SQLite file in WAL mode.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+
+use super::*;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+const CONNECTION_COLUMNS: &str = "id, provider, name, owner_email, account, scopes, status, reason, status_since, \
+     refresh_token IS NOT NULL AS has_refresh_token, token_generation, access_expires_at, refresh_expires_at, \
+     last_check_at, next_check_at, created_at";
+const PIPELINE_COLUMNS: &str = "id, name, state, position, position_updated_at, paused_at_position, paused_at, \
+     paused_by, pause_reason, created_at";
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    keyring: Arc<Keyring>,
+}
+
+impl SqliteStore {
+    pub async fn open(
+        path: &Path,
+        max_connections: u32,
+        keyring: Arc<Keyring>,
+    ) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Open {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // A committed token rotation must survive a power cut: the old refresh token is dead.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections)
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool, keyring })
+    }
+
+    /// Write transactions take the write lock up front; a deferred one that upgrades later can fail
+    /// with SQLITE_BUSY without waiting, whatever the busy timeout.
+    async fn write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    async fn pipeline_connections(&self, id: &PipelineId) -> Result<Vec<ConnectionId>, StoreError> {
+        let rows = sqlx::query("SELECT connection_id FROM pipeline_connections WHERE pipeline_id = $1 ORDER BY connection_id")
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| parse(r.try_get::<String, _>(0)?))
+            .collect()
+    }
+}
+
+fn parse<T: std::str::FromStr>(s: String) -> Result<T, StoreError>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse()
+        .map_err(|e: T::Err| StoreError::Corrupt(e.to_string()))
+}
+
+fn opt_time(v: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    v.map(from_ms).transpose()
+}
+
+fn connection_from_row(r: &SqliteRow) -> Result<Connection, StoreError> {
+    let scopes: String = r.try_get("scopes")?;
+    Ok(Connection {
+        id: parse(r.try_get("id")?)?,
+        provider: parse(r.try_get("provider")?)?,
+        name: r.try_get("name")?,
+        owner: parse(r.try_get("owner_email")?)?,
+        account: r.try_get("account")?,
+        scopes: scopes.split_whitespace().map(str::to_owned).collect(),
+        status: parse(r.try_get("status")?)?,
+        reason: r.try_get("reason")?,
+        since: from_ms(r.try_get("status_since")?)?,
+        has_refresh_token: r.try_get("has_refresh_token")?,
+        token_generation: r.try_get("token_generation")?,
+        access_expires_at: opt_time(r.try_get("access_expires_at")?)?,
+        refresh_expires_at: opt_time(r.try_get("refresh_expires_at")?)?,
+        last_check_at: opt_time(r.try_get("last_check_at")?)?,
+        next_check_at: from_ms(r.try_get("next_check_at")?)?,
+        created_at: from_ms(r.try_get("created_at")?)?,
+    })
+}
+
+fn pipeline_from_row(
+    r: &SqliteRow,
+    connections: Vec<ConnectionId>,
+) -> Result<Pipeline, StoreError> {
+    let position = |col: &str| -> Result<Option<Position>, StoreError> {
+        r.try_get::<Option<String>, _>(col)?.map(parse).transpose()
+    };
+    Ok(Pipeline {
+        id: parse(r.try_get("id")?)?,
+        name: r.try_get("name")?,
+        state: parse(r.try_get("state")?)?,
+        position: position("position")?,
+        position_updated_at: opt_time(r.try_get("position_updated_at")?)?,
+        paused_at_position: position("paused_at_position")?,
+        paused_at: opt_time(r.try_get("paused_at")?)?,
+        paused_by: r
+            .try_get::<Option<String>, _>("paused_by")?
+            .map(parse)
+            .transpose()?,
+        pause_reason: r.try_get("pause_reason")?,
+        connections,
+        created_at: from_ms(r.try_get("created_at")?)?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn add_connection(
+        &self,
+        new: NewConnection,
+        now: DateTime<Utc>,
+    ) -> Result<ConnectionId, StoreError> {
+        let id = ConnectionId::generate();
+        let access = self.keyring.seal(
+            &new.tokens.access_token,
+            &token_context(&id, "access_token"),
+        );
+        let refresh = new
+            .tokens
+            .refresh_token
+            .as_ref()
+            .map(|t| self.keyring.seal(t, &token_context(&id, "refresh_token")));
+        let now = to_ms(now);
+        sqlx::query(
+            "INSERT INTO connections (id, provider, name, owner_email, account, scopes, key_id, access_token, \
+             refresh_token, access_expires_at, refresh_expires_at, tokens_updated_at, status, status_since, \
+             next_check_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'healthy', $12, $12, $12, $12)",
+        )
+        .bind(id.as_str())
+        .bind(new.provider.as_str())
+        .bind(&new.name)
+        .bind(new.owner.as_str())
+        .bind(&new.account)
+        .bind(new.tokens.scopes.join(" "))
+        .bind(access.key_id.as_str())
+        .bind(&access.blob)
+        .bind(refresh.as_ref().map(|s| &s.blob))
+        .bind(new.tokens.expires_at.map(to_ms))
+        .bind(new.tokens.refresh_expires_at.map(to_ms))
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn connection(&self, id: &ConnectionId) -> Result<Connection, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM connections WHERE id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::ConnectionNotFound(id.clone()))?;
+        connection_from_row(&row)
+    }
+
+    async fn connections(&self) -> Result<Vec<Connection>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM connections ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(connection_from_row).collect()
+    }
+
+    async fn tokens(&self, id: &ConnectionId) -> Result<StoredTokens, StoreError> {
+        let row = sqlx::query("SELECT key_id, access_token, refresh_token, token_generation FROM connections WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::ConnectionNotFound(id.clone()))?;
+        let key_id: String = row.try_get("key_id")?;
+        let access: Vec<u8> = row.try_get("access_token")?;
+        let refresh: Option<Vec<u8>> = row.try_get("refresh_token")?;
+        Ok(StoredTokens {
+            access_token: self.keyring.open(
+                &key_id,
+                &access,
+                &token_context(id, "access_token"),
+            )?,
+            refresh_token: refresh
+                .map(|blob| {
+                    self.keyring
+                        .open(&key_id, &blob, &token_context(id, "refresh_token"))
+                })
+                .transpose()?,
+            generation: row.try_get("token_generation")?,
+        })
+    }
+
+    async fn remove_connection(&self, id: &ConnectionId) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        let users: Vec<String> = sqlx::query_scalar("SELECT pipeline_id FROM pipeline_connections WHERE connection_id = $1 ORDER BY pipeline_id")
+            .bind(id.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+        if !users.is_empty() {
+            return Err(StoreError::ConnectionInUse {
+                id: id.clone(),
+                pipelines: users.join(", "),
+            });
+        }
+        let removed = sqlx::query("DELETE FROM connections WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if removed.rows_affected() == 0 {
+            return Err(StoreError::ConnectionNotFound(id.clone()));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn add_pipeline(
+        &self,
+        new: NewPipeline,
+        now: DateTime<Utc>,
+    ) -> Result<PipelineId, StoreError> {
+        let id = PipelineId::generate();
+        let now = to_ms(now);
+        let mut connections = new.connections;
+        connections.sort();
+        connections.dedup();
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO pipelines (id, name, state, position, position_updated_at, created_at, updated_at) \
+             VALUES ($1, $2, 'running', $3, $4, $5, $5)",
+        )
+        .bind(id.as_str())
+        .bind(&new.name)
+        .bind(new.position.as_ref().map(Position::as_str))
+        .bind(new.position.as_ref().map(|_| now))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        for c in &connections {
+            let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM connections WHERE id = $1")
+                .bind(c.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_none() {
+                return Err(StoreError::ConnectionNotFound(c.clone()));
+            }
+            sqlx::query(
+                "INSERT INTO pipeline_connections (pipeline_id, connection_id) VALUES ($1, $2)",
+            )
+            .bind(id.as_str())
+            .bind(c.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn pipeline(&self, id: &PipelineId) -> Result<Pipeline, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::PipelineNotFound(id.clone()))?;
+        pipeline_from_row(&row, self.pipeline_connections(id).await?)
+    }
+
+    async fn pipelines(&self) -> Result<Vec<Pipeline>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {PIPELINE_COLUMNS} FROM pipelines ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        let links = sqlx::query("SELECT pipeline_id, connection_id FROM pipeline_connections ORDER BY pipeline_id, connection_id")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut by_pipeline: std::collections::HashMap<String, Vec<ConnectionId>> =
+            std::collections::HashMap::new();
+        for link in &links {
+            by_pipeline
+                .entry(link.try_get("pipeline_id")?)
+                .or_default()
+                .push(parse(link.try_get("connection_id")?)?);
+        }
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("id")?;
+                pipeline_from_row(r, by_pipeline.remove(&id).unwrap_or_default())
+            })
+            .collect()
+    }
+
+    async fn set_position(
+        &self,
+        id: &PipelineId,
+        position: &Position,
+        now: DateTime<Utc>,
+    ) -> Result<Pipeline, StoreError> {
+        let updated = sqlx::query("UPDATE pipelines SET position = $1, position_updated_at = $2, updated_at = $2 WHERE id = $3")
+            .bind(position.as_str())
+            .bind(to_ms(now))
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::PipelineNotFound(id.clone()));
+        }
+        self.pipeline(id).await
+    }
+
+    async fn remove_pipeline(&self, id: &PipelineId) -> Result<(), StoreError> {
+        let removed = sqlx::query("DELETE FROM pipelines WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        if removed.rows_affected() == 0 {
+            return Err(StoreError::PipelineNotFound(id.clone()));
+        }
+        Ok(())
+    }
+
+    async fn counts(&self) -> Result<Counts, StoreError> {
+        let row = sqlx::query(
+            "SELECT \
+               (SELECT COUNT(*) FROM connections) AS connections, \
+               (SELECT COUNT(*) FROM connections WHERE status = 'healthy') AS healthy, \
+               (SELECT COUNT(*) FROM connections WHERE status = 'degraded') AS degraded, \
+               (SELECT COUNT(*) FROM connections WHERE status = 'broken') AS broken, \
+               (SELECT COUNT(*) FROM pipelines) AS pipelines, \
+               (SELECT COUNT(*) FROM pipelines WHERE state = 'paused') AS paused",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let n = |col: &str| -> Result<u64, StoreError> {
+            Ok(row.try_get::<i64, _>(col)?.max(0) as u64)
+        };
+        Ok(Counts {
+            connections: n("connections")?,
+            healthy: n("healthy")?,
+            degraded: n("degraded")?,
+            broken: n("broken")?,
+            pipelines: n("pipelines")?,
+            paused: n("paused")?,
+        })
+    }
+}

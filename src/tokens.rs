@@ -1,0 +1,209 @@
+//! OAuth token responses (RFC 6749 §5.1) as they arrive from a provider or an operator's file.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, TimeDelta, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
+
+/// A malformed token response. Never carries the offending value: it might be a token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed token response: {0}")]
+pub struct TokenParseError(String);
+
+/// Tokens and what we know of their lifetimes; secrets never print.
+#[derive(Debug, Clone)]
+pub struct TokenSet {
+    pub access_token: SecretString,
+    pub refresh_token: Option<SecretString>,
+    /// When the access token stops working, if the provider said.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Absolute end of the refresh token that refreshing cannot extend (LinkedIn, Intuit ...).
+    pub refresh_expires_at: Option<DateTime<Utc>>,
+    pub scopes: Vec<String>,
+    /// The `sub` and `email` claims of an id_token, read but not verified: good enough to name
+    /// the account by default, never to authenticate anyone.
+    pub id_token_subject: Option<String>,
+    pub id_token_email: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Wire {
+    access_token: SecretString,
+    #[serde(default)]
+    refresh_token: Option<SecretString>,
+    #[serde(default, deserialize_with = "seconds")]
+    expires_in: Option<i64>,
+    /// Not in the RFC, but what many tools that store tokens write down.
+    #[serde(default, deserialize_with = "seconds")]
+    expires_at: Option<i64>,
+    #[serde(default, deserialize_with = "seconds")]
+    refresh_token_expires_in: Option<i64>,
+    #[serde(default, deserialize_with = "seconds")]
+    x_refresh_token_expires_in: Option<i64>,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    id_token: Option<SecretString>,
+}
+
+/// Some providers send numbers as strings ("3600"); both mean the same.
+fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Num {
+        Int(i64),
+        Float(f64),
+        Text(String),
+    }
+    match Option::<Num>::deserialize(d)? {
+        None => Ok(None),
+        Some(Num::Int(n)) => Ok(Some(n)),
+        Some(Num::Float(f)) if f.is_finite() => Ok(Some(f as i64)),
+        Some(Num::Text(s)) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom("not a number of seconds")),
+        Some(Num::Float(_)) => Err(serde::de::Error::custom("not a number of seconds")),
+    }
+}
+
+impl TokenSet {
+    /// Parses a token response received at `now`.
+    pub fn from_json(bytes: &[u8], now: DateTime<Utc>) -> Result<Self, TokenParseError> {
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        let wire: Wire = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let what = match inner.classify() {
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                    "not valid JSON".to_owned()
+                }
+                serde_json::error::Category::Io => "could not be read".to_owned(),
+                serde_json::error::Category::Data if path == "." => {
+                    "expected a JSON object with at least access_token".to_owned()
+                }
+                serde_json::error::Category::Data => {
+                    format!("field `{path}` is missing or has the wrong type")
+                }
+            };
+            TokenParseError(format!(
+                "{what} (line {}, column {})",
+                inner.line(),
+                inner.column()
+            ))
+        })?;
+        if wire.access_token.expose_secret().is_empty() {
+            return Err(TokenParseError("access_token is empty".into()));
+        }
+        let after = |secs: Option<i64>| {
+            secs.filter(|s| *s > 0)
+                .map(|s| now + TimeDelta::seconds(s.min(i64::from(i32::MAX))))
+        };
+        let expires_at = after(wire.expires_in)
+            .or_else(|| wire.expires_at.and_then(|t| DateTime::from_timestamp(t, 0)));
+        let (sub, email) = wire
+            .id_token
+            .as_ref()
+            .map(|t| id_token_claims(t.expose_secret()))
+            .unwrap_or_default();
+        Ok(Self {
+            access_token: wire.access_token,
+            refresh_token: wire.refresh_token.filter(|t| !t.expose_secret().is_empty()),
+            expires_at,
+            refresh_expires_at: after(
+                wire.refresh_token_expires_in
+                    .or(wire.x_refresh_token_expires_in),
+            ),
+            scopes: wire
+                .scope
+                .map(|s| s.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default(),
+            id_token_subject: sub,
+            id_token_email: email,
+        })
+    }
+}
+
+fn id_token_claims(jwt: &str) -> (Option<String>, Option<String>) {
+    #[derive(Deserialize)]
+    struct Claims {
+        sub: Option<String>,
+        email: Option<String>,
+    }
+    let claims = jwt
+        .split('.')
+        .nth(1)
+        .and_then(|payload| URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok())
+        .and_then(|json| serde_json::from_slice::<Claims>(&json).ok());
+    match claims {
+        Some(c) => (c.sub, c.email),
+        None => (None, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+    }
+
+    #[test]
+    fn a_full_response_parses() {
+        let payload = URL_SAFE_NO_PAD.encode(br#"{"sub":"user-1","email":"ada@example.com"}"#);
+        let json = format!(
+            r#"{{"access_token":"at","refresh_token":"rt","expires_in":3600,"scope":"openid email","token_type":"Bearer","id_token":"h.{payload}.s","refresh_token_expires_in":"31536000"}}"#
+        );
+        let t = TokenSet::from_json(json.as_bytes(), now()).unwrap();
+        assert_eq!(t.access_token.expose_secret(), "at");
+        assert_eq!(t.refresh_token.as_ref().unwrap().expose_secret(), "rt");
+        assert_eq!(t.expires_at, Some(now() + TimeDelta::seconds(3600)));
+        assert_eq!(t.refresh_expires_at, Some(now() + TimeDelta::days(365)));
+        assert_eq!(t.scopes, ["openid", "email"]);
+        assert_eq!(t.id_token_subject.as_deref(), Some("user-1"));
+        assert_eq!(t.id_token_email.as_deref(), Some("ada@example.com"));
+    }
+
+    #[test]
+    fn a_long_lived_token_without_refresh_token_parses() {
+        let t =
+            TokenSet::from_json(br#"{"access_token":"EAAB","expires_in":5183944}"#, now()).unwrap();
+        assert!(t.refresh_token.is_none());
+        assert!(t.expires_at.is_some());
+    }
+
+    #[test]
+    fn malformed_responses_are_errors_that_do_not_repeat_the_input() {
+        let cases: &[&[u8]] = &[
+            b"",
+            b"{",
+            b"[]",
+            b"<html>oops</html>",
+            br#"{"refresh_token":"rt-secret-1"}"#,
+            br#"{"access_token":""}"#,
+            br#"{"access_token":42}"#,
+            br#"{"access_token":"at","expires_in":"at-secret-2"}"#,
+        ];
+        for case in cases {
+            let err = TokenSet::from_json(case, now()).unwrap_err().to_string();
+            assert!(!err.contains("secret"), "{err}");
+        }
+        let err = TokenSet::from_json(br#"{"access_token":"at","expires_in":"soon"}"#, now())
+            .unwrap_err();
+        assert!(err.to_string().contains("expires_in"), "{err}");
+    }
+
+    #[test]
+    fn debug_output_redacts_tokens() {
+        let t = TokenSet::from_json(
+            br#"{"access_token":"at-secret","refresh_token":"rt-secret"}"#,
+            now(),
+        )
+        .unwrap();
+        let shown = format!("{t:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+}
