@@ -37,6 +37,8 @@ pub enum CryptoError {
         "stored tokens were encrypted with key {stored}, which is neither the configured key ({current}) nor one of [encryption] previous_key_files"
     )]
     UnknownKey { stored: String, current: String },
+    #[error("a token could not be encrypted")]
+    Seal,
     #[error(
         "stored tokens failed authentication under key {key_id}: the data was altered or the key file changed"
     )]
@@ -129,33 +131,43 @@ impl Keyring {
         }
     }
 
+    /// Whether tokens sealed under `key_id` can be opened.
+    pub fn knows(&self, key_id: &str) -> bool {
+        self.find(key_id).is_some()
+    }
+
+    fn find(&self, key_id: &str) -> Option<&Key> {
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find(|k| k.id.as_str() == key_id)
+    }
+
     pub fn current_id(&self) -> &KeyId {
         &self.current.id
     }
 
     /// Encrypts under the current key. `context` is authenticated but not stored: it binds the
     /// ciphertext to its row and column, so a blob copied elsewhere does not decrypt.
-    pub fn seal(&self, plaintext: &SecretString, context: &str) -> Sealed {
+    pub fn seal(&self, plaintext: &SecretString, context: &str) -> Result<Sealed, CryptoError> {
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let payload = Payload {
             msg: plaintext.expose_secret().as_bytes(),
             aad: context.as_bytes(),
         };
-        // Encryption with a valid key and in-memory buffers cannot fail; the aead API still
-        // returns a Result, whose error carries nothing.
+        // The only failure the AEAD has is a plaintext beyond its size limit (256 GiB).
         let ciphertext = self
             .current
             .cipher
             .encrypt(&nonce, payload)
-            .unwrap_or_default();
+            .map_err(|_| CryptoError::Seal)?;
         let mut blob = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
         blob.push(FORMAT_V1);
         blob.extend_from_slice(&nonce);
         blob.extend_from_slice(&ciphertext);
-        Sealed {
+        Ok(Sealed {
             key_id: self.current.id.clone(),
             blob,
-        }
+        })
     }
 
     pub fn open(
@@ -164,13 +176,10 @@ impl Keyring {
         blob: &[u8],
         context: &str,
     ) -> Result<SecretString, CryptoError> {
-        let key = std::iter::once(&self.current)
-            .chain(&self.previous)
-            .find(|k| k.id.as_str() == key_id)
-            .ok_or_else(|| CryptoError::UnknownKey {
-                stored: key_id.to_owned(),
-                current: self.current.id.to_string(),
-            })?;
+        let key = self.find(key_id).ok_or_else(|| CryptoError::UnknownKey {
+            stored: key_id.to_owned(),
+            current: self.current.id.to_string(),
+        })?;
         let tampered = || CryptoError::Tampered {
             key_id: key_id.to_owned(),
         };
@@ -259,7 +268,9 @@ mod tests {
     #[test]
     fn seal_then_open_round_trips_and_hides_the_plaintext() {
         let ring = Keyring::from_bytes([7; 32]);
-        let sealed = ring.seal(&secret("ya29.very-secret"), "conn_x/access");
+        let sealed = ring
+            .seal(&secret("ya29.very-secret"), "conn_x/access")
+            .unwrap();
         assert!(!sealed.blob.windows(6).any(|w| w == b"ya29.v"));
         let opened = ring
             .open(sealed.key_id.as_str(), &sealed.blob, "conn_x/access")
@@ -270,7 +281,7 @@ mod tests {
     #[test]
     fn a_blob_moved_to_another_row_or_altered_does_not_open() {
         let ring = Keyring::from_bytes([7; 32]);
-        let sealed = ring.seal(&secret("token"), "conn_a/refresh");
+        let sealed = ring.seal(&secret("token"), "conn_a/refresh").unwrap();
         assert!(matches!(
             ring.open(sealed.key_id.as_str(), &sealed.blob, "conn_b/refresh"),
             Err(CryptoError::Tampered { .. })
@@ -289,7 +300,9 @@ mod tests {
 
     #[test]
     fn a_different_key_is_named_not_garbage() {
-        let sealed = Keyring::from_bytes([7; 32]).seal(&secret("token"), "c");
+        let sealed = Keyring::from_bytes([7; 32])
+            .seal(&secret("token"), "c")
+            .unwrap();
         let other = Keyring::from_bytes([8; 32]);
         let err = other
             .open(sealed.key_id.as_str(), &sealed.blob, "c")
@@ -306,7 +319,8 @@ mod tests {
         generate_key_file(&new).unwrap();
         let sealed = Keyring::from_files(&old, &[])
             .unwrap()
-            .seal(&secret("t"), "c");
+            .seal(&secret("t"), "c")
+            .unwrap();
         let ring = Keyring::from_files(&new, &[old]).unwrap();
         assert_eq!(
             ring.open(sealed.key_id.as_str(), &sealed.blob, "c")

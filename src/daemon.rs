@@ -21,7 +21,6 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let signals = shutdown_signals(shutdown.clone()).map_err(DaemonError::Signals)?;
 
     let store = store::open(&config.database, config.keyring.clone()).await?;
-    store.migrate().await?;
     let counts = store.counts().await?;
     let mail = match &config.mail.transport {
         MailTransport::File(dir) => format!("files in {}", dir.display()),

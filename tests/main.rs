@@ -1,1 +1,9 @@
+//! credwatch's integration tests: one binary, the real binary and real peers (see `helpers`).
 
+mod helpers;
+
+mod cli;
+mod config;
+mod daemon;
+mod peers;
+mod store;

@@ -32,6 +32,7 @@ CREATE TABLE connections (
 CREATE INDEX connections_due ON connections (next_check_at);
 CREATE INDEX connections_by_provider ON connections (provider, status);
 CREATE INDEX connections_by_owner ON connections (owner_email);
+CREATE INDEX connections_by_key ON connections (key_id);
 
 CREATE TABLE pipelines (
     id                  TEXT PRIMARY KEY,

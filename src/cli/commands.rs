@@ -54,9 +54,7 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
 }
 
 async fn open_store(config: &Config) -> Result<Arc<dyn Store>, CliError> {
-    let store = store::open(&config.database, config.keyring.clone()).await?;
-    store.migrate().await?;
-    Ok(store)
+    Ok(store::open(&config.database, config.keyring.clone()).await?)
 }
 
 fn input<T: std::str::FromStr>(what: &str, value: &str) -> Result<T, CliError>
@@ -126,9 +124,10 @@ async fn connection(config: &Config, cmd: ConnectionCommand) -> Result<(), CliEr
                 .filter(|a| !a.is_empty());
             let tokens = TokenSet::from_json(&read_tokens(&tokens)?, Utc::now())
                 .map_err(|e| CliError::Input(format!("--tokens: {e}")))?;
+            // The subject first: it is stable where an e-mail address can change.
             let account = account
-                .or_else(|| tokens.id_token_email.clone())
-                .or_else(|| tokens.id_token_subject.clone());
+                .or_else(|| tokens.id_token_subject.clone())
+                .or_else(|| tokens.id_token_email.clone());
             let store = open_store(config).await?;
             let id = store
                 .add_connection(

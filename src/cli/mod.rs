@@ -72,7 +72,7 @@ pub enum ConnectionCommand {
         /// Who authorized it; gets the e-mails.
         #[arg(long)]
         owner: String,
-        /// The account it belongs to (defaults to the id_token's email or subject).
+        /// The account it belongs to (defaults to the id_token's subject, else its email).
         #[arg(long)]
         account: Option<String>,
         /// Never on the command line itself: every local user can read argv.

@@ -455,11 +455,14 @@ impl Checker<'_> {
                 None
             }
         };
-        if let (Some(auth), Some(None)) = (client_auth, &client_secret) {
-            if auth != ClientAuth::None {
-                self.problem(&k("client_secret"), "missing: client_auth needs a secret (set client_secret, client_secret_file, or client_auth = \"none\")");
-                return None;
-            }
+        if let (Some(auth), Some(None)) = (client_auth, &client_secret)
+            && auth != ClientAuth::None
+        {
+            self.problem(
+                &k("client_secret"),
+                "missing: client_auth needs a secret (set client_secret, client_secret_file, or client_auth = \"none\")",
+            );
+            return None;
         }
         let reuse_grace = self.duration(&k("reuse_grace"), p.reuse_grace.as_deref(), "0s");
         let refresh_token_lifetime = match p.refresh_token_lifetime.as_deref() {

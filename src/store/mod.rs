@@ -149,19 +149,35 @@ pub trait Store: Send + Sync + 'static {
     async fn remove_pipeline(&self, id: &PipelineId) -> Result<(), StoreError>;
 
     async fn counts(&self) -> Result<Counts, StoreError>;
+
+    /// The ids of the keys that sealed the stored tokens.
+    async fn key_ids(&self) -> Result<Vec<String>, StoreError>;
 }
 
-/// Opens the store the URL names; migrations are left to the caller (`migrate`).
+/// Opens the store the URL names and brings its schema up to date. Refuses a keyring that cannot
+/// open every stored token, so a wrong key file is found at start, not at the first refresh.
 pub async fn open(
     config: &DatabaseConfig,
     keyring: Arc<Keyring>,
 ) -> Result<Arc<dyn Store>, StoreError> {
-    match &config.url {
-        DatabaseUrl::Sqlite(path) => Ok(Arc::new(
-            SqliteStore::open(path, config.max_connections, keyring).await?,
-        )),
-        DatabaseUrl::Postgres(_) => Err(StoreError::PostgresUnsupported),
+    let store: Arc<dyn Store> = match &config.url {
+        DatabaseUrl::Sqlite(path) => {
+            Arc::new(SqliteStore::open(path, config.max_connections, keyring.clone()).await?)
+        }
+        DatabaseUrl::Postgres(_) => return Err(StoreError::PostgresUnsupported),
+    };
+    store.migrate().await?;
+    for id in store.key_ids().await? {
+        if !keyring.knows(&id) {
+            let current = keyring.current_id().to_string();
+            return Err(CryptoError::UnknownKey {
+                stored: id,
+                current,
+            }
+            .into());
+        }
     }
+    Ok(store)
 }
 
 pub(crate) fn to_ms(t: DateTime<Utc>) -> i64 {

@@ -145,12 +145,13 @@ impl Store for SqliteStore {
         let access = self.keyring.seal(
             &new.tokens.access_token,
             &token_context(&id, "access_token"),
-        );
+        )?;
         let refresh = new
             .tokens
             .refresh_token
             .as_ref()
-            .map(|t| self.keyring.seal(t, &token_context(&id, "refresh_token")));
+            .map(|t| self.keyring.seal(t, &token_context(&id, "refresh_token")))
+            .transpose()?;
         let now = to_ms(now);
         sqlx::query(
             "INSERT INTO connections (id, provider, name, owner_email, account, scopes, key_id, access_token, \
@@ -373,5 +374,13 @@ impl Store for SqliteStore {
             pipelines: n("pipelines")?,
             paused: n("paused")?,
         })
+    }
+
+    async fn key_ids(&self) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT DISTINCT key_id FROM connections")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 }

@@ -1,0 +1,289 @@
+//! The test harness: a throwaway credwatch installation (`TestEnv`), the binary run as an operator
+//! would run it, the daemon started with `spawn`, and the real peers in `peers`.
+
+pub mod peers;
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_credwatch");
+
+/// Waits for `cond` to hold, checking every `every`, failing the test with `what` at `deadline`.
+pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        if cond().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A config directory with a key, a SQLite database and a mail directory, removed on drop.
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl TestEnv {
+    /// An installation with one provider, `acme`, pointing at `token_url`.
+    pub fn new() -> Self {
+        Self::with_providers(&[("acme", "http://127.0.0.1:9/token")])
+    }
+
+    pub fn with_providers(providers: &[(&str, &str)]) -> Self {
+        let mut extra = String::new();
+        for (id, token_url) in providers {
+            extra.push_str(&format!(
+                "\n[providers.{id}]\ntoken_url = \"{token_url}\"\nauthorize_url = \"http://127.0.0.1:9/authorize\"\n\
+                 client_id = \"credwatch\"\nclient_secret = \"credwatch-secret\"\nscopes = \"openid offline_access\"\n"
+            ));
+        }
+        Self::with_config(&extra)
+    }
+
+    /// An installation whose config is the base sections followed by `extra`.
+    pub fn with_config(extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("credwatch.toml");
+        let base = "[database]\nurl = \"sqlite://state/credwatch.db\"\n\n\
+                    [encryption]\nkey_file = \"credwatch.key\"\n\n\
+                    [mail]\ntransport = \"file\"\ndir = \"mail\"\n\n\
+                    [schedule]\nsweep = \"0 * * * * *\"\n\n\
+                    [log]\nlevel = \"credwatch=debug,info\"\n";
+        std::fs::write(&config, format!("{base}{extra}")).expect("write config");
+        let out = std::process::Command::new(BIN)
+            .args(["key", "generate"])
+            .arg(dir.path().join("credwatch.key"))
+            .output()
+            .expect("run credwatch key generate");
+        assert!(
+            out.status.success(),
+            "key generate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { dir, config }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.path("state/credwatch.db")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs a credwatch command to completion.
+    pub async fn cli(&self, args: &[&str]) -> Output {
+        self.cli_with_stdin(args, b"").await
+    }
+
+    pub async fn cli_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn credwatch");
+        let mut pipe = child.stdin.take().expect("stdin");
+        // The command may exit before reading stdin (bad arguments): a broken pipe is fine.
+        let _ = pipe.write_all(stdin).await;
+        drop(pipe);
+        tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .expect("credwatch command timed out")
+            .expect("credwatch output")
+    }
+
+    /// Runs a command that must succeed and returns its trimmed stdout.
+    pub async fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args).await;
+        assert!(
+            out.status.success(),
+            "credwatch {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf-8 stdout")
+            .trim()
+            .to_owned()
+    }
+
+    /// Adds a connection to `acme` from a token response and returns its id.
+    pub async fn add_connection(&self, owner: &str, tokens_json: &str) -> String {
+        let out = self
+            .cli_with_stdin(
+                &[
+                    "connection",
+                    "add",
+                    "--provider",
+                    "acme",
+                    "--name",
+                    "CRM",
+                    "--owner",
+                    owner,
+                    "--tokens",
+                    "-",
+                ],
+                tokens_json.as_bytes(),
+            )
+            .await;
+        assert!(
+            out.status.success(),
+            "connection add failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_owned()
+    }
+
+    /// Every row of every table, in a stable order: equal snapshots mean nothing was written.
+    pub async fn db_snapshot(&self) -> Vec<String> {
+        use sqlx::{Row, ValueRef};
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(self.db_path())
+            .read_only(true);
+        let pool = sqlx::SqlitePool::connect_with(opts)
+            .await
+            .expect("open test database");
+        let tables: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+                .fetch_all(&pool)
+                .await
+                .expect("list tables");
+        let mut out = Vec::new();
+        for table in tables {
+            for row in sqlx::query(&format!("SELECT * FROM \"{table}\" ORDER BY 1"))
+                .fetch_all(&pool)
+                .await
+                .expect("read table")
+            {
+                let cells: Vec<String> = (0..row.columns().len())
+                    .map(|i| {
+                        let raw = row.try_get_raw(i).expect("cell");
+                        if raw.is_null() {
+                            return "NULL".to_owned();
+                        }
+                        row.try_get::<i64, _>(i)
+                            .map(|v| v.to_string())
+                            .or_else(|_| row.try_get::<String, _>(i))
+                            .or_else(|_| row.try_get::<Vec<u8>, _>(i).map(|b| format!("{b:?}")))
+                            .unwrap_or_else(|_| "?".to_owned())
+                    })
+                    .collect();
+                out.push(format!("{table}: {}", cells.join(" | ")));
+            }
+        }
+        pool.close().await;
+        out
+    }
+
+    /// Starts `credwatch run` and waits until it says it has started.
+    pub async fn spawn(&self) -> Daemon {
+        let mut child = self
+            .command(&["run"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn daemon");
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let mut log = Vec::new();
+        let started = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let done = line.contains("credwatch started");
+                log.push(line);
+                if done {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert!(
+            matches!(started, Ok(true)),
+            "daemon did not start; its log:\n{}",
+            log.join("\n")
+        );
+        // Keep draining the log so the daemon never blocks on a full pipe.
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        for line in log {
+            let _ = tx.send(line);
+        }
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Daemon { child, log: rx }
+    }
+}
+
+/// A running `credwatch run`; killed on drop if the test did not stop it.
+pub struct Daemon {
+    child: Child,
+    log: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl Daemon {
+    pub fn pid(&self) -> i32 {
+        self.child.id().expect("daemon pid") as i32
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        let rc = unsafe { libc::kill(self.pid(), signal) };
+        assert_eq!(rc, 0, "kill({signal}) failed");
+    }
+
+    /// Waits for the daemon to exit on its own and returns its exit code and full log.
+    pub async fn wait(mut self, deadline: Duration) -> (Option<i32>, Vec<String>) {
+        let status = tokio::time::timeout(deadline, self.child.wait())
+            .await
+            .expect("daemon did not exit in time")
+            .expect("wait");
+        let mut log = Vec::new();
+        while let Some(line) = self.log.recv().await {
+            log.push(line);
+        }
+        (status.code(), log)
+    }
+}
+
+pub fn read_dir_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}

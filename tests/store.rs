@@ -1,0 +1,190 @@
+//! The store through the library API: round trips, encryption at rest, wrong keys.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use credwatch::config::{DatabaseConfig, DatabaseUrl};
+use credwatch::crypto::{CryptoError, Keyring};
+use credwatch::domain::{ConnectionStatus, PipelineState, Position};
+use credwatch::store::{self, NewConnection, NewPipeline, StoreError};
+use credwatch::tokens::TokenSet;
+use secrecy::ExposeSecret;
+
+fn sqlite(dir: &std::path::Path) -> DatabaseConfig {
+    DatabaseConfig {
+        url: DatabaseUrl::Sqlite(dir.join("db/credwatch.db")),
+        max_connections: 4,
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(1_800_000_000_123).unwrap()
+}
+
+const ACCESS: &str = "ya29.A0ARrdaM-access-canary-7f3a9c";
+const REFRESH: &str = "1//0refresh-canary-e41b77";
+
+fn new_connection() -> NewConnection {
+    let json = format!(
+        r#"{{"access_token":"{ACCESS}","refresh_token":"{REFRESH}","expires_in":3600,"scope":"a b","refresh_token_expires_in":86400}}"#
+    );
+    NewConnection {
+        provider: "acme".parse().unwrap(),
+        name: "Sales CRM".into(),
+        owner: "ada@example.com".parse().unwrap(),
+        account: Some("acct-9".into()),
+        tokens: TokenSet::from_json(json.as_bytes(), now()).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn connections_pipelines_and_positions_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::open(&sqlite(dir.path()), Arc::new(Keyring::from_bytes([1; 32])))
+        .await
+        .unwrap();
+    let id = store.add_connection(new_connection(), now()).await.unwrap();
+
+    let c = store.connection(&id).await.unwrap();
+    assert_eq!(
+        (
+            c.name.as_str(),
+            c.provider.as_str(),
+            c.owner.as_str(),
+            c.account.as_deref()
+        ),
+        ("Sales CRM", "acme", "ada@example.com", Some("acct-9"))
+    );
+    assert_eq!(c.status, ConnectionStatus::Healthy);
+    assert_eq!(c.scopes, ["a", "b"]);
+    assert_eq!(c.since, now());
+    assert_eq!(
+        c.next_check_at,
+        now(),
+        "a new connection is due for its first check at once"
+    );
+    assert_eq!(c.access_expires_at, Some(now() + TimeDelta::seconds(3600)));
+    assert_eq!(c.refresh_expires_at, Some(now() + TimeDelta::days(1)));
+    assert!(c.has_refresh_token);
+
+    let tokens = store.tokens(&id).await.unwrap();
+    assert_eq!(tokens.access_token.expose_secret(), ACCESS);
+    assert_eq!(tokens.refresh_token.unwrap().expose_secret(), REFRESH);
+
+    let p = store
+        .add_pipeline(
+            NewPipeline {
+                name: "P".into(),
+                connections: vec![id.clone(), id.clone()],
+                position: Some("c=1".parse().unwrap()),
+            },
+            now(),
+        )
+        .await
+        .unwrap();
+    let later = now() + TimeDelta::minutes(5);
+    let pos: Position = "c=2".parse().unwrap();
+    let updated = store.set_position(&p, &pos, later).await.unwrap();
+    assert_eq!(updated.position, Some(pos));
+    assert_eq!(updated.position_updated_at, Some(later));
+    assert_eq!(updated.state, PipelineState::Running);
+    assert_eq!(
+        updated.connections,
+        vec![id.clone()],
+        "duplicate links collapse to one"
+    );
+    assert_eq!(store.pipelines().await.unwrap().len(), 1);
+
+    let counts = store.counts().await.unwrap();
+    assert_eq!(
+        (
+            counts.connections,
+            counts.healthy,
+            counts.pipelines,
+            counts.paused
+        ),
+        (1, 1, 1, 0)
+    );
+
+    assert!(matches!(
+        store.remove_connection(&id).await,
+        Err(StoreError::ConnectionInUse { .. })
+    ));
+    store.remove_pipeline(&p).await.unwrap();
+    store.remove_connection(&id).await.unwrap();
+    assert!(matches!(
+        store.connection(&id).await,
+        Err(StoreError::ConnectionNotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn the_database_files_hold_no_plaintext_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::open(&sqlite(dir.path()), Arc::new(Keyring::from_bytes([1; 32])))
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        store.add_connection(new_connection(), now()).await.unwrap();
+    }
+    // Byte search of the database and its WAL, where fresh writes sit before a checkpoint.
+    let mut searched = 0;
+    for entry in std::fs::read_dir(dir.path().join("db")).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        searched += bytes.len();
+        for needle in [ACCESS, REFRESH, "canary"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "found {needle:?} in the database files"
+            );
+        }
+    }
+    assert!(searched > 4096, "nothing was written to search");
+}
+
+#[tokio::test]
+async fn a_wrong_key_fails_clearly_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let right = Arc::new(Keyring::from_bytes([1; 32]));
+    let store = store::open(&sqlite(dir.path()), right.clone())
+        .await
+        .unwrap();
+    store.add_connection(new_connection(), now()).await.unwrap();
+    drop(store);
+
+    let err = store::open(&sqlite(dir.path()), Arc::new(Keyring::from_bytes([2; 32])))
+        .await
+        .err()
+        .expect("a wrong key must be refused");
+    let text = err.to_string();
+    assert!(
+        matches!(err, StoreError::Crypto(CryptoError::UnknownKey { .. })),
+        "{text}"
+    );
+    assert!(
+        text.contains(right.current_id().as_str()),
+        "the message names the key the tokens need: {text}"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_key_in_the_config_is_refused_by_every_command() {
+    let env = crate::helpers::TestEnv::new();
+    env.add_connection("ada@example.com", r#"{"access_token":"a"}"#)
+        .await;
+    std::fs::remove_file(env.path("credwatch.key")).unwrap();
+    env.ok(&[
+        "key",
+        "generate",
+        env.path("credwatch.key").to_str().unwrap(),
+    ])
+    .await;
+    let out = env.cli(&["status"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("stored tokens were encrypted with key")
+            && stderr.contains("previous_key_files"),
+        "{stderr}"
+    );
+}
