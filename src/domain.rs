@@ -15,6 +15,36 @@ pub struct ParseError(String);
 const ID_ALPHABET: &[u8] = b"23456789abcdefghjkmnpqrstuvwxyz";
 const ID_RANDOM_LEN: usize = 14;
 
+/// The conversions every string newtype shares; parsing (`FromStr`) is each type's own.
+macro_rules! string_newtype {
+    ($name:ident) => {
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = ParseError;
+            fn try_from(s: String) -> Result<Self, ParseError> {
+                s.parse()
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
 macro_rules! prefixed_id {
     ($name:ident, $prefix:literal, $what:literal) => {
         #[doc = concat!("Identifier of a ", $what, ": `", $prefix, "` followed by random characters.")]
@@ -36,11 +66,9 @@ macro_rules! prefixed_id {
                 }
                 Self(s)
             }
-
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
         }
+
+        string_newtype!($name);
 
         impl FromStr for $name {
             type Err = ParseError;
@@ -61,25 +89,6 @@ macro_rules! prefixed_id {
                 Ok(Self(s.to_owned()))
             }
         }
-
-        impl TryFrom<String> for $name {
-            type Error = ParseError;
-            fn try_from(s: String) -> Result<Self, ParseError> {
-                s.parse()
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(id: $name) -> String {
-                id.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
     };
 }
 
@@ -91,11 +100,7 @@ prefixed_id!(PipelineId, "pipe_", "pipeline");
 #[serde(try_from = "String", into = "String")]
 pub struct EmailAddress(String);
 
-impl EmailAddress {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+string_newtype!(EmailAddress);
 
 impl FromStr for EmailAddress {
     type Err = ParseError;
@@ -107,37 +112,16 @@ impl FromStr for EmailAddress {
     }
 }
 
-impl TryFrom<String> for EmailAddress {
-    type Error = ParseError;
-    fn try_from(s: String) -> Result<Self, ParseError> {
-        s.parse()
-    }
-}
-
-impl From<EmailAddress> for String {
-    fn from(e: EmailAddress) -> String {
-        e.0
-    }
-}
-
-impl fmt::Display for EmailAddress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// A pipeline's ingestion position: opaque to us (a cursor, an offset, a timestamp), stored and
 /// handed back byte for byte. Bounded so that a runaway reporter cannot bloat every row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Position(String);
 
+string_newtype!(Position);
+
 impl Position {
     pub const MAX_LEN: usize = 4096;
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 impl FromStr for Position {
@@ -162,35 +146,12 @@ impl FromStr for Position {
     }
 }
 
-impl TryFrom<String> for Position {
-    type Error = ParseError;
-    fn try_from(s: String) -> Result<Self, ParseError> {
-        s.parse()
-    }
-}
-
-impl From<Position> for String {
-    fn from(p: Position) -> String {
-        p.0
-    }
-}
-
-impl fmt::Display for Position {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// The key of a `[providers.<id>]` table: what connections name as their provider.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct ProviderId(String);
 
-impl ProviderId {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+string_newtype!(ProviderId);
 
 impl FromStr for ProviderId {
     type Err = ParseError;
@@ -206,25 +167,6 @@ impl FromStr for ProviderId {
                 "{s:?} is not a provider id (lower-case letters, digits, '-' and '_', at most 64)"
             )))
         }
-    }
-}
-
-impl TryFrom<String> for ProviderId {
-    type Error = ParseError;
-    fn try_from(s: String) -> Result<Self, ParseError> {
-        s.parse()
-    }
-}
-
-impl From<ProviderId> for String {
-    fn from(p: ProviderId) -> String {
-        p.0
-    }
-}
-
-impl fmt::Display for ProviderId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

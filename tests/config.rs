@@ -200,3 +200,31 @@ async fn the_shipped_example_config_has_only_missing_files_wrong() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn secrets_in_the_config_never_reach_debug_output() {
+    let env = TestEnv::with_config(
+        "\n[providers.acme]\ntoken_url = \"http://127.0.0.1/t\"\nauthorize_url = \"http://127.0.0.1/a\"\nclient_id = \"c\"\n\
+         client_secret = \"client-secret-canary\"\n\
+         [smtp]\nhost = \"127.0.0.1\"\nusername = \"u\"\npassword = \"smtp-password-canary\"\n",
+    );
+    let text = std::fs::read_to_string(&env.config).unwrap().replace(
+        "[database]\nurl = \"sqlite://state/credwatch.db\"",
+        "[database]\nurl = \"postgres://u:db-password-canary@127.0.0.1/x\"",
+    );
+    std::fs::write(
+        &env.config,
+        text.replace("transport = \"file\"", "transport = \"smtp\""),
+    )
+    .unwrap();
+    let config = credwatch::config::Config::load(&env.config).expect("valid config");
+    let shown = format!("{config:?}");
+    assert!(
+        shown.contains("client_id"),
+        "Debug shows the config: {shown}"
+    );
+    assert!(
+        !shown.contains("canary"),
+        "a secret leaked into Debug output: {shown}"
+    );
+}
