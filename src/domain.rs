@@ -11,6 +11,12 @@ use serde::{Deserialize, Serialize};
 #[error("{0}")]
 pub struct ParseError(String);
 
+impl ParseError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
 /// Lower-case letters and digits without the look-alikes (0/o, 1/l/i), so ids read aloud or typed survive.
 const ID_ALPHABET: &[u8] = b"23456789abcdefghjkmnpqrstuvwxyz";
 const ID_RANDOM_LEN: usize = 14;
@@ -173,7 +179,7 @@ impl FromStr for ProviderId {
 macro_rules! text_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize)]
         #[serde(rename_all = "snake_case")]
         pub enum $name { $($variant),+ }
 
@@ -185,12 +191,12 @@ macro_rules! text_enum {
             }
         }
 
-        impl FromStr for $name {
-            type Err = ParseError;
-            fn from_str(s: &str) -> Result<Self, ParseError> {
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::domain::ParseError;
+            fn from_str(s: &str) -> Result<Self, $crate::domain::ParseError> {
                 match s {
                     $($text => Ok($name::$variant),)+
-                    other => Err(ParseError(format!(
+                    other => Err($crate::domain::ParseError::new(format!(
                         "{other:?} is not one of: {}",
                         [$($text),+].join(", ")
                     ))),
@@ -198,13 +204,15 @@ macro_rules! text_enum {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
     };
 }
+
+pub(crate) use text_enum;
 
 text_enum!(
     /// A connection's health. `degraded` means failures that do not prove the grant is gone.
@@ -228,6 +236,56 @@ text_enum!(
     PausedBy {
         Credwatch => "credwatch",
         Platform => "platform",
+    }
+);
+
+text_enum!(
+    /// What a check found, in the words of BRIEF §3. The classifier's output, stored with every check.
+    Category {
+        Healthy => "healthy",
+        Transient => "transient",
+        RateLimited => "rate_limited",
+        Expired => "expired",
+        Revoked => "revoked",
+        PasswordChanged => "password_changed",
+        AccessChanged => "access_changed",
+        ReconsentRequired => "reconsent_required",
+        AccountDisabled => "account_disabled",
+        ClientMisconfigured => "client_misconfigured",
+        Unknown => "unknown",
+    }
+);
+
+/// What a category means for the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consequence {
+    Healthy,
+    /// The grant is presumed alive: retry with backoff.
+    Degraded,
+    /// The grant is gone: only the owner can fix it.
+    Broken,
+    /// Our side is wrong (client id or secret): the operator's problem, never the owner's.
+    Operator,
+}
+
+impl Category {
+    pub fn consequence(self) -> Consequence {
+        use Category::*;
+        match self {
+            Healthy => Consequence::Healthy,
+            Transient | RateLimited | Unknown => Consequence::Degraded,
+            Expired | Revoked | PasswordChanged | AccessChanged | ReconsentRequired
+            | AccountDisabled => Consequence::Broken,
+            ClientMisconfigured => Consequence::Operator,
+        }
+    }
+}
+
+text_enum!(
+    /// The two calls of a check: refreshing the grant, then using the access token.
+    Phase {
+        Refresh => "refresh",
+        Probe => "probe",
     }
 );
 
