@@ -138,12 +138,13 @@ pub fn classify(
         .filter(serde_json::Value::is_object);
     let success = (200..300).contains(&r.status);
 
-    if success && phase == Phase::Refresh {
-        if let Ok(tokens) = TokenSet::from_json(&r.body, now) {
-            let mut c = Classification::new(Category::Healthy, "refreshed", status);
-            c.tokens = Some(tokens);
-            return c;
-        }
+    if success
+        && phase == Phase::Refresh
+        && let Ok(tokens) = TokenSet::from_json(&r.body, now)
+    {
+        let mut c = Classification::new(Category::Healthy, "refreshed", status);
+        c.tokens = Some(tokens);
+        return c;
     }
     let fields = match &json {
         Some(v) if success && phase == Phase::Probe => {
