@@ -4,6 +4,7 @@
 //! environment variables. Relative paths are resolved against the config file's directory;
 //! a path starting with `$CREDENTIALS_DIRECTORY/` is read from systemd's credentials directory.
 
+mod providers;
 mod raw;
 mod validate;
 
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use crate::classify::{ProviderKind, Rule};
 use crate::crypto::Keyring;
 use crate::domain::{EmailAddress, ProviderId};
 
@@ -32,6 +34,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub keyring: Arc<Keyring>,
     pub schedule: ScheduleConfig,
+    pub limits: LimitsConfig,
     pub mail: MailConfig,
     pub http: HttpConfig,
     pub operator_email: Option<EmailAddress>,
@@ -58,6 +61,24 @@ pub struct ScheduleConfig {
     pub sweep: String,
     pub check_interval: Duration,
     pub batch_size: u32,
+    /// The longest wait between retries of a degraded connection.
+    pub backoff_max: Duration,
+    /// How often a broken connection is tried again on its own; `None`: only reauthorization heals it.
+    pub broken_recheck: Option<Duration>,
+    /// Connections found overdue at start are spread over this window, not checked in one burst.
+    pub catch_up: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// Checks in flight at once, across all providers.
+    pub max_concurrent_checks: u32,
+    /// The whole of one HTTP request, connect to last byte.
+    pub request_timeout: Duration,
+    /// Reading an answer stops here: a provider cannot make us buffer without bound.
+    pub max_response_bytes: u64,
+    /// How long a claimed connection stays ours if we die holding it.
+    pub lease: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -124,6 +145,12 @@ pub struct ProviderConfig {
     pub rotates_refresh_tokens: bool,
     pub reuse_grace: Duration,
     pub refresh_token_lifetime: Option<Duration>,
+    pub kind: ProviderKind,
+    /// Tried in order: the operator's own rules, then the preset of `kind`, then the generic ones.
+    pub rules: Arc<[Rule]>,
+    /// Checks of this provider in flight at once.
+    pub max_concurrent: u32,
+    pub requests_per_second: f64,
 }
 
 /// How the client authenticates at the token endpoint (RFC 6749 §2.3.1).

@@ -26,6 +26,18 @@ pub struct Schedule {
     pub sweep: Option<String>,
     pub check_interval: Option<String>,
     pub batch_size: Option<u32>,
+    pub backoff_max: Option<String>,
+    pub broken_recheck: Option<String>,
+    pub catch_up: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_concurrent_checks: Option<u32>,
+    pub request_timeout: Option<String>,
+    pub max_response_bytes: Option<u64>,
+    pub lease: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -85,6 +97,10 @@ pub struct Provider {
     pub rotates_refresh_tokens: bool,
     pub reuse_grace: Option<String>,
     pub refresh_token_lifetime: Option<String>,
+    pub kind: Option<String>,
+    pub rules: Vec<crate::classify::Rule>,
+    pub max_concurrent: Option<u32>,
+    pub requests_per_second: Option<f64>,
 }
 
 /// Scopes as a TOML list or as one space-separated string (OAuth's own form, and the only one an

@@ -1,6 +1,5 @@
 //! From the layered raw values to a checked `Config`, collecting every problem on the way.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +31,9 @@ pub(super) fn validate(
     let schedule = c
         .section::<raw::Schedule>(&mut map, "schedule")
         .and_then(|s| c.schedule(s));
+    let limits = c
+        .section::<raw::Limits>(&mut map, "limits")
+        .and_then(|s| c.limits(s));
     let smtp = c.section::<raw::Smtp>(&mut map, "smtp");
     let mail = c
         .section::<raw::Mail>(&mut map, "mail")
@@ -50,16 +52,17 @@ pub(super) fn validate(
     for unknown in map.keys() {
         c.problem(
             unknown,
-            "unknown section (known: database, encryption, schedule, mail, smtp, http, operator, log, providers)",
+            "unknown section (known: database, encryption, schedule, limits, mail, smtp, http, operator, log, providers)",
         );
     }
     match (
-        database, keyring, schedule, mail, http, operator, log, providers,
+        database, keyring, schedule, limits, mail, http, operator, log, providers,
     ) {
         (
             Some(database),
             Some(keyring),
             Some(schedule),
+            Some(limits),
             Some(mail),
             Some(http),
             Some(operator_email),
@@ -70,6 +73,7 @@ pub(super) fn validate(
             database,
             keyring: Arc::new(keyring),
             schedule,
+            limits,
             mail,
             http,
             operator_email,
@@ -83,13 +87,13 @@ pub(super) fn validate(
     }
 }
 
-struct Checker<'a> {
-    problems: Vec<Problem>,
-    base_dir: &'a Path,
+pub(super) struct Checker<'a> {
+    pub(super) problems: Vec<Problem>,
+    pub(super) base_dir: &'a Path,
 }
 
 impl Checker<'_> {
-    fn problem(&mut self, key: &str, message: impl Into<String>) {
+    pub(super) fn problem(&mut self, key: &str, message: impl Into<String>) {
         let mut message = message.into();
         let var = env_var_for(key);
         if std::env::var_os(&var).is_some() {
@@ -113,7 +117,7 @@ impl Checker<'_> {
         }
     }
 
-    fn deserialize<T: DeserializeOwned>(
+    pub(super) fn deserialize<T: DeserializeOwned>(
         &mut self,
         prefix: &str,
         value: config::Value,
@@ -242,10 +246,78 @@ impl Checker<'_> {
                 None
             }
         };
+        let backoff_max = match self.duration("schedule.backoff_max", s.backoff_max.as_deref(), "1h") {
+            Some(d) if d < Duration::from_secs(60) => {
+                self.problem("schedule.backoff_max", "must be at least 1m (backoff starts at 1m)");
+                None
+            }
+            other => other,
+        };
+        let broken_recheck = match s.broken_recheck.as_deref().unwrap_or("24h") {
+            "off" => Some(None),
+            v => match self.duration("schedule.broken_recheck", Some(v), "24h") {
+                Some(d) if d < Duration::from_secs(3600) => {
+                    self.problem(
+                        "schedule.broken_recheck",
+                        "must be at least 1h, or \"off\": a broken grant is not to be hammered",
+                    );
+                    None
+                }
+                other => other.map(Some),
+            },
+        };
+        let catch_up = self.duration("schedule.catch_up", s.catch_up.as_deref(), "10m");
         Some(ScheduleConfig {
             sweep: sweep?,
             check_interval: check_interval?,
             batch_size: batch_size?,
+            backoff_max: backoff_max?,
+            broken_recheck: broken_recheck?,
+            catch_up: catch_up?,
+        })
+    }
+
+    fn limits(&mut self, s: raw::Limits) -> Option<LimitsConfig> {
+        let max_concurrent_checks = match s.max_concurrent_checks.unwrap_or(32) {
+            n @ 1..=10_000 => Some(n),
+            _ => {
+                self.problem("limits.max_concurrent_checks", "must be between 1 and 10000");
+                None
+            }
+        };
+        let request_timeout =
+            match self.duration("limits.request_timeout", s.request_timeout.as_deref(), "30s") {
+                Some(d) if d.is_zero() || d > Duration::from_secs(600) => {
+                    self.problem("limits.request_timeout", "must be between 1ms and 10m");
+                    None
+                }
+                other => other,
+            };
+        let max_response_bytes = match s.max_response_bytes.unwrap_or(1 << 20) {
+            n @ 1024..=67_108_864 => Some(n),
+            _ => {
+                self.problem(
+                    "limits.max_response_bytes",
+                    "must be between 1024 and 67108864 (64 MiB)",
+                );
+                None
+            }
+        };
+        let lease = self.duration("limits.lease", s.lease.as_deref(), "5m");
+        if let (Some(lease), Some(timeout)) = (lease, request_timeout)
+            && lease < timeout * 3
+        {
+            self.problem(
+                "limits.lease",
+                "must be at least three request timeouts: a check makes two requests and must finish inside its lease",
+            );
+            return None;
+        }
+        Some(LimitsConfig {
+            max_concurrent_checks: max_concurrent_checks?,
+            request_timeout: request_timeout?,
+            max_response_bytes: max_response_bytes?,
+            lease: lease?,
         })
     }
 
@@ -393,103 +465,7 @@ impl Checker<'_> {
         })
     }
 
-    fn providers(
-        &mut self,
-        value: Option<config::Value>,
-    ) -> Option<BTreeMap<ProviderId, ProviderConfig>> {
-        let Some(value) = value else {
-            return Some(BTreeMap::new());
-        };
-        let tables: BTreeMap<String, config::Value> = self.deserialize("providers", value)?;
-        let mut out = BTreeMap::new();
-        let mut ok = true;
-        for (name, value) in tables {
-            let key = format!("providers.{name}");
-            let id = match name.parse::<ProviderId>() {
-                Ok(id) => id,
-                Err(e) => {
-                    self.problem(&key, e.to_string());
-                    ok = false;
-                    continue;
-                }
-            };
-            match self
-                .deserialize::<raw::Provider>(&key, value)
-                .and_then(|p| self.provider(&key, id.clone(), p))
-            {
-                Some(p) => {
-                    out.insert(id, p);
-                }
-                None => ok = false,
-            }
-        }
-        ok.then_some(out)
-    }
-
-    fn provider(&mut self, key: &str, id: ProviderId, p: raw::Provider) -> Option<ProviderConfig> {
-        let k = |field: &str| format!("{key}.{field}");
-        let token_url = self.required_url(&k("token_url"), p.token_url.as_deref());
-        let authorize_url = self.required_url(&k("authorize_url"), p.authorize_url.as_deref());
-        let revocation_url = self.optional_url(&k("revocation_url"), p.revocation_url.as_deref());
-        let introspection_url =
-            self.optional_url(&k("introspection_url"), p.introspection_url.as_deref());
-        let probe_url = self.optional_url(&k("probe_url"), p.probe_url.as_deref());
-        let client_id = p.client_id.filter(|c| !c.trim().is_empty());
-        if client_id.is_none() {
-            self.problem(&k("client_id"), "missing");
-        }
-        let client_secret = self.secret(
-            &k("client_secret"),
-            p.client_secret,
-            p.client_secret_file.as_deref(),
-        );
-        let client_auth = match p.client_auth.as_deref().unwrap_or("basic") {
-            "basic" => Some(ClientAuth::Basic),
-            "post" => Some(ClientAuth::Post),
-            "none" => Some(ClientAuth::None),
-            _ => {
-                self.problem(
-                    &k("client_auth"),
-                    "expected \"basic\", \"post\" or \"none\"",
-                );
-                None
-            }
-        };
-        if let (Some(auth), Some(None)) = (client_auth, &client_secret)
-            && auth != ClientAuth::None
-        {
-            self.problem(
-                &k("client_secret"),
-                "missing: client_auth needs a secret (set client_secret, client_secret_file, or client_auth = \"none\")",
-            );
-            return None;
-        }
-        let reuse_grace = self.duration(&k("reuse_grace"), p.reuse_grace.as_deref(), "0s");
-        let refresh_token_lifetime = match p.refresh_token_lifetime.as_deref() {
-            None => Some(None),
-            Some(v) => self
-                .duration(&k("refresh_token_lifetime"), Some(v), "0s")
-                .map(Some),
-        };
-        Some(ProviderConfig {
-            display_name: p.display_name.unwrap_or_else(|| id.to_string()),
-            id,
-            token_url: token_url?,
-            authorize_url: authorize_url?,
-            revocation_url: revocation_url?,
-            introspection_url: introspection_url?,
-            probe_url: probe_url?,
-            client_id: client_id?,
-            client_secret: client_secret?,
-            client_auth: client_auth?,
-            scopes: p.scopes.map(raw::Scopes::into_vec).unwrap_or_default(),
-            rotates_refresh_tokens: p.rotates_refresh_tokens,
-            reuse_grace: reuse_grace?,
-            refresh_token_lifetime: refresh_token_lifetime?,
-        })
-    }
-
-    fn url(&mut self, key: &str, value: &str) -> Option<Url> {
+    pub(super) fn url(&mut self, key: &str, value: &str) -> Option<Url> {
         match Url::parse(value) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
             Ok(_) => {
@@ -503,7 +479,7 @@ impl Checker<'_> {
         }
     }
 
-    fn required_url(&mut self, key: &str, value: Option<&str>) -> Option<Url> {
+    pub(super) fn required_url(&mut self, key: &str, value: Option<&str>) -> Option<Url> {
         match value {
             Some(v) => self.url(key, v),
             None => {
@@ -514,14 +490,14 @@ impl Checker<'_> {
     }
 
     /// `Some(None)` when absent, `None` when present but bad.
-    fn optional_url(&mut self, key: &str, value: Option<&str>) -> Option<Option<Url>> {
+    pub(super) fn optional_url(&mut self, key: &str, value: Option<&str>) -> Option<Option<Url>> {
         match value {
             None => Some(None),
             Some(v) => self.url(key, v).map(Some),
         }
     }
 
-    fn duration(&mut self, key: &str, value: Option<&str>, default: &str) -> Option<Duration> {
+    pub(super) fn duration(&mut self, key: &str, value: Option<&str>, default: &str) -> Option<Duration> {
         let value = value.unwrap_or(default);
         match humantime::parse_duration(value) {
             Ok(d) => Some(d),
@@ -536,7 +512,7 @@ impl Checker<'_> {
     }
 
     /// A config path: `$CREDENTIALS_DIRECTORY/NAME` from systemd, else absolute or relative to the config file.
-    fn path(&mut self, key: &str, value: &str) -> Option<PathBuf> {
+    pub(super) fn path(&mut self, key: &str, value: &str) -> Option<PathBuf> {
         if let Some(name) = value.strip_prefix(CREDENTIALS_PREFIX) {
             return match std::env::var_os("CREDENTIALS_DIRECTORY") {
                 Some(dir) => Some(Path::new(&dir).join(name)),
@@ -554,7 +530,7 @@ impl Checker<'_> {
     }
 
     /// A secret given inline or as a file; `Some(None)` when neither is set, `None` on a problem.
-    fn secret(
+    pub(super) fn secret(
         &mut self,
         key: &str,
         inline: Option<SecretString>,

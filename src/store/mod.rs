@@ -13,8 +13,8 @@ use serde::Serialize;
 use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::crypto::{CryptoError, Keyring};
 use crate::domain::{
-    ConnectionId, ConnectionStatus, EmailAddress, PausedBy, PipelineId, PipelineState, Position,
-    ProviderId,
+    Category, ConnectionId, ConnectionStatus, EmailAddress, PausedBy, Phase, PipelineId,
+    PipelineState, Position, ProviderId,
 };
 use crate::tokens::TokenSet;
 
@@ -43,6 +43,12 @@ pub enum StoreError {
     Crypto(#[from] CryptoError),
     #[error("the database holds a value this version cannot read ({0})")]
     Corrupt(String),
+    /// Our lease ran out and another worker may own the connection now: nothing was written.
+    #[error("connection {0} is no longer leased to this worker; its result was not stored")]
+    LeaseLost(ConnectionId),
+    /// The stored tokens changed under us: someone else refreshed. Nothing was written.
+    #[error("the tokens of connection {0} changed while it was being checked; nothing was stored")]
+    TokensChanged(ConnectionId),
 }
 
 /// What `connection add` stores.
@@ -71,6 +77,7 @@ pub struct Connection {
     pub token_generation: i64,
     pub access_expires_at: Option<DateTime<Utc>>,
     pub refresh_expires_at: Option<DateTime<Utc>>,
+    pub consecutive_failures: u32,
     pub last_check_at: Option<DateTime<Utc>>,
     pub next_check_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
@@ -116,6 +123,111 @@ pub struct Counts {
     pub paused: u64,
 }
 
+/// A claim on connections by one worker, until `until`; results commit only while it holds.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub owner: String,
+    pub until: DateTime<Utc>,
+}
+
+/// A connection claimed for a check, with its tokens and the attempt row written for it.
+#[derive(Debug)]
+pub struct Claimed {
+    pub connection: Connection,
+    pub tokens: StoredTokens,
+    pub attempt: i64,
+    pub lease: Lease,
+}
+
+#[derive(Debug)]
+pub enum ClaimOutcome {
+    Claimed(Box<Claimed>),
+    /// Another worker holds it until its lease ends.
+    Busy { owner: String },
+}
+
+/// Which due connections a sweep claims.
+#[derive(Debug, Clone)]
+pub struct DueQuery<'a> {
+    pub provider: &'a ProviderId,
+    pub now: DateTime<Utc>,
+    pub limit: u32,
+}
+
+/// Where a check leaves its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Healthy,
+    /// A failure that does not prove the grant gone; a broken connection stays broken.
+    Degraded,
+    /// A definitive answer; only if the tokens are still the ones we checked.
+    Broken,
+    /// Nothing about the connection changes (the operator's problem, or a race).
+    Unchanged,
+}
+
+/// The result of one check, as it is recorded and applied.
+#[derive(Debug, Clone)]
+pub struct CheckResult {
+    pub attempt: i64,
+    /// The token generation the verdict is about (after our own rotation, if any).
+    pub generation: i64,
+    pub phase: Phase,
+    pub category: Category,
+    pub http_status: Option<u16>,
+    pub latency_ms: u64,
+    pub detail: String,
+    pub transition: Transition,
+    pub next_check_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+}
+
+/// What a finished check changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub before: ConnectionStatus,
+    pub after: ConnectionStatus,
+    /// Set when this check opened an incident.
+    pub incident_opened: Option<i64>,
+    /// Set when this check closed one.
+    pub incident_closed: Option<i64>,
+    /// A definitive answer about tokens that had already been replaced: not applied.
+    pub stale: bool,
+}
+
+/// New tokens from a refresh, stored at once (compare-and-swap on the generation).
+#[derive(Debug)]
+pub struct Rotation<'a> {
+    pub expected_generation: i64,
+    pub tokens: &'a TokenSet,
+    pub now: DateTime<Utc>,
+}
+
+/// One recorded check, for `connection show` and the operator.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckRecord {
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub instance: String,
+    pub phase: Option<Phase>,
+    pub category: Option<Category>,
+    pub http_status: Option<u16>,
+    pub latency_ms: Option<u64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProviderAlert {
+    pub provider: ProviderId,
+    pub kind: String,
+    pub detail: Option<String>,
+    pub opened_at: DateTime<Utc>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub attempts: u32,
+}
+
+pub const ALERT_CLIENT_MISCONFIGURED: &str = "client_misconfigured";
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Brings the schema up to date; safe to call on every start.
@@ -149,6 +261,70 @@ pub trait Store: Send + Sync + 'static {
     async fn remove_pipeline(&self, id: &PipelineId) -> Result<(), StoreError>;
 
     async fn counts(&self) -> Result<Counts, StoreError>;
+
+    /// Claims up to `limit` due connections of one provider that no live lease holds, and writes
+    /// an attempt row for each before anything calls the provider.
+    async fn claim_due(&self, q: DueQuery<'_>, lease: &Lease) -> Result<Vec<Claimed>, StoreError>;
+    /// Claims one connection whether due or not (`credwatch check`).
+    async fn claim(
+        &self,
+        id: &ConnectionId,
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<ClaimOutcome, StoreError>;
+    /// Gives back a claim that was never used: the attempt row goes, the lease ends.
+    async fn release(&self, claimed: &Claimed) -> Result<(), StoreError>;
+    /// Stores refreshed tokens at once, in one transaction, only if the generation is still the
+    /// one we refreshed and we still hold the lease. Returns the new generation.
+    async fn save_rotation(
+        &self,
+        claimed: &Claimed,
+        rotation: Rotation<'_>,
+    ) -> Result<i64, StoreError>;
+    /// Records the check, applies its transition, and ends the lease, in one transaction.
+    async fn finish_check(
+        &self,
+        claimed: &Claimed,
+        result: &CheckResult,
+    ) -> Result<Applied, StoreError>;
+    /// Moves overdue connections to random times within `window` from `now` when there are more
+    /// than `keep` of them, so a restart after downtime does not check them all at once.
+    async fn spread_overdue(
+        &self,
+        now: DateTime<Utc>,
+        window: std::time::Duration,
+        keep: u32,
+    ) -> Result<u64, StoreError>;
+    async fn recent_checks(
+        &self,
+        id: &ConnectionId,
+        limit: u32,
+    ) -> Result<Vec<CheckRecord>, StoreError>;
+
+    /// Opens an alert unless one of that kind is open for the provider; true when it opened one.
+    async fn open_provider_alert(
+        &self,
+        provider: &ProviderId,
+        kind: &str,
+        detail: &str,
+        now: DateTime<Utc>,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Schedules the next trial check of a held provider.
+    async fn postpone_provider_alert(
+        &self,
+        provider: &ProviderId,
+        kind: &str,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Closes the open alert of that kind; true when there was one.
+    async fn close_provider_alert(
+        &self,
+        provider: &ProviderId,
+        kind: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    async fn open_provider_alerts(&self) -> Result<Vec<ProviderAlert>, StoreError>;
 
     /// The ids of the keys that sealed the stored tokens.
     async fn key_ids(&self) -> Result<Vec<String>, StoreError>;

@@ -13,11 +13,13 @@ use sqlx::{Row, SqlitePool};
 
 use super::*;
 
+mod checks;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 const CONNECTION_COLUMNS: &str = "id, provider, name, owner_email, account, scopes, status, reason, status_since, \
      refresh_token IS NOT NULL AS has_refresh_token, token_generation, access_expires_at, refresh_expires_at, \
-     last_check_at, next_check_at, created_at";
+     consecutive_failures, last_check_at, next_check_at, created_at";
 const PIPELINE_COLUMNS: &str = "id, name, state, position, position_updated_at, paused_at_position, paused_at, \
      paused_by, pause_reason, created_at";
 
@@ -70,6 +72,29 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Opens the sealed tokens of a row that has key_id, access_token, refresh_token and token_generation.
+    fn tokens_from_row(&self, id: &ConnectionId, row: &SqliteRow) -> Result<StoredTokens, StoreError> {
+        let key_id: String = row.try_get("key_id")?;
+        let access: Vec<u8> = row.try_get("access_token")?;
+        let refresh: Option<Vec<u8>> = row.try_get("refresh_token")?;
+        Ok(StoredTokens {
+            access_token: self.keyring.open(
+                &key_id,
+                &access,
+                &token_context(id, "access_token"),
+            )?,
+            refresh_token: refresh
+                .map(|blob| {
+                    self.keyring
+                        .open(&key_id, &blob, &token_context(id, "refresh_token"))
+                })
+                .transpose()?,
+            generation: row.try_get("token_generation")?,
+        })
+    }
+}
+
 fn parse<T: std::str::FromStr>(s: String) -> Result<T, StoreError>
 where
     T::Err: std::fmt::Display,
@@ -98,6 +123,7 @@ fn connection_from_row(r: &SqliteRow) -> Result<Connection, StoreError> {
         token_generation: r.try_get("token_generation")?,
         access_expires_at: opt_time(r.try_get("access_expires_at")?)?,
         refresh_expires_at: opt_time(r.try_get("refresh_expires_at")?)?,
+        consecutive_failures: r.try_get::<i64, _>("consecutive_failures")?.clamp(0, i64::from(u32::MAX)) as u32,
         last_check_at: opt_time(r.try_get("last_check_at")?)?,
         next_check_at: from_ms(r.try_get("next_check_at")?)?,
         created_at: from_ms(r.try_get("created_at")?)?,
@@ -202,23 +228,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| StoreError::ConnectionNotFound(id.clone()))?;
-        let key_id: String = row.try_get("key_id")?;
-        let access: Vec<u8> = row.try_get("access_token")?;
-        let refresh: Option<Vec<u8>> = row.try_get("refresh_token")?;
-        Ok(StoredTokens {
-            access_token: self.keyring.open(
-                &key_id,
-                &access,
-                &token_context(id, "access_token"),
-            )?,
-            refresh_token: refresh
-                .map(|blob| {
-                    self.keyring
-                        .open(&key_id, &blob, &token_context(id, "refresh_token"))
-                })
-                .transpose()?,
-            generation: row.try_get("token_generation")?,
-        })
+        self.tokens_from_row(id, &row)
     }
 
     async fn remove_connection(&self, id: &ConnectionId) -> Result<(), StoreError> {
@@ -374,6 +384,91 @@ impl Store for SqliteStore {
             pipelines: n("pipelines")?,
             paused: n("paused")?,
         })
+    }
+
+    async fn claim_due(&self, q: DueQuery<'_>, lease: &Lease) -> Result<Vec<Claimed>, StoreError> {
+        self.claim_due_impl(q, lease).await
+    }
+
+    async fn claim(
+        &self,
+        id: &ConnectionId,
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<ClaimOutcome, StoreError> {
+        self.claim_impl(id, lease, now).await
+    }
+
+    async fn release(&self, claimed: &Claimed) -> Result<(), StoreError> {
+        self.release_impl(claimed).await
+    }
+
+    async fn save_rotation(
+        &self,
+        claimed: &Claimed,
+        rotation: Rotation<'_>,
+    ) -> Result<i64, StoreError> {
+        self.save_rotation_impl(claimed, rotation).await
+    }
+
+    async fn finish_check(
+        &self,
+        claimed: &Claimed,
+        result: &CheckResult,
+    ) -> Result<Applied, StoreError> {
+        self.finish_check_impl(claimed, result).await
+    }
+
+    async fn spread_overdue(
+        &self,
+        now: DateTime<Utc>,
+        window: std::time::Duration,
+        keep: u32,
+    ) -> Result<u64, StoreError> {
+        self.spread_overdue_impl(now, window, keep).await
+    }
+
+    async fn recent_checks(
+        &self,
+        id: &ConnectionId,
+        limit: u32,
+    ) -> Result<Vec<CheckRecord>, StoreError> {
+        self.recent_checks_impl(id, limit).await
+    }
+
+    async fn open_provider_alert(
+        &self,
+        provider: &ProviderId,
+        kind: &str,
+        detail: &str,
+        now: DateTime<Utc>,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.open_provider_alert_impl(provider, kind, detail, now, next_attempt_at)
+            .await
+    }
+
+    async fn postpone_provider_alert(
+        &self,
+        provider: &ProviderId,
+        kind: &str,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.postpone_provider_alert_impl(provider, kind, next_attempt_at)
+            .await
+    }
+
+    async fn close_provider_alert(
+        &self,
+        provider: &ProviderId,
+        kind: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.close_provider_alert_impl(provider, kind, now).await
+    }
+
+    async fn open_provider_alerts(&self) -> Result<Vec<ProviderAlert>, StoreError> {
+        self.open_provider_alerts_impl().await
     }
 
     async fn key_ids(&self) -> Result<Vec<String>, StoreError> {

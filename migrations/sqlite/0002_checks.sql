@@ -1,0 +1,6 @@
+-- Health checks: a sweep claims due connections provider by provider, and a provider whose
+-- client is misconfigured is held back, with one trial check at a time.
+CREATE INDEX connections_due_by_provider ON connections (provider, next_check_at);
+
+ALTER TABLE provider_alerts ADD COLUMN next_attempt_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE provider_alerts ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;

@@ -1,0 +1,145 @@
+//! The `[providers.NAME]` tables: endpoints, client credentials, classification rules and limits.
+
+use std::collections::BTreeMap;
+
+use super::validate::Checker;
+use super::*;
+use crate::classify::{self, ProviderKind};
+
+impl Checker<'_> {
+    pub(super) fn providers(
+        &mut self,
+        value: Option<config::Value>,
+    ) -> Option<BTreeMap<ProviderId, ProviderConfig>> {
+        let Some(value) = value else {
+            return Some(BTreeMap::new());
+        };
+        let tables: BTreeMap<String, config::Value> = self.deserialize("providers", value)?;
+        let mut out = BTreeMap::new();
+        let mut ok = true;
+        for (name, value) in tables {
+            let key = format!("providers.{name}");
+            let id = match name.parse::<ProviderId>() {
+                Ok(id) => id,
+                Err(e) => {
+                    self.problem(&key, e.to_string());
+                    ok = false;
+                    continue;
+                }
+            };
+            match self
+                .deserialize::<raw::Provider>(&key, value)
+                .and_then(|p| self.provider(&key, id.clone(), p))
+            {
+                Some(p) => {
+                    out.insert(id, p);
+                }
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn provider(&mut self, key: &str, id: ProviderId, p: raw::Provider) -> Option<ProviderConfig> {
+        let k = |field: &str| format!("{key}.{field}");
+        let token_url = self.required_url(&k("token_url"), p.token_url.as_deref());
+        let authorize_url = self.required_url(&k("authorize_url"), p.authorize_url.as_deref());
+        let revocation_url = self.optional_url(&k("revocation_url"), p.revocation_url.as_deref());
+        let introspection_url =
+            self.optional_url(&k("introspection_url"), p.introspection_url.as_deref());
+        let probe_url = self.optional_url(&k("probe_url"), p.probe_url.as_deref());
+        let client_id = p.client_id.filter(|c| !c.trim().is_empty());
+        if client_id.is_none() {
+            self.problem(&k("client_id"), "missing");
+        }
+        let client_secret = self.secret(
+            &k("client_secret"),
+            p.client_secret,
+            p.client_secret_file.as_deref(),
+        );
+        let client_auth = match p.client_auth.as_deref().unwrap_or("basic") {
+            "basic" => Some(ClientAuth::Basic),
+            "post" => Some(ClientAuth::Post),
+            "none" => Some(ClientAuth::None),
+            _ => {
+                self.problem(
+                    &k("client_auth"),
+                    "expected \"basic\", \"post\" or \"none\"",
+                );
+                None
+            }
+        };
+        if let (Some(auth), Some(None)) = (client_auth, &client_secret)
+            && auth != ClientAuth::None
+        {
+            self.problem(
+                &k("client_secret"),
+                "missing: client_auth needs a secret (set client_secret, client_secret_file, or client_auth = \"none\")",
+            );
+            return None;
+        }
+        let reuse_grace = self.duration(&k("reuse_grace"), p.reuse_grace.as_deref(), "0s");
+        let refresh_token_lifetime = match p.refresh_token_lifetime.as_deref() {
+            None => Some(None),
+            Some(v) => self
+                .duration(&k("refresh_token_lifetime"), Some(v), "0s")
+                .map(Some),
+        };
+        let kind = match p.kind.as_deref().unwrap_or("generic").parse::<ProviderKind>() {
+            Ok(kind) => Some(kind),
+            Err(e) => {
+                self.problem(&k("kind"), e.to_string());
+                None
+            }
+        };
+        let rules = kind.and_then(|kind| match classify::preset(kind) {
+            Ok(preset) => {
+                // The operator's rules first: they exist to override a preset.
+                let mut rules = p.rules;
+                rules.extend(preset);
+                Some(rules)
+            }
+            Err(e) => {
+                self.problem(&k("kind"), e.to_string());
+                None
+            }
+        });
+        let max_concurrent = match p.max_concurrent.unwrap_or(4) {
+            n @ 1..=1000 => Some(n),
+            _ => {
+                self.problem(&k("max_concurrent"), "must be between 1 and 1000");
+                None
+            }
+        };
+        let requests_per_second = match p.requests_per_second.unwrap_or(10.0) {
+            r if r.is_finite() && (0.01..=100_000.0).contains(&r) => Some(r),
+            _ => {
+                self.problem(
+                    &k("requests_per_second"),
+                    "must be a number between 0.01 and 100000",
+                );
+                None
+            }
+        };
+        Some(ProviderConfig {
+            display_name: p.display_name.unwrap_or_else(|| id.to_string()),
+            id,
+            token_url: token_url?,
+            authorize_url: authorize_url?,
+            revocation_url: revocation_url?,
+            introspection_url: introspection_url?,
+            probe_url: probe_url?,
+            client_id: client_id?,
+            client_secret: client_secret?,
+            client_auth: client_auth?,
+            scopes: p.scopes.map(raw::Scopes::into_vec).unwrap_or_default(),
+            rotates_refresh_tokens: p.rotates_refresh_tokens,
+            reuse_grace: reuse_grace?,
+            refresh_token_lifetime: refresh_token_lifetime?,
+            kind: kind?,
+            rules: rules?.into(),
+            max_concurrent: max_concurrent?,
+            requests_per_second: requests_per_second?,
+        })
+    }
+}

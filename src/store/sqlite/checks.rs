@@ -1,0 +1,475 @@
+//! Claims, rotations, check results and provider alerts on SQLite.
+
+use super::*;
+
+const CLAIM_COLUMNS: &str = "key_id, access_token, refresh_token";
+
+impl SqliteStore {
+    async fn attempt(
+        tx: &mut sqlx::SqliteConnection,
+        c: &Connection,
+        lease: &Lease,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO checks (connection_id, provider, instance, token_generation, started_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(c.id.as_str())
+        .bind(c.provider.as_str())
+        .bind(&lease.owner)
+        .bind(c.token_generation)
+        .bind(now)
+        .fetch_one(tx)
+        .await?)
+    }
+
+    fn claimed_from_row(&self, row: &SqliteRow, lease: &Lease) -> Result<Claimed, StoreError> {
+        let connection = connection_from_row(row)?;
+        let tokens = self.tokens_from_row(&connection.id, row)?;
+        Ok(Claimed {
+            connection,
+            tokens,
+            attempt: 0,
+            lease: lease.clone(),
+        })
+    }
+
+    pub(super) async fn claim_due_impl(
+        &self,
+        q: DueQuery<'_>,
+        lease: &Lease,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let now = to_ms(q.now);
+        let mut tx = self.write().await?;
+        let rows = sqlx::query(&format!(
+            "UPDATE connections SET lease_owner = $1, lease_expires_at = $2 \
+             WHERE id IN (SELECT id FROM connections WHERE provider = $3 AND next_check_at <= $4 \
+                          AND (lease_expires_at IS NULL OR lease_expires_at < $4) \
+                          ORDER BY next_check_at LIMIT $5) \
+             RETURNING {CONNECTION_COLUMNS}, {CLAIM_COLUMNS}"
+        ))
+        .bind(&lease.owner)
+        .bind(to_ms(lease.until))
+        .bind(q.provider.as_str())
+        .bind(now)
+        .bind(i64::from(q.limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut c = self.claimed_from_row(row, lease)?;
+            c.attempt = Self::attempt(&mut tx, &c.connection, lease, now).await?;
+            claimed.push(c);
+        }
+        tx.commit().await?;
+        claimed.sort_by_key(|c| c.connection.next_check_at);
+        Ok(claimed)
+    }
+
+    pub(super) async fn claim_impl(
+        &self,
+        id: &ConnectionId,
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let now = to_ms(now);
+        let mut tx = self.write().await?;
+        let row = sqlx::query(&format!(
+            "UPDATE connections SET lease_owner = $1, lease_expires_at = $2 \
+             WHERE id = $3 AND (lease_expires_at IS NULL OR lease_expires_at < $4) \
+             RETURNING {CONNECTION_COLUMNS}, {CLAIM_COLUMNS}"
+        ))
+        .bind(&lease.owner)
+        .bind(to_ms(lease.until))
+        .bind(id.as_str())
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            let owner: Option<Option<String>> =
+                sqlx::query_scalar("SELECT lease_owner FROM connections WHERE id = $1")
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            return match owner {
+                None => Err(StoreError::ConnectionNotFound(id.clone())),
+                Some(owner) => Ok(ClaimOutcome::Busy {
+                    owner: owner.unwrap_or_default(),
+                }),
+            };
+        };
+        let mut c = self.claimed_from_row(&row, lease)?;
+        c.attempt = Self::attempt(&mut tx, &c.connection, lease, now).await?;
+        tx.commit().await?;
+        Ok(ClaimOutcome::Claimed(Box::new(c)))
+    }
+
+    pub(super) async fn release_impl(&self, claimed: &Claimed) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query("DELETE FROM checks WHERE id = $1 AND finished_at IS NULL")
+            .bind(claimed.attempt)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE connections SET lease_owner = NULL, lease_expires_at = NULL \
+             WHERE id = $1 AND lease_owner = $2",
+        )
+        .bind(claimed.connection.id.as_str())
+        .bind(&claimed.lease.owner)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn save_rotation_impl(
+        &self,
+        claimed: &Claimed,
+        rotation: Rotation<'_>,
+    ) -> Result<i64, StoreError> {
+        let id = &claimed.connection.id;
+        let t = rotation.tokens;
+        let access = self
+            .keyring
+            .seal(&t.access_token, &token_context(id, "access_token"))?;
+        // A provider that does not rotate keeps the old refresh token; it is sealed again so
+        // that both blobs are under the current key (this is how a key rotation spreads).
+        let refresh = t
+            .refresh_token
+            .as_ref()
+            .or(claimed.tokens.refresh_token.as_ref())
+            .map(|r| self.keyring.seal(r, &token_context(id, "refresh_token")))
+            .transpose()?;
+        let now = to_ms(rotation.now);
+        let mut tx = self.write().await?;
+        let generation: Option<i64> = sqlx::query_scalar(
+            "UPDATE connections SET key_id = $1, access_token = $2, refresh_token = $3, \
+               token_generation = token_generation + 1, access_expires_at = $4, \
+               refresh_expires_at = COALESCE($5, refresh_expires_at), \
+               scopes = CASE WHEN $6 = '' THEN scopes ELSE $6 END, \
+               tokens_updated_at = $7, updated_at = $7 \
+             WHERE id = $8 AND token_generation = $9 AND lease_owner = $10 \
+             RETURNING token_generation",
+        )
+        .bind(access.key_id.as_str())
+        .bind(&access.blob)
+        .bind(refresh.as_ref().map(|r| &r.blob))
+        .bind(t.expires_at.map(to_ms))
+        .bind(t.refresh_expires_at.map(to_ms))
+        .bind(t.scopes.join(" "))
+        .bind(now)
+        .bind(id.as_str())
+        .bind(rotation.expected_generation)
+        .bind(&claimed.lease.owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match generation {
+            Some(g) => {
+                tx.commit().await?;
+                Ok(g)
+            }
+            None => Err(self.why_not_ours(&mut tx, claimed).await?),
+        }
+    }
+
+    /// After a guarded update touched nothing: was it the lease or the tokens?
+    async fn why_not_ours(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        claimed: &Claimed,
+    ) -> Result<StoreError, StoreError> {
+        let id = &claimed.connection.id;
+        let owner: Option<Option<String>> =
+            sqlx::query_scalar("SELECT lease_owner FROM connections WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        Ok(match owner {
+            None => StoreError::ConnectionNotFound(id.clone()),
+            Some(o) if o.as_deref() != Some(claimed.lease.owner.as_str()) => {
+                StoreError::LeaseLost(id.clone())
+            }
+            Some(_) => StoreError::TokensChanged(id.clone()),
+        })
+    }
+
+    pub(super) async fn finish_check_impl(
+        &self,
+        claimed: &Claimed,
+        r: &CheckResult,
+    ) -> Result<Applied, StoreError> {
+        let id = &claimed.connection.id;
+        let now = to_ms(r.finished_at);
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE checks SET finished_at = $1, phase = $2, category = $3, http_status = $4, \
+             latency_ms = $5, error = $6, token_generation = $7 WHERE id = $8",
+        )
+        .bind(now)
+        .bind(r.phase.as_str())
+        .bind(r.category.as_str())
+        .bind(r.http_status.map(i64::from))
+        .bind(i64::try_from(r.latency_ms).unwrap_or(i64::MAX))
+        .bind(&r.detail)
+        .bind(r.generation)
+        .bind(r.attempt)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(
+            "SELECT status, reason, status_since, token_generation, lease_owner, consecutive_failures \
+             FROM connections WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::ConnectionNotFound(id.clone()))?;
+        let owner: Option<String> = row.try_get("lease_owner")?;
+        if owner.as_deref() != Some(claimed.lease.owner.as_str()) {
+            // The check happened and stays in the history; its verdict is not ours to apply.
+            tx.commit().await?;
+            return Err(StoreError::LeaseLost(id.clone()));
+        }
+        let before: ConnectionStatus = parse(row.try_get("status")?)?;
+        let mut reason: Option<String> = row.try_get("reason")?;
+        let mut since: i64 = row.try_get("status_since")?;
+        let generation: i64 = row.try_get("token_generation")?;
+        let mut failures: i64 = row.try_get("consecutive_failures")?;
+        let mut next = to_ms(r.next_check_at);
+        let mut stale = false;
+        let after = match r.transition {
+            Transition::Healthy => {
+                failures = 0;
+                reason = None;
+                ConnectionStatus::Healthy
+            }
+            Transition::Degraded => {
+                failures += 1;
+                if before == ConnectionStatus::Broken {
+                    ConnectionStatus::Broken
+                } else {
+                    reason = Some(r.category.as_str().to_owned());
+                    ConnectionStatus::Degraded
+                }
+            }
+            Transition::Broken if generation != r.generation => {
+                // Someone stored other tokens since: the verdict is about tokens that are gone.
+                stale = true;
+                next = now;
+                before
+            }
+            Transition::Broken => {
+                failures += 1;
+                reason = Some(r.category.as_str().to_owned());
+                ConnectionStatus::Broken
+            }
+            Transition::Unchanged => before,
+        };
+        if after != before {
+            since = now;
+        }
+        let mut applied = Applied {
+            before,
+            after,
+            incident_opened: None,
+            incident_closed: None,
+            stale,
+        };
+        if after == ConnectionStatus::Broken && before != ConnectionStatus::Broken {
+            applied.incident_opened = Some(
+                sqlx::query_scalar(
+                    "INSERT INTO incidents (connection_id, category, detail, opened_at) \
+                     VALUES ($1, $2, $3, $4) RETURNING id",
+                )
+                .bind(id.as_str())
+                .bind(r.category.as_str())
+                .bind(&r.detail)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?,
+            );
+        }
+        if before == ConnectionStatus::Broken && after != ConnectionStatus::Broken {
+            applied.incident_closed = sqlx::query_scalar(
+                "UPDATE incidents SET closed_at = $1, closed_by = 'check' \
+                 WHERE connection_id = $2 AND closed_at IS NULL RETURNING id",
+            )
+            .bind(now)
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "UPDATE connections SET status = $1, reason = $2, status_since = $3, \
+               consecutive_failures = $4, last_check_at = $5, next_check_at = $6, \
+               lease_owner = NULL, lease_expires_at = NULL, updated_at = $5 \
+             WHERE id = $7",
+        )
+        .bind(after.as_str())
+        .bind(&reason)
+        .bind(since)
+        .bind(failures)
+        .bind(now)
+        .bind(next)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    pub(super) async fn spread_overdue_impl(
+        &self,
+        now: DateTime<Utc>,
+        window: std::time::Duration,
+        keep: u32,
+    ) -> Result<u64, StoreError> {
+        let now = to_ms(now);
+        let window = i64::try_from(window.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let mut tx = self.write().await?;
+        let overdue: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM connections WHERE next_check_at < $1 AND lease_owner IS NULL",
+        )
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        if overdue <= i64::from(keep) {
+            return Ok(0);
+        }
+        let moved = sqlx::query(
+            "UPDATE connections SET next_check_at = $1 + abs(random() % $2) \
+             WHERE next_check_at < $1 AND lease_owner IS NULL",
+        )
+        .bind(now)
+        .bind(window)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    pub(super) async fn recent_checks_impl(
+        &self,
+        id: &ConnectionId,
+        limit: u32,
+    ) -> Result<Vec<CheckRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT started_at, finished_at, instance, phase, category, http_status, latency_ms, error \
+             FROM checks WHERE connection_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(id.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CheckRecord {
+                    started_at: from_ms(r.try_get("started_at")?)?,
+                    finished_at: opt_time(r.try_get("finished_at")?)?,
+                    instance: r.try_get("instance")?,
+                    phase: r
+                        .try_get::<Option<String>, _>("phase")?
+                        .map(parse)
+                        .transpose()?,
+                    category: r
+                        .try_get::<Option<String>, _>("category")?
+                        .map(parse)
+                        .transpose()?,
+                    http_status: r
+                        .try_get::<Option<i64>, _>("http_status")?
+                        .and_then(|s| u16::try_from(s).ok()),
+                    latency_ms: r
+                        .try_get::<Option<i64>, _>("latency_ms")?
+                        .and_then(|l| u64::try_from(l).ok()),
+                    error: r.try_get("error")?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn open_provider_alert_impl(
+        &self,
+        provider: &ProviderId,
+        kind: &str,
+        detail: &str,
+        now: DateTime<Utc>,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO provider_alerts (provider, kind, detail, opened_at, next_attempt_at) \
+             SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS \
+               (SELECT 1 FROM provider_alerts WHERE provider = $1 AND kind = $2 AND closed_at IS NULL)",
+        )
+        .bind(provider.as_str())
+        .bind(kind)
+        .bind(detail)
+        .bind(to_ms(now))
+        .bind(to_ms(next_attempt_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    pub(super) async fn postpone_provider_alert_impl(
+        &self,
+        provider: &ProviderId,
+        kind: &str,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE provider_alerts SET next_attempt_at = $1, attempts = attempts + 1 \
+             WHERE provider = $2 AND kind = $3 AND closed_at IS NULL",
+        )
+        .bind(to_ms(next_attempt_at))
+        .bind(provider.as_str())
+        .bind(kind)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn close_provider_alert_impl(
+        &self,
+        provider: &ProviderId,
+        kind: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let closed = sqlx::query(
+            "UPDATE provider_alerts SET closed_at = $1 \
+             WHERE provider = $2 AND kind = $3 AND closed_at IS NULL",
+        )
+        .bind(to_ms(now))
+        .bind(provider.as_str())
+        .bind(kind)
+        .execute(&self.pool)
+        .await?;
+        Ok(closed.rows_affected() > 0)
+    }
+
+    pub(super) async fn open_provider_alerts_impl(
+        &self,
+    ) -> Result<Vec<ProviderAlert>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT provider, kind, detail, opened_at, next_attempt_at, attempts \
+             FROM provider_alerts WHERE closed_at IS NULL ORDER BY provider, kind",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ProviderAlert {
+                    provider: parse(r.try_get("provider")?)?,
+                    kind: r.try_get("kind")?,
+                    detail: r.try_get("detail")?,
+                    opened_at: from_ms(r.try_get("opened_at")?)?,
+                    next_attempt_at: from_ms(r.try_get("next_attempt_at")?)?,
+                    attempts: r.try_get::<i64, _>("attempts")?.clamp(0, i64::from(u32::MAX))
+                        as u32,
+                })
+            })
+            .collect()
+    }
+}
