@@ -3,7 +3,11 @@
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use std::sync::Arc;
+
+use crate::check::{Checker, instance_id};
 use crate::config::{Config, ConfigError, MailTransport};
+use crate::scheduler;
 use crate::store::{self, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -14,6 +18,10 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("{0}")]
+    Check(#[from] crate::check::CheckError),
+    #[error("{0}")]
+    Schedule(#[from] crate::scheduler::ScheduleError),
 }
 
 pub async fn run(config: Config) -> Result<(), DaemonError> {
@@ -21,6 +29,9 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let signals = shutdown_signals(shutdown.clone()).map_err(DaemonError::Signals)?;
 
     let store = store::open(&config.database, config.keyring.clone()).await?;
+    let checker = Arc::new(Checker::new(&config, store.clone(), instance_id("daemon"))?);
+    // Refused here rather than in the sweep task, so a bad cron stops the start, not the sweeps.
+    scheduler::parse_cron(&config.schedule.sweep)?;
     let counts = store.counts().await?;
     let mail = match &config.mail.transport {
         MailTransport::File(dir) => format!("files in {}", dir.display()),
@@ -37,11 +48,21 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         paused = counts.paused,
         mail = %mail,
         sweep = %config.schedule.sweep,
+        instance = checker.instance(),
         "credwatch started"
     );
 
     // Every worker is spawned on this tracker and watches `shutdown`; none is fire-and-forget.
     let tasks = TaskTracker::new();
+    {
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(e) = scheduler::run(checker, shutdown.clone()).await {
+                tracing::error!("the scheduler stopped: {e}");
+                shutdown.cancel();
+            }
+        });
+    }
     tasks.close();
     shutdown.cancelled().await;
     tracing::info!("shutting down");

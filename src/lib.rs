@@ -2,6 +2,7 @@
 //! marks dead grants broken, pauses the pipelines that depend on them, and e-mails their owners a
 //! reauthorize link. The binary is a thin shell over this library.
 
+pub mod check;
 pub mod classify;
 pub mod cli;
 pub mod config;
@@ -9,5 +10,6 @@ pub mod crypto;
 pub mod daemon;
 pub mod domain;
 pub mod logging;
+pub mod scheduler;
 pub mod store;
 pub mod tokens;

@@ -64,7 +64,8 @@ pub struct Classification {
 }
 
 impl Classification {
-    fn new(category: Category, detail: impl Into<String>, status: Option<u16>) -> Self {
+    /// A verdict reached without a provider's answer (nothing to call, or our own failure).
+    pub fn new(category: Category, detail: impl Into<String>, status: Option<u16>) -> Self {
         Self {
             category,
             detail: truncate(detail.into()),

@@ -50,14 +50,17 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Connection(cmd) => connection(&Config::load(&cli.config)?, cmd).await,
         Command::Pipeline(cmd) => pipeline(&Config::load(&cli.config)?, cmd).await,
         Command::Status { json } => status(&Config::load(&cli.config)?, json).await,
+        Command::Check { all, ids, json } => {
+            super::check::check(&Config::load(&cli.config)?, all, &ids, json).await
+        }
     }
 }
 
-async fn open_store(config: &Config) -> Result<Arc<dyn Store>, CliError> {
+pub(super) async fn open_store(config: &Config) -> Result<Arc<dyn Store>, CliError> {
     Ok(store::open(&config.database, config.keyring.clone()).await?)
 }
 
-fn input<T: std::str::FromStr>(what: &str, value: &str) -> Result<T, CliError>
+pub(super) fn input<T: std::str::FromStr>(what: &str, value: &str) -> Result<T, CliError>
 where
     T::Err: std::fmt::Display,
 {
@@ -169,6 +172,22 @@ async fn connection(config: &Config, cmd: ConnectionCommand) -> Result<(), CliEr
                 .map(|p| p.id.to_string())
                 .collect();
             print_connection(&c, &pipelines);
+            let checks = store.recent_checks(&id, 5).await?;
+            if !checks.is_empty() {
+                println!("recent checks:");
+                for k in checks {
+                    println!(
+                        "  {}  {:<20} {}",
+                        time(Some(k.started_at)),
+                        opt(k.category).to_string(),
+                        k.error.as_deref().unwrap_or(if k.finished_at.is_none() {
+                            "(in flight or interrupted)"
+                        } else {
+                            ""
+                        })
+                    );
+                }
+            }
         }
         ConnectionCommand::Remove { id } => {
             let id: ConnectionId = input("connection id", &id)?;
@@ -246,7 +265,7 @@ fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
 
-fn time(t: Option<DateTime<Utc>>) -> String {
+pub(super) fn time(t: Option<DateTime<Utc>>) -> String {
     opt(t.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)))
 }
 

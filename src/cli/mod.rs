@@ -1,5 +1,6 @@
 //! The `credwatch` command line: argument shapes here, what each command does in `commands`.
 
+mod check;
 mod commands;
 mod table;
 
@@ -41,6 +42,19 @@ pub enum Command {
     /// What reads or writes through connections, and how far it got.
     #[command(subcommand)]
     Pipeline(PipelineCommand),
+    /// Check connections now (refresh, probe, classify, record) and print what each check found.
+    /// Exits 0 when the checks ran, whatever they found.
+    Check {
+        /// Check every connection, due or not.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        /// The connections to check.
+        #[arg(value_name = "ID", required_unless_present = "all")]
+        ids: Vec<String>,
+        /// One JSON object per check.
+        #[arg(long)]
+        json: bool,
+    },
     /// Every connection and pipeline with its health and state.
     Status {
         /// Machine-readable output (the shape is documented in the README).
@@ -124,6 +138,8 @@ pub enum CliError {
     Daemon(#[from] DaemonError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Check(#[from] crate::check::CheckError),
 }
 
 impl CliError {

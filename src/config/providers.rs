@@ -85,7 +85,12 @@ impl Checker<'_> {
                 .duration(&k("refresh_token_lifetime"), Some(v), "0s")
                 .map(Some),
         };
-        let kind = match p.kind.as_deref().unwrap_or("generic").parse::<ProviderKind>() {
+        let kind = match p
+            .kind
+            .as_deref()
+            .unwrap_or("generic")
+            .parse::<ProviderKind>()
+        {
             Ok(kind) => Some(kind),
             Err(e) => {
                 self.problem(&k("kind"), e.to_string());

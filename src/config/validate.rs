@@ -246,13 +246,17 @@ impl Checker<'_> {
                 None
             }
         };
-        let backoff_max = match self.duration("schedule.backoff_max", s.backoff_max.as_deref(), "1h") {
-            Some(d) if d < Duration::from_secs(60) => {
-                self.problem("schedule.backoff_max", "must be at least 1m (backoff starts at 1m)");
-                None
-            }
-            other => other,
-        };
+        let backoff_max =
+            match self.duration("schedule.backoff_max", s.backoff_max.as_deref(), "1h") {
+                Some(d) if d < Duration::from_secs(60) => {
+                    self.problem(
+                        "schedule.backoff_max",
+                        "must be at least 1m (backoff starts at 1m)",
+                    );
+                    None
+                }
+                other => other,
+            };
         let broken_recheck = match s.broken_recheck.as_deref().unwrap_or("24h") {
             "off" => Some(None),
             v => match self.duration("schedule.broken_recheck", Some(v), "24h") {
@@ -281,18 +285,24 @@ impl Checker<'_> {
         let max_concurrent_checks = match s.max_concurrent_checks.unwrap_or(32) {
             n @ 1..=10_000 => Some(n),
             _ => {
-                self.problem("limits.max_concurrent_checks", "must be between 1 and 10000");
+                self.problem(
+                    "limits.max_concurrent_checks",
+                    "must be between 1 and 10000",
+                );
                 None
             }
         };
-        let request_timeout =
-            match self.duration("limits.request_timeout", s.request_timeout.as_deref(), "30s") {
-                Some(d) if d.is_zero() || d > Duration::from_secs(600) => {
-                    self.problem("limits.request_timeout", "must be between 1ms and 10m");
-                    None
-                }
-                other => other,
-            };
+        let request_timeout = match self.duration(
+            "limits.request_timeout",
+            s.request_timeout.as_deref(),
+            "30s",
+        ) {
+            Some(d) if d.is_zero() || d > Duration::from_secs(600) => {
+                self.problem("limits.request_timeout", "must be between 1ms and 10m");
+                None
+            }
+            other => other,
+        };
         let max_response_bytes = match s.max_response_bytes.unwrap_or(1 << 20) {
             n @ 1024..=67_108_864 => Some(n),
             _ => {
@@ -497,7 +507,12 @@ impl Checker<'_> {
         }
     }
 
-    pub(super) fn duration(&mut self, key: &str, value: Option<&str>, default: &str) -> Option<Duration> {
+    pub(super) fn duration(
+        &mut self,
+        key: &str,
+        value: Option<&str>,
+        default: &str,
+    ) -> Option<Duration> {
         let value = value.unwrap_or(default);
         match humantime::parse_duration(value) {
             Ok(d) => Some(d),

@@ -143,7 +143,9 @@ pub struct Claimed {
 pub enum ClaimOutcome {
     Claimed(Box<Claimed>),
     /// Another worker holds it until its lease ends.
-    Busy { owner: String },
+    Busy {
+        owner: String,
+    },
 }
 
 /// Which due connections a sweep claims.
@@ -241,6 +243,13 @@ pub trait Store: Send + Sync + 'static {
     async fn connection(&self, id: &ConnectionId) -> Result<Connection, StoreError>;
     async fn connections(&self) -> Result<Vec<Connection>, StoreError>;
     async fn tokens(&self, id: &ConnectionId) -> Result<StoredTokens, StoreError>;
+    /// Connection ids in order, `limit` at a time after `after`: walks every connection without
+    /// holding them all.
+    async fn connection_ids(
+        &self,
+        after: Option<&ConnectionId>,
+        limit: u32,
+    ) -> Result<Vec<ConnectionId>, StoreError>;
     /// Refused while pipelines use the connection.
     async fn remove_connection(&self, id: &ConnectionId) -> Result<(), StoreError>;
 
@@ -310,12 +319,16 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
         next_attempt_at: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
-    /// Schedules the next trial check of a held provider.
+    /// After a failed trial check of a held provider: the next one after `base` doubling per
+    /// attempt, up to `cap`. Only a due alert moves, so checks already in flight when the alert
+    /// opened do not stretch the backoff.
     async fn postpone_provider_alert(
         &self,
         provider: &ProviderId,
         kind: &str,
-        next_attempt_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        base: std::time::Duration,
+        cap: std::time::Duration,
     ) -> Result<(), StoreError>;
     /// Closes the open alert of that kind; true when there was one.
     async fn close_provider_alert(

@@ -325,9 +325,7 @@ impl SqliteStore {
         keep: u32,
     ) -> Result<u64, StoreError> {
         let now = to_ms(now);
-        let window = i64::try_from(window.as_millis())
-            .unwrap_or(i64::MAX)
-            .max(1);
+        let window = i64::try_from(window.as_millis()).unwrap_or(i64::MAX).max(1);
         let mut tx = self.write().await?;
         let overdue: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM connections WHERE next_check_at < $1 AND lease_owner IS NULL",
@@ -417,13 +415,19 @@ impl SqliteStore {
         &self,
         provider: &ProviderId,
         kind: &str,
-        next_attempt_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        base: std::time::Duration,
+        cap: std::time::Duration,
     ) -> Result<(), StoreError> {
+        let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         sqlx::query(
-            "UPDATE provider_alerts SET next_attempt_at = $1, attempts = attempts + 1 \
-             WHERE provider = $2 AND kind = $3 AND closed_at IS NULL",
+            "UPDATE provider_alerts SET attempts = attempts + 1, \
+               next_attempt_at = $1 + min($2 * (1 << min(attempts, 20)), $3) \
+             WHERE provider = $4 AND kind = $5 AND closed_at IS NULL AND next_attempt_at <= $1",
         )
-        .bind(to_ms(next_attempt_at))
+        .bind(to_ms(now))
+        .bind(ms(base))
+        .bind(ms(cap))
         .bind(provider.as_str())
         .bind(kind)
         .execute(&self.pool)
@@ -449,9 +453,7 @@ impl SqliteStore {
         Ok(closed.rows_affected() > 0)
     }
 
-    pub(super) async fn open_provider_alerts_impl(
-        &self,
-    ) -> Result<Vec<ProviderAlert>, StoreError> {
+    pub(super) async fn open_provider_alerts_impl(&self) -> Result<Vec<ProviderAlert>, StoreError> {
         let rows = sqlx::query(
             "SELECT provider, kind, detail, opened_at, next_attempt_at, attempts \
              FROM provider_alerts WHERE closed_at IS NULL ORDER BY provider, kind",
@@ -466,8 +468,9 @@ impl SqliteStore {
                     detail: r.try_get("detail")?,
                     opened_at: from_ms(r.try_get("opened_at")?)?,
                     next_attempt_at: from_ms(r.try_get("next_attempt_at")?)?,
-                    attempts: r.try_get::<i64, _>("attempts")?.clamp(0, i64::from(u32::MAX))
-                        as u32,
+                    attempts: r
+                        .try_get::<i64, _>("attempts")?
+                        .clamp(0, i64::from(u32::MAX)) as u32,
                 })
             })
             .collect()

@@ -74,7 +74,11 @@ impl SqliteStore {
 
 impl SqliteStore {
     /// Opens the sealed tokens of a row that has key_id, access_token, refresh_token and token_generation.
-    fn tokens_from_row(&self, id: &ConnectionId, row: &SqliteRow) -> Result<StoredTokens, StoreError> {
+    fn tokens_from_row(
+        &self,
+        id: &ConnectionId,
+        row: &SqliteRow,
+    ) -> Result<StoredTokens, StoreError> {
         let key_id: String = row.try_get("key_id")?;
         let access: Vec<u8> = row.try_get("access_token")?;
         let refresh: Option<Vec<u8>> = row.try_get("refresh_token")?;
@@ -123,7 +127,9 @@ fn connection_from_row(r: &SqliteRow) -> Result<Connection, StoreError> {
         token_generation: r.try_get("token_generation")?,
         access_expires_at: opt_time(r.try_get("access_expires_at")?)?,
         refresh_expires_at: opt_time(r.try_get("refresh_expires_at")?)?,
-        consecutive_failures: r.try_get::<i64, _>("consecutive_failures")?.clamp(0, i64::from(u32::MAX)) as u32,
+        consecutive_failures: r
+            .try_get::<i64, _>("consecutive_failures")?
+            .clamp(0, i64::from(u32::MAX)) as u32,
         last_check_at: opt_time(r.try_get("last_check_at")?)?,
         next_check_at: from_ms(r.try_get("next_check_at")?)?,
         created_at: from_ms(r.try_get("created_at")?)?,
@@ -220,6 +226,20 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(connection_from_row).collect()
+    }
+
+    async fn connection_ids(
+        &self,
+        after: Option<&ConnectionId>,
+        limit: u32,
+    ) -> Result<Vec<ConnectionId>, StoreError> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM connections WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(after.map_or("", ConnectionId::as_str))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+        ids.into_iter().map(parse).collect()
     }
 
     async fn tokens(&self, id: &ConnectionId) -> Result<StoredTokens, StoreError> {
@@ -452,9 +472,11 @@ impl Store for SqliteStore {
         &self,
         provider: &ProviderId,
         kind: &str,
-        next_attempt_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        base: std::time::Duration,
+        cap: std::time::Duration,
     ) -> Result<(), StoreError> {
-        self.postpone_provider_alert_impl(provider, kind, next_attempt_at)
+        self.postpone_provider_alert_impl(provider, kind, now, base, cap)
             .await
     }
 

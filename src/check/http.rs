@@ -1,0 +1,173 @@
+//! The one HTTP client: every call to a provider goes through here, with a deadline, a cap on
+//! the answer's size, and no redirects. It returns what happened, never an interpretation; that
+//! is the classifier's job.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::classify::{Outcome, Response, TransportFailure, TransportKind};
+use crate::config::{ClientAuth, LimitsConfig, ProviderConfig, Url};
+
+/// oauth2's client with the token endpoint set (and the authorize endpoint, for reauthorization).
+pub type OAuthClient = oauth2::basic::BasicClient<
+    oauth2::EndpointSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointSet,
+>;
+
+pub fn oauth_client(p: &ProviderConfig) -> OAuthClient {
+    let client = oauth2::basic::BasicClient::new(oauth2::ClientId::new(p.client_id.clone()))
+        .set_auth_uri(oauth2::AuthUrl::from_url(p.authorize_url.clone()))
+        .set_token_uri(oauth2::TokenUrl::from_url(p.token_url.clone()))
+        .set_auth_type(match p.client_auth {
+            ClientAuth::Basic => oauth2::AuthType::BasicAuth,
+            ClientAuth::Post | ClientAuth::None => oauth2::AuthType::RequestBody,
+        });
+    match (&p.client_secret, p.client_auth) {
+        (Some(secret), ClientAuth::Basic | ClientAuth::Post) => {
+            client.set_client_secret(oauth2::ClientSecret::new(secret.expose_secret().to_owned()))
+        }
+        _ => client,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("request captured")]
+struct Captured;
+
+/// The refresh request exactly as oauth2 builds it (grant type, client authentication, form
+/// encoding). We send it ourselves: oauth2's typed errors drop what the classifier needs
+/// (status, headers, `error_codes`, `error_subtype`, Graph-API error objects).
+pub async fn refresh_request(
+    client: &OAuthClient,
+    refresh_token: &SecretString,
+) -> Option<oauth2::HttpRequest> {
+    let slot = std::sync::Mutex::new(None);
+    let capture = |request: oauth2::HttpRequest| {
+        if let Ok(mut s) = slot.lock() {
+            *s = Some(request);
+        }
+        std::future::ready(Err::<oauth2::HttpResponse, _>(Captured))
+    };
+    let token = oauth2::RefreshToken::new(refresh_token.expose_secret().to_owned());
+    // Always an error (the capture refuses to send); the request is what we wanted.
+    let _ = client
+        .exchange_refresh_token(&token)
+        .request_async(&capture)
+        .await;
+    slot.into_inner().ok().flatten()
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    max_bytes: u64,
+}
+
+impl HttpClient {
+    pub fn new(limits: &LimitsConfig) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(limits.request_timeout)
+            .connect_timeout(limits.request_timeout.min(Duration::from_secs(10)))
+            // A token endpoint that redirects would take our refresh token with it.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("credwatch/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            client,
+            max_bytes: limits.max_response_bytes,
+        })
+    }
+
+    pub async fn send_oauth(&self, request: oauth2::HttpRequest) -> Outcome {
+        match reqwest::Request::try_from(request) {
+            Ok(r) => self.send(r).await,
+            Err(e) => Outcome::Transport(failure(&e)),
+        }
+    }
+
+    pub async fn probe(&self, url: &Url, access_token: &SecretString) -> Outcome {
+        let request = self
+            .client
+            .get(url.clone())
+            .bearer_auth(access_token.expose_secret())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .build();
+        match request {
+            Ok(r) => self.send(r).await,
+            Err(e) => Outcome::Transport(failure(&e)),
+        }
+    }
+
+    async fn send(&self, request: reqwest::Request) -> Outcome {
+        let mut response = match self.client.execute(request).await {
+            Ok(r) => r,
+            Err(e) => return Outcome::Transport(failure(&e)),
+        };
+        let header = |name: reqwest::header::HeaderName| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let mut out = Response {
+            status: response.status().as_u16(),
+            retry_after: header(reqwest::header::RETRY_AFTER),
+            www_authenticate: header(reqwest::header::WWW_AUTHENTICATE),
+            location: header(reqwest::header::LOCATION),
+            body: Vec::new(),
+        };
+        let too_large = || {
+            Outcome::Transport(TransportFailure {
+                kind: TransportKind::TooLarge,
+                message: format!("HTTP {}: body over {} bytes", out.status, self.max_bytes),
+            })
+        };
+        if response
+            .content_length()
+            .is_some_and(|l| l > self.max_bytes)
+        {
+            return too_large();
+        }
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if (out.body.len() + chunk.len()) as u64 > self.max_bytes {
+                        return too_large();
+                    }
+                    out.body.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Outcome::Response(out),
+                Err(e) => return Outcome::Transport(failure(&e)),
+            }
+        }
+    }
+}
+
+/// A transport error in words, without the URL (a probe URL may carry a key in its query).
+fn failure(e: &reqwest::Error) -> TransportFailure {
+    let kind = if e.is_timeout() {
+        TransportKind::Timeout
+    } else if e.is_connect() {
+        TransportKind::Connect
+    } else {
+        TransportKind::Other
+    };
+    let mut message = String::new();
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    if message.is_empty() {
+        message = e.to_string();
+    }
+    TransportFailure { kind, message }
+}

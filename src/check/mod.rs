@@ -1,0 +1,553 @@
+//! Checking one connection: refresh it (persisting rotated tokens at once), probe it with the
+//! fresh access token, classify what came back, and apply the verdict through the store.
+
+mod http;
+mod limits;
+pub mod schedule;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::classify::{Classification, Outcome, TransportFailure, TransportKind, classify};
+use crate::config::{Config, LimitsConfig, ProviderConfig, ScheduleConfig};
+use crate::domain::{Category, ConnectionId, ConnectionStatus, Consequence, Phase, ProviderId};
+use crate::store::{
+    ALERT_CLIENT_MISCONFIGURED, Applied, CheckResult, ClaimOutcome, Claimed, Lease, Rotation,
+    Store, StoreError, Transition,
+};
+
+pub use http::{HttpClient, OAuthClient, oauth_client};
+pub use limits::Pacer;
+
+/// The first wait before a held provider is tried again; it doubles up to `ALERT_RETRY_MAX`.
+const ALERT_RETRY_START: Duration = Duration::from_secs(300);
+const ALERT_RETRY_MAX: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// Names one worker in leases and in the check history: role, host, process, and a random
+/// suffix so a restarted process with a recycled pid is not mistaken for its predecessor.
+pub fn instance_id(role: &str) -> String {
+    use rand::Rng;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    let suffix: u32 = rand::thread_rng().r#gen();
+    format!("{role}@{host}:{}:{suffix:08x}", std::process::id())
+}
+
+/// A provider as the checker uses it: its config, its oauth2 client and its limits.
+pub struct Provider {
+    pub config: ProviderConfig,
+    oauth: OAuthClient,
+    permits: Semaphore,
+    pacer: Pacer,
+    /// An open client-misconfigured alert: checks are held back but for one trial at a time.
+    held: AtomicBool,
+}
+
+impl Provider {
+    fn new(config: ProviderConfig) -> Self {
+        Self {
+            oauth: oauth_client(&config),
+            permits: Semaphore::new(config.max_concurrent as usize),
+            pacer: Pacer::new(config.requests_per_second),
+            held: AtomicBool::new(false),
+            config,
+        }
+    }
+
+    pub fn id(&self) -> &ProviderId {
+        &self.config.id
+    }
+
+    pub fn is_held(&self) -> bool {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    pub fn set_held(&self, held: bool) {
+        self.held.store(held, Ordering::Relaxed);
+    }
+}
+
+/// What one check found and did, for the log and `credwatch check`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub connection: ConnectionId,
+    pub name: String,
+    pub provider: ProviderId,
+    #[serde(flatten)]
+    pub outcome: ReportOutcome,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ReportOutcome {
+    Checked {
+        category: Category,
+        phase: Phase,
+        detail: String,
+        http_status: Option<u16>,
+        latency_ms: u64,
+        before: ConnectionStatus,
+        after: ConnectionStatus,
+        /// A definitive verdict about tokens someone else had already replaced: not applied.
+        stale: bool,
+        next_check_at: DateTime<Utc>,
+    },
+    Skipped {
+        why: String,
+    },
+}
+
+pub struct Checker {
+    store: Arc<dyn Store>,
+    http: HttpClient,
+    providers: BTreeMap<ProviderId, Arc<Provider>>,
+    global: Semaphore,
+    schedule: ScheduleConfig,
+    limits: LimitsConfig,
+    instance: String,
+}
+
+impl Checker {
+    /// `instance` names this worker in leases and in the check history.
+    pub fn new(
+        config: &Config,
+        store: Arc<dyn Store>,
+        instance: String,
+    ) -> Result<Self, CheckError> {
+        Ok(Self {
+            store,
+            http: HttpClient::new(&config.limits)?,
+            providers: config
+                .providers
+                .values()
+                .map(|p| (p.id.clone(), Arc::new(Provider::new(p.clone()))))
+                .collect(),
+            global: Semaphore::new(config.limits.max_concurrent_checks as usize),
+            schedule: config.schedule.clone(),
+            limits: config.limits.clone(),
+            instance,
+        })
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn providers(&self) -> impl Iterator<Item = &Arc<Provider>> {
+        self.providers.values()
+    }
+
+    pub fn provider(&self, id: &ProviderId) -> Option<&Arc<Provider>> {
+        self.providers.get(id)
+    }
+
+    pub fn schedule(&self) -> &ScheduleConfig {
+        &self.schedule
+    }
+
+    pub fn lease(&self, now: DateTime<Utc>) -> Lease {
+        Lease {
+            owner: self.instance.clone(),
+            until: now + TimeDelta::from_std(self.limits.lease).unwrap_or(TimeDelta::MAX),
+        }
+    }
+
+    /// How many due connections of a provider to claim at once: no more than its rate can get
+    /// through well inside one lease, so none waits in our queue until its lease runs out.
+    pub fn batch_size(&self, provider: &Provider) -> u32 {
+        let per_lease = provider.config.requests_per_second * self.limits.lease.as_secs_f64();
+        // Two requests per check, and a third of the lease to spare.
+        let fits = (per_lease / 3.0).floor();
+        (fits.min(f64::from(self.schedule.batch_size)) as u32).max(1)
+    }
+
+    /// Reads which providers are held back by an open client-misconfigured alert.
+    pub async fn refresh_holds(&self) -> Result<Vec<crate::store::ProviderAlert>, StoreError> {
+        let alerts: Vec<_> = self
+            .store
+            .open_provider_alerts()
+            .await?
+            .into_iter()
+            .filter(|a| a.kind == ALERT_CLIENT_MISCONFIGURED)
+            .collect();
+        for p in self.providers.values() {
+            p.set_held(alerts.iter().any(|a| &a.provider == p.id()));
+        }
+        Ok(alerts)
+    }
+
+    /// `credwatch check ID`: claims the connection whether due or not, and checks it.
+    pub async fn check_now(
+        &self,
+        id: &ConnectionId,
+        cancel: &CancellationToken,
+    ) -> Result<Report, CheckError> {
+        let now = Utc::now();
+        match self.store.claim(id, &self.lease(now), now).await? {
+            ClaimOutcome::Claimed(claimed) => self.check(*claimed, cancel).await,
+            ClaimOutcome::Busy { owner } => {
+                let c = self.store.connection(id).await?;
+                Ok(Report {
+                    connection: c.id,
+                    name: c.name,
+                    provider: c.provider,
+                    outcome: ReportOutcome::Skipped {
+                        why: format!("already being checked by {owner}"),
+                    },
+                })
+            }
+        }
+    }
+
+    /// Checks a claimed connection and applies the verdict. A claim that cannot be used
+    /// (unknown provider, shutting down, lease too short) is released without calling anyone.
+    pub async fn check(
+        &self,
+        claimed: Claimed,
+        cancel: &CancellationToken,
+    ) -> Result<Report, CheckError> {
+        let report = |why: String| Report {
+            connection: claimed.connection.id.clone(),
+            name: claimed.connection.name.clone(),
+            provider: claimed.connection.provider.clone(),
+            outcome: ReportOutcome::Skipped { why },
+        };
+        let Some(provider) = self.providers.get(&claimed.connection.provider).cloned() else {
+            self.store.release(&claimed).await?;
+            let why = format!(
+                "provider {} is not in the config",
+                claimed.connection.provider
+            );
+            return Ok(report(why));
+        };
+        let ready = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => None,
+            permits = async {
+                let global = self.global.acquire().await;
+                let own = provider.permits.acquire().await;
+                (global, own)
+            } => Some(permits),
+            // Both semaphores live as long as `self` and are never closed.
+        };
+        let Some((Ok(_global), Ok(_own))) = ready else {
+            self.store.release(&claimed).await?;
+            return Ok(report("shutting down".into()));
+        };
+        // Two requests, each up to the timeout, must fit in what is left of the lease.
+        let needed = self.limits.request_timeout * 2 + Duration::from_secs(5);
+        if (claimed.lease.until - Utc::now())
+            .to_std()
+            .unwrap_or_default()
+            < needed
+        {
+            self.store.release(&claimed).await?;
+            return Ok(report("its lease ran short before a slot was free".into()));
+        }
+        let paced = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => false,
+            _ = provider.pacer.wait() => true,
+        };
+        if !paced {
+            self.store.release(&claimed).await?;
+            return Ok(report("shutting down".into()));
+        }
+        let started = tokio::time::Instant::now();
+        let (phase, verdict, generation, expires_at) = self.run(&provider, &claimed).await?;
+        let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.apply(
+            &provider, &claimed, phase, verdict, generation, expires_at, latency_ms,
+        )
+        .await
+    }
+
+    /// The calls: refresh (if there is a refresh token), then probe (if there is a probe URL).
+    async fn run(
+        &self,
+        provider: &Provider,
+        claimed: &Claimed,
+    ) -> Result<(Phase, Classification, i64, Option<DateTime<Utc>>), CheckError> {
+        let rules = &provider.config.rules;
+        let mut generation = claimed.tokens.generation;
+        let mut expires_at = claimed.connection.access_expires_at;
+        let mut access: SecretString = claimed.tokens.access_token.clone();
+        if let Some(refresh) = &claimed.tokens.refresh_token {
+            let outcome = match http::refresh_request(&provider.oauth, refresh).await {
+                Some(request) => self.http.send_oauth(request).await,
+                None => Outcome::Transport(TransportFailure {
+                    kind: TransportKind::Other,
+                    message: "could not build the refresh request".into(),
+                }),
+            };
+            let mut verdict = classify(Phase::Refresh, &outcome, rules, Utc::now());
+            if verdict.category == Category::RateLimited
+                && let Some(wait) = verdict.retry_after
+            {
+                // The token endpoint's limits are the client's, shared by every connection.
+                provider
+                    .pacer
+                    .hold_until(tokio::time::Instant::now() + wait.min(self.schedule.backoff_max));
+            }
+            let Some(tokens) = verdict.tokens.take() else {
+                return Ok((Phase::Refresh, verdict, generation, expires_at));
+            };
+            let rotation = Rotation {
+                expected_generation: generation,
+                tokens: &tokens,
+                now: Utc::now(),
+            };
+            match self.store.save_rotation(claimed, rotation).await {
+                Ok(g) => {
+                    generation = g;
+                    expires_at = tokens.expires_at;
+                    access = tokens.access_token.clone();
+                }
+                Err(e @ (StoreError::LeaseLost(_) | StoreError::TokensChanged(_))) => {
+                    tracing::error!(
+                        connection = %claimed.connection.id,
+                        "refreshed, but the new tokens were not stored: {e}"
+                    );
+                    let detail = format!("refreshed, but the new tokens were not stored: {e}");
+                    let verdict =
+                        Classification::new(Category::Transient, detail, verdict.http_status);
+                    return Ok((Phase::Refresh, verdict, generation, expires_at));
+                }
+                Err(e) => {
+                    // The provider may have rotated the refresh token we could not store.
+                    tracing::error!(
+                        connection = %claimed.connection.id,
+                        "refreshed, but storing the new tokens failed: {e}; if the provider \
+                         rotates refresh tokens, this connection may need reauthorization"
+                    );
+                    return Err(e.into());
+                }
+            }
+            if provider.config.probe_url.is_none() {
+                return Ok((Phase::Refresh, verdict, generation, expires_at));
+            }
+        }
+        let Some(probe_url) = &provider.config.probe_url else {
+            // Nothing to call: all we know is the expiry the provider gave.
+            let verdict = match expires_at {
+                Some(at) if at <= Utc::now() => Classification::new(
+                    Category::Expired,
+                    "the access token has expired and there is no refresh token",
+                    None,
+                ),
+                _ => Classification::new(
+                    Category::Healthy,
+                    "no refresh token and no probe_url: only the expiry date was checked",
+                    None,
+                ),
+            };
+            return Ok((Phase::Probe, verdict, generation, expires_at));
+        };
+        if claimed.tokens.refresh_token.is_some() {
+            provider.pacer.wait().await;
+        }
+        let outcome = self.http.probe(probe_url, &access).await;
+        let verdict = classify(Phase::Probe, &outcome, rules, Utc::now());
+        Ok((Phase::Probe, verdict, generation, expires_at))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn apply(
+        &self,
+        provider: &Provider,
+        claimed: &Claimed,
+        phase: Phase,
+        verdict: Classification,
+        generation: i64,
+        expires_at: Option<DateTime<Utc>>,
+        latency_ms: u64,
+    ) -> Result<Report, CheckError> {
+        let conn = &claimed.connection;
+        let now = Utc::now();
+        let category = verdict.category;
+        let (transition, next_check_at) = {
+            let mut rng = rand::thread_rng();
+            match category.consequence() {
+                Consequence::Healthy => (
+                    Transition::Healthy,
+                    schedule::after_success(
+                        now,
+                        expires_at,
+                        self.schedule.check_interval,
+                        &mut rng,
+                    ),
+                ),
+                Consequence::Degraded if conn.status == ConnectionStatus::Broken => (
+                    Transition::Degraded,
+                    schedule::after_broken(now, self.schedule.broken_recheck, &mut rng),
+                ),
+                Consequence::Degraded => (
+                    Transition::Degraded,
+                    schedule::after_failure(
+                        now,
+                        conn.consecutive_failures.saturating_add(1),
+                        self.schedule.backoff_max,
+                        verdict.retry_after,
+                        &mut rng,
+                    ),
+                ),
+                Consequence::Broken => (
+                    Transition::Broken,
+                    schedule::after_broken(now, self.schedule.broken_recheck, &mut rng),
+                ),
+                // Still due: once the operator fixes the client, the connection is checked.
+                Consequence::Operator => (Transition::Unchanged, conn.next_check_at),
+            }
+        };
+        let detail = redact(verdict.detail, claimed);
+        let result = CheckResult {
+            attempt: claimed.attempt,
+            generation,
+            phase,
+            category,
+            http_status: verdict.http_status,
+            latency_ms,
+            detail: detail.clone(),
+            transition,
+            next_check_at,
+            finished_at: now,
+        };
+        let applied = self.store.finish_check(claimed, &result).await?;
+        self.log(conn.id.clone(), provider, &result, &applied);
+        self.provider_alert(provider, category, &detail, now)
+            .await?;
+        Ok(Report {
+            connection: conn.id.clone(),
+            name: conn.name.clone(),
+            provider: conn.provider.clone(),
+            outcome: ReportOutcome::Checked {
+                category,
+                phase,
+                detail,
+                http_status: verdict.http_status,
+                latency_ms,
+                before: applied.before,
+                after: applied.after,
+                stale: applied.stale,
+                next_check_at: if applied.stale { now } else { next_check_at },
+            },
+        })
+    }
+
+    /// A client the provider refuses is the operator's problem: one alert per provider and
+    /// incident, and the provider's checks held back until a trial check gets through.
+    async fn provider_alert(
+        &self,
+        provider: &Provider,
+        category: Category,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let id = provider.id();
+        match category.consequence() {
+            Consequence::Operator => {
+                let retry = now + TimeDelta::from_std(ALERT_RETRY_START).unwrap_or(TimeDelta::MAX);
+                let opened = self
+                    .store
+                    .open_provider_alert(id, ALERT_CLIENT_MISCONFIGURED, detail, now, retry)
+                    .await?;
+                provider.set_held(true);
+                if opened {
+                    tracing::error!(
+                        provider = %id,
+                        detail,
+                        "provider {id} refuses our OAuth client; check its client_id, client_secret \
+                         and client_auth in the config. No connection is marked broken for this; \
+                         the provider's checks are held back and retried with a trial check"
+                    );
+                } else {
+                    self.store
+                        .postpone_provider_alert(
+                            id,
+                            ALERT_CLIENT_MISCONFIGURED,
+                            now,
+                            ALERT_RETRY_START,
+                            ALERT_RETRY_MAX,
+                        )
+                        .await?;
+                }
+            }
+            // The provider answered about the grant itself: our client got through.
+            Consequence::Healthy | Consequence::Broken if provider.is_held() => {
+                if self
+                    .store
+                    .close_provider_alert(id, ALERT_CLIENT_MISCONFIGURED, now)
+                    .await?
+                {
+                    tracing::info!(provider = %id, "provider {id} accepts our OAuth client again; its checks resume");
+                }
+                provider.set_held(false);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn log(&self, id: ConnectionId, provider: &Provider, r: &CheckResult, a: &Applied) {
+        let p = provider.id();
+        let detail = r.detail.as_str();
+        let category = r.category.as_str();
+        if a.stale {
+            tracing::warn!(connection = %id, provider = %p, category, detail,
+                "a definitive answer about tokens that were replaced meanwhile; not applied, checking again");
+            return;
+        }
+        match (a.before, a.after) {
+            (before, ConnectionStatus::Broken) if before != ConnectionStatus::Broken => {
+                tracing::warn!(connection = %id, provider = %p, category, detail, "connection broken")
+            }
+            (ConnectionStatus::Healthy, ConnectionStatus::Degraded) => {
+                tracing::warn!(connection = %id, provider = %p, category, detail, "connection degraded; retrying with backoff")
+            }
+            (before, ConnectionStatus::Healthy) if before != ConnectionStatus::Healthy => {
+                tracing::info!(connection = %id, provider = %p, was = before.as_str(), "connection healthy again")
+            }
+            _ => {
+                tracing::debug!(connection = %id, provider = %p, category, detail, latency_ms = r.latency_ms, "checked")
+            }
+        }
+    }
+}
+
+/// A provider that echoes a token in its error text must not get it into our history or logs.
+fn redact(mut detail: String, claimed: &Claimed) -> String {
+    let tokens = [
+        Some(&claimed.tokens.access_token),
+        claimed.tokens.refresh_token.as_ref(),
+    ];
+    for t in tokens.into_iter().flatten() {
+        let t = t.expose_secret();
+        if t.len() >= 8 && detail.contains(t) {
+            detail = detail.replace(t, "[redacted]");
+        }
+    }
+    detail
+}

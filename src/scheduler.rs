@@ -1,0 +1,233 @@
+//! The sweep: on the `[schedule] sweep` cron, claim due connections provider by provider, in
+//! batches, and check them within the limits. Between sweeps the task sleeps until the next
+//! cron time: an idle daemon has no timer firing but that one.
+//!
+//! The cron is read by croner with the settings tokio-cron-scheduler uses, so the config means
+//! the same; tokio-cron-scheduler itself wakes every 500 ms to look for due jobs and runs them
+//! on detached tasks, which an idle daemon that must stop cleanly does not want.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::check::{CheckError, Checker, Provider, Report, ReportOutcome};
+use crate::domain::Category;
+use crate::store::{DueQuery, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("schedule.sweep: {0}")]
+    Cron(#[from] croner::errors::CronError),
+}
+
+/// Parses the sweep cron exactly as the config check does.
+pub fn parse_cron(expr: &str) -> Result<croner::Cron, ScheduleError> {
+    Ok(croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(expr)?)
+}
+
+/// What one sweep did.
+#[derive(Debug, Default, Clone)]
+pub struct SweepStats {
+    pub checked: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub by_category: BTreeMap<Category, u64>,
+}
+
+impl SweepStats {
+    fn add(&mut self, r: Result<Result<Report, CheckError>, tokio::task::JoinError>) {
+        match r {
+            Ok(Ok(report)) => match report.outcome {
+                ReportOutcome::Checked { category, .. } => {
+                    self.checked += 1;
+                    *self.by_category.entry(category).or_default() += 1;
+                }
+                ReportOutcome::Skipped { .. } => self.skipped += 1,
+            },
+            Ok(Err(e)) => {
+                tracing::error!("check failed: {e}");
+                self.failed += 1;
+            }
+            Err(e) => {
+                tracing::error!("check task failed: {e}");
+                self.failed += 1;
+            }
+        }
+    }
+
+    fn merge(&mut self, other: SweepStats) {
+        self.checked += other.checked;
+        self.skipped += other.skipped;
+        self.failed += other.failed;
+        for (c, n) in other.by_category {
+            *self.by_category.entry(c).or_default() += n;
+        }
+    }
+}
+
+/// Runs sweeps until `shutdown`: one at start (after spreading what downtime left overdue),
+/// then one per cron time. A sweep that overruns its period makes the next one start later,
+/// never two at once.
+pub async fn run(checker: Arc<Checker>, shutdown: CancellationToken) -> Result<(), ScheduleError> {
+    let cron = parse_cron(&checker.schedule().sweep)?;
+    let schedule = checker.schedule().clone();
+    match checker
+        .store()
+        .spread_overdue(Utc::now(), schedule.catch_up, schedule.batch_size)
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            overdue = n,
+            window = %humantime::format_duration(schedule.catch_up),
+            "connections left overdue by downtime are spread over the catch-up window"
+        ),
+        Err(e) => tracing::error!("cannot spread overdue connections: {e}"),
+    }
+    loop {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        sweep(&checker, &shutdown).await;
+        let next = match cron.find_next_occurrence(&Utc::now(), false) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!("schedule.sweep has no next time ({e}); no further sweeps");
+                shutdown.cancelled().await;
+                break;
+            }
+        };
+        let wait = (next - Utc::now()).to_std().unwrap_or_default();
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+    Ok(())
+}
+
+/// One sweep over every provider; a provider held back by an alert gets one trial check when
+/// its alert is due.
+pub async fn sweep(checker: &Arc<Checker>, shutdown: &CancellationToken) -> SweepStats {
+    let started = tokio::time::Instant::now();
+    let alerts = match checker.refresh_holds().await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("sweep skipped: cannot read the store: {e}");
+            return SweepStats::default();
+        }
+    };
+    let now = Utc::now();
+    let mut providers = JoinSet::new();
+    for p in checker.providers() {
+        let limit = match alerts.iter().find(|a| &a.provider == p.id()) {
+            None => None,
+            Some(a) if a.next_attempt_at <= now => Some(1),
+            Some(_) => continue,
+        };
+        providers.spawn(sweep_provider(
+            checker.clone(),
+            p.clone(),
+            limit,
+            shutdown.clone(),
+        ));
+    }
+    let mut stats = SweepStats::default();
+    while let Some(r) = providers.join_next().await {
+        match r {
+            Ok(s) => stats.merge(s),
+            Err(e) => tracing::error!("sweep task failed: {e}"),
+        }
+    }
+    let elapsed = started.elapsed();
+    if stats.checked + stats.skipped + stats.failed > 0 {
+        let categories: Vec<String> = stats
+            .by_category
+            .iter()
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect();
+        tracing::info!(
+            checked = stats.checked,
+            skipped = stats.skipped,
+            failed = stats.failed,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "sweep finished: {}",
+            categories.join(", ")
+        );
+    }
+    stats
+}
+
+/// Claims a provider's due connections a batch at a time, keeping at most its concurrency in
+/// flight and at most one batch waiting: memory stays flat however many are due.
+async fn sweep_provider(
+    checker: Arc<Checker>,
+    provider: Arc<Provider>,
+    limit: Option<u32>,
+    shutdown: CancellationToken,
+) -> SweepStats {
+    let batch = limit.map_or(checker.batch_size(&provider), |l| {
+        l.min(checker.batch_size(&provider))
+    });
+    let concurrency = provider.config.max_concurrent as usize;
+    let mut stats = SweepStats::default();
+    let mut queue = VecDeque::new();
+    let mut in_flight = JoinSet::new();
+    let mut claimed_total = 0u32;
+    let mut exhausted = false;
+    loop {
+        if !exhausted && !shutdown.is_cancelled() && queue.len() < concurrency {
+            match claim(&checker, &provider, batch).await {
+                Ok(claimed) => {
+                    exhausted = claimed.len() < batch as usize;
+                    claimed_total = claimed_total.saturating_add(claimed.len() as u32);
+                    exhausted |= limit.is_some_and(|l| claimed_total >= l);
+                    queue.extend(claimed);
+                }
+                Err(e) => {
+                    tracing::error!(provider = %provider.id(), "cannot claim due connections: {e}");
+                    exhausted = true;
+                }
+            }
+        }
+        while in_flight.len() < concurrency
+            && let Some(claimed) = queue.pop_front()
+        {
+            let checker = checker.clone();
+            let shutdown = shutdown.clone();
+            in_flight.spawn(async move { checker.check(claimed, &shutdown).await });
+        }
+        match in_flight.join_next().await {
+            Some(r) => stats.add(r),
+            None if (exhausted || shutdown.is_cancelled()) && queue.is_empty() => break,
+            None => {}
+        }
+    }
+    stats
+}
+
+async fn claim(
+    checker: &Checker,
+    provider: &Provider,
+    limit: u32,
+) -> Result<Vec<crate::store::Claimed>, StoreError> {
+    let now = Utc::now();
+    checker
+        .store()
+        .claim_due(
+            DueQuery {
+                provider: provider.id(),
+                now,
+                limit,
+            },
+            &checker.lease(now),
+        )
+        .await
+}
