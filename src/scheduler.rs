@@ -91,11 +91,15 @@ pub async fn run(checker: Arc<Checker>, shutdown: CancellationToken) -> Result<(
         ),
         Err(e) => tracing::error!("cannot spread overdue connections: {e}"),
     }
+    // The first sweep tries every held provider at once: the operator may have fixed the
+    // client and restarted for exactly that.
+    let mut first = true;
     loop {
         if shutdown.is_cancelled() {
             break;
         }
-        sweep(&checker, &shutdown).await;
+        sweep(&checker, &shutdown, first).await;
+        first = false;
         let next = match cron.find_next_occurrence(&Utc::now(), false) {
             Ok(t) => t,
             Err(e) => {
@@ -115,7 +119,11 @@ pub async fn run(checker: Arc<Checker>, shutdown: CancellationToken) -> Result<(
 
 /// One sweep over every provider; a provider held back by an alert gets one trial check when
 /// its alert is due.
-pub async fn sweep(checker: &Arc<Checker>, shutdown: &CancellationToken) -> SweepStats {
+pub async fn sweep(
+    checker: &Arc<Checker>,
+    shutdown: &CancellationToken,
+    try_held_now: bool,
+) -> SweepStats {
     let started = tokio::time::Instant::now();
     let alerts = match checker.refresh_holds().await {
         Ok(a) => a,
@@ -129,7 +137,7 @@ pub async fn sweep(checker: &Arc<Checker>, shutdown: &CancellationToken) -> Swee
     for p in checker.providers() {
         let limit = match alerts.iter().find(|a| &a.provider == p.id()) {
             None => None,
-            Some(a) if a.next_attempt_at <= now => Some(1),
+            Some(a) if try_held_now || a.next_attempt_at <= now => Some(1),
             Some(_) => continue,
         };
         providers.spawn(sweep_provider(
@@ -147,7 +155,12 @@ pub async fn sweep(checker: &Arc<Checker>, shutdown: &CancellationToken) -> Swee
         }
     }
     let elapsed = started.elapsed();
-    if stats.checked + stats.skipped + stats.failed > 0 {
+    if stats.checked + stats.skipped + stats.failed == 0 {
+        tracing::debug!(
+            elapsed_ms = elapsed.as_millis() as u64,
+            "sweep finished: nothing due"
+        );
+    } else {
         let categories: Vec<String> = stats
             .by_category
             .iter()

@@ -5,5 +5,6 @@ mod helpers;
 mod cli;
 mod config;
 mod daemon;
+mod faults;
 mod peers;
 mod store;

@@ -1,6 +1,7 @@
 //! The test harness: a throwaway credwatch installation (`TestEnv`), the binary run as an operator
 //! would run it, the daemon started with `spawn`, and the real peers in `peers`.
 
+pub mod fake;
 pub mod peers;
 
 use std::path::{Path, PathBuf};
@@ -58,11 +59,15 @@ impl TestEnv {
     pub fn with_config(extra: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("credwatch.toml");
-        let base = "[database]\nurl = \"sqlite://state/credwatch.db\"\n\n\
-                    [encryption]\nkey_file = \"credwatch.key\"\n\n\
-                    [mail]\ntransport = \"file\"\ndir = \"mail\"\n\n\
-                    [schedule]\nsweep = \"0 * * * * *\"\n\n\
-                    [log]\nlevel = \"credwatch=debug,info\"\n";
+        let mut base = "[database]\nurl = \"sqlite://state/credwatch.db\"\n\n\
+                        [encryption]\nkey_file = \"credwatch.key\"\n\n\
+                        [mail]\ntransport = \"file\"\ndir = \"mail\"\n\n\
+                        [log]\nlevel = \"credwatch=debug,info\"\n"
+            .to_owned();
+        // A test that sets its own schedule gives the whole section.
+        if !extra.contains("[schedule]") {
+            base.push_str("\n[schedule]\nsweep = \"0 * * * * *\"\n");
+        }
         std::fs::write(&config, format!("{base}{extra}")).expect("write config");
         let out = std::process::Command::new(BIN)
             .args(["key", "generate"])
@@ -164,6 +169,23 @@ impl TestEnv {
 
     /// Every row of every table, in a stable order: equal snapshots mean nothing was written.
     pub async fn db_snapshot(&self) -> Vec<String> {
+        let tables = self
+            .rows("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .await;
+        let mut out = Vec::new();
+        for table in tables {
+            for row in self
+                .rows(&format!("SELECT * FROM \"{}\" ORDER BY 1", table[0]))
+                .await
+            {
+                out.push(format!("{}: {}", table[0], row.join(" | ")));
+            }
+        }
+        out
+    }
+
+    /// The rows of a query on the test database, each cell as text ("NULL" for null).
+    pub async fn rows(&self, sql: &str) -> Vec<Vec<String>> {
         use sqlx::{Row, ValueRef};
         let opts = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(self.db_path())
@@ -171,19 +193,14 @@ impl TestEnv {
         let pool = sqlx::SqlitePool::connect_with(opts)
             .await
             .expect("open test database");
-        let tables: Vec<String> =
-            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-                .fetch_all(&pool)
-                .await
-                .expect("list tables");
-        let mut out = Vec::new();
-        for table in tables {
-            for row in sqlx::query(&format!("SELECT * FROM \"{table}\" ORDER BY 1"))
-                .fetch_all(&pool)
-                .await
-                .expect("read table")
-            {
-                let cells: Vec<String> = (0..row.columns().len())
+        let rows = sqlx::query(sql)
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        pool.close().await;
+        rows.iter()
+            .map(|row| {
+                (0..row.columns().len())
                     .map(|i| {
                         let raw = row.try_get_raw(i).expect("cell");
                         if raw.is_null() {
@@ -195,12 +212,25 @@ impl TestEnv {
                             .or_else(|_| row.try_get::<Vec<u8>, _>(i).map(|b| format!("{b:?}")))
                             .unwrap_or_else(|_| "?".to_owned())
                     })
-                    .collect();
-                out.push(format!("{table}: {}", cells.join(" | ")));
-            }
-        }
-        pool.close().await;
-        out
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The first cell of the first row of a query.
+    pub async fn value(&self, sql: &str) -> String {
+        self.rows(sql)
+            .await
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+            .unwrap_or_else(|| panic!("{sql}: no rows"))
+    }
+
+    /// `credwatch check ID --json`: the one report it prints.
+    pub async fn check(&self, id: &str) -> serde_json::Value {
+        let out = self.ok(&["check", id, "--json"]).await;
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("check output {out:?}: {e}"))
     }
 
     /// Starts `credwatch run` and waits until it says it has started.
@@ -241,7 +271,11 @@ impl TestEnv {
                 }
             }
         });
-        Daemon { child, log: rx }
+        Daemon {
+            child,
+            log: rx,
+            seen: Vec::new(),
+        }
     }
 }
 
@@ -249,6 +283,8 @@ impl TestEnv {
 pub struct Daemon {
     child: Child,
     log: tokio::sync::mpsc::UnboundedReceiver<String>,
+    /// Log lines read so far by `log_until`.
+    seen: Vec<String>,
 }
 
 impl Daemon {
@@ -262,13 +298,37 @@ impl Daemon {
         assert_eq!(rc, 0, "kill({signal}) failed");
     }
 
+    /// Reads the log until `cond` holds for the lines so far, and returns them.
+    pub async fn log_until(
+        &mut self,
+        what: &str,
+        deadline: Duration,
+        cond: impl Fn(&[String]) -> bool,
+    ) -> &[String] {
+        let until = tokio::time::Instant::now() + deadline;
+        while !cond(&self.seen) {
+            match tokio::time::timeout_at(until, self.log.recv()).await {
+                Ok(Some(line)) => self.seen.push(line),
+                Ok(None) => panic!(
+                    "the daemon exited while waiting for {what}; its log:\n{}",
+                    self.seen.join("\n")
+                ),
+                Err(_) => panic!(
+                    "timed out after {deadline:?} waiting for {what}; the log:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+        &self.seen
+    }
+
     /// Waits for the daemon to exit on its own and returns its exit code and full log.
     pub async fn wait(mut self, deadline: Duration) -> (Option<i32>, Vec<String>) {
         let status = tokio::time::timeout(deadline, self.child.wait())
             .await
             .expect("daemon did not exit in time")
             .expect("wait");
-        let mut log = Vec::new();
+        let mut log = std::mem::take(&mut self.seen);
         while let Some(line) = self.log.recv().await {
             log.push(line);
         }

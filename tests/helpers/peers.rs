@@ -34,7 +34,7 @@ pub fn free_port() -> u16 {
 
 /// oidc-provider 9.13.3 with refresh-token rotation, reuse detection, revocation and introspection.
 pub struct OidcServer {
-    _child: Child,
+    child: Child,
     pub port: u16,
 }
 
@@ -65,10 +65,14 @@ impl OidcServer {
         .await;
         assert!(matches!(ready, Ok(true)), "oidc-provider did not start");
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self {
-            _child: child,
-            port,
-        }
+        Self { child, port }
+    }
+
+    /// SIGSTOP (a provider that hangs) or SIGCONT (back again).
+    pub fn signal(&self, signal: i32) {
+        let pid = self.child.id().expect("oidc-provider pid") as i32;
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill({signal})");
     }
 
     pub fn issuer(&self) -> String {
