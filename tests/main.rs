@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod checks;
 mod cli;
 mod config;
 mod daemon;

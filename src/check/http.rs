@@ -102,6 +102,34 @@ impl HttpClient {
         }
     }
 
+    /// RFC 7662: asks the provider whether a refresh token is still active.
+    pub async fn introspect(&self, url: &Url, p: &ProviderConfig, token: &SecretString) -> Outcome {
+        let encode = |s: &str| {
+            oauth2::url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+        };
+        let mut form = vec![
+            ("token", token.expose_secret().to_owned()),
+            ("token_type_hint", "refresh_token".to_owned()),
+        ];
+        let mut request = self.client.post(url.clone());
+        match (p.client_auth, &p.client_secret) {
+            // RFC 6749 §2.3.1: both parts form-encoded before Basic, as oauth2 does for refreshes.
+            (ClientAuth::Basic, Some(secret)) => {
+                request =
+                    request.basic_auth(encode(&p.client_id), Some(encode(secret.expose_secret())));
+            }
+            (ClientAuth::Post, Some(secret)) => {
+                form.push(("client_id", p.client_id.clone()));
+                form.push(("client_secret", secret.expose_secret().to_owned()));
+            }
+            _ => form.push(("client_id", p.client_id.clone())),
+        }
+        match request.form(&form).build() {
+            Ok(r) => self.send(r).await,
+            Err(e) => Outcome::Transport(failure(&e)),
+        }
+    }
+
     async fn send(&self, request: reqwest::Request) -> Outcome {
         let mut response = match self.client.execute(request).await {
             Ok(r) => r,

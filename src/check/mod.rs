@@ -277,25 +277,29 @@ impl Checker {
             return Ok(report("shutting down".into()));
         }
         let started = tokio::time::Instant::now();
-        let (phase, verdict, generation, expires_at) = self.run(&provider, &claimed).await?;
+        let ran = self.run(&provider, &claimed).await?;
         let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.apply(
-            &provider, &claimed, phase, verdict, generation, expires_at, latency_ms,
-        )
-        .await
+        self.apply(&provider, &claimed, ran, latency_ms).await
     }
 
     /// The calls: refresh (if there is a refresh token), then probe (if there is a probe URL).
-    async fn run(
-        &self,
-        provider: &Provider,
-        claimed: &Claimed,
-    ) -> Result<(Phase, Classification, i64, Option<DateTime<Utc>>), CheckError> {
+    async fn run(&self, provider: &Provider, claimed: &Claimed) -> Result<Ran, CheckError> {
         let rules = &provider.config.rules;
-        let mut generation = claimed.tokens.generation;
-        let mut expires_at = claimed.connection.access_expires_at;
+        let conn = &claimed.connection;
+        let mut ran = Ran {
+            phase: Phase::Refresh,
+            verdict: Classification::new(Category::Unknown, "not checked", None),
+            generation: claimed.tokens.generation,
+            expires_at: conn.access_expires_at,
+            refresh_uncertain: None,
+        };
         let mut access: SecretString = claimed.tokens.access_token.clone();
         if let Some(refresh) = &claimed.tokens.refresh_token {
+            if let Some(lost) = self.lost_rotation(provider, claimed, refresh).await {
+                ran.verdict = lost;
+                ran.refresh_uncertain = Some(false);
+                return Ok(ran);
+            }
             let outcome = match http::refresh_request(&provider.oauth, refresh).await {
                 Some(request) => self.http.send_oauth(request).await,
                 None => Outcome::Transport(TransportFailure {
@@ -304,6 +308,17 @@ impl Checker {
                 }),
             };
             let mut verdict = classify(Phase::Refresh, &outcome, rules, Utc::now());
+            ran.refresh_uncertain = Some(answer_lost(&outcome, &verdict));
+            if verdict.category.consequence() == Consequence::Broken
+                && provider.config.rotates_refresh_tokens
+                && let Some(since) = conn.refresh_uncertain_since
+            {
+                verdict.detail.push_str(&format!(
+                    " (a refresh at {} got no answer: the provider probably rotated the refresh \
+                     token then, and the new one never reached us)",
+                    since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ));
+            }
             if verdict.category == Category::RateLimited
                 && let Some(wait) = verdict.retry_after
             {
@@ -313,33 +328,34 @@ impl Checker {
                     .hold_until(tokio::time::Instant::now() + wait.min(self.schedule.backoff_max));
             }
             let Some(tokens) = verdict.tokens.take() else {
-                return Ok((Phase::Refresh, verdict, generation, expires_at));
+                ran.verdict = verdict;
+                return Ok(ran);
             };
             let rotation = Rotation {
-                expected_generation: generation,
+                expected_generation: ran.generation,
                 tokens: &tokens,
                 now: Utc::now(),
             };
             match self.store.save_rotation(claimed, rotation).await {
                 Ok(g) => {
-                    generation = g;
-                    expires_at = tokens.expires_at;
+                    ran.generation = g;
+                    ran.expires_at = tokens.expires_at;
                     access = tokens.access_token.clone();
                 }
                 Err(e @ (StoreError::LeaseLost(_) | StoreError::TokensChanged(_))) => {
                     tracing::error!(
-                        connection = %claimed.connection.id,
+                        connection = %conn.id,
                         "refreshed, but the new tokens were not stored: {e}"
                     );
                     let detail = format!("refreshed, but the new tokens were not stored: {e}");
-                    let verdict =
+                    ran.verdict =
                         Classification::new(Category::Transient, detail, verdict.http_status);
-                    return Ok((Phase::Refresh, verdict, generation, expires_at));
+                    return Ok(ran);
                 }
                 Err(e) => {
                     // The provider may have rotated the refresh token we could not store.
                     tracing::error!(
-                        connection = %claimed.connection.id,
+                        connection = %conn.id,
                         "refreshed, but storing the new tokens failed: {e}; if the provider \
                          rotates refresh tokens, this connection may need reauthorization"
                     );
@@ -347,12 +363,14 @@ impl Checker {
                 }
             }
             if provider.config.probe_url.is_none() {
-                return Ok((Phase::Refresh, verdict, generation, expires_at));
+                ran.verdict = verdict;
+                return Ok(ran);
             }
         }
+        ran.phase = Phase::Probe;
         let Some(probe_url) = &provider.config.probe_url else {
             // Nothing to call: all we know is the expiry the provider gave.
-            let verdict = match expires_at {
+            ran.verdict = match ran.expires_at {
                 Some(at) if at <= Utc::now() => Classification::new(
                     Category::Expired,
                     "the access token has expired and there is no refresh token",
@@ -364,27 +382,68 @@ impl Checker {
                     None,
                 ),
             };
-            return Ok((Phase::Probe, verdict, generation, expires_at));
+            return Ok(ran);
         };
         if claimed.tokens.refresh_token.is_some() {
             provider.pacer.wait().await;
         }
         let outcome = self.http.probe(probe_url, &access).await;
-        let verdict = classify(Phase::Probe, &outcome, rules, Utc::now());
-        Ok((Phase::Probe, verdict, generation, expires_at))
+        ran.verdict = classify(Phase::Probe, &outcome, rules, Utc::now());
+        Ok(ran)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// After a refresh whose answer was lost, a rotating provider may already have replaced the
+    /// refresh token; presenting the old one past the provider's reuse grace looks like token
+    /// theft and revokes the whole grant. Where the provider can tell (introspection), ask
+    /// first: an inactive token is a definite answer.
+    async fn lost_rotation(
+        &self,
+        provider: &Provider,
+        claimed: &Claimed,
+        refresh: &SecretString,
+    ) -> Option<Classification> {
+        let p = &provider.config;
+        let since = claimed.connection.refresh_uncertain_since?;
+        let url = p.introspection_url.as_ref()?;
+        let grace = TimeDelta::from_std(p.reuse_grace).unwrap_or(TimeDelta::MAX);
+        if !p.rotates_refresh_tokens || Utc::now() - since <= grace {
+            return None;
+        }
+        let outcome = self.http.introspect(url, p, refresh).await;
+        provider.pacer.wait().await;
+        let Outcome::Response(r) = outcome else {
+            return None;
+        };
+        let active = serde_json::from_slice::<serde_json::Value>(&r.body)
+            .ok()
+            .and_then(|v| v.get("active").and_then(serde_json::Value::as_bool));
+        (r.status == 200 && active == Some(false)).then(|| {
+            Classification::new(
+                Category::Revoked,
+                format!(
+                    "a refresh at {} got no answer, and the provider now reports the refresh \
+                     token inactive: it rotated it then, and the new one never reached us",
+                    since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+                Some(r.status),
+            )
+        })
+    }
+
     async fn apply(
         &self,
         provider: &Provider,
         claimed: &Claimed,
-        phase: Phase,
-        verdict: Classification,
-        generation: i64,
-        expires_at: Option<DateTime<Utc>>,
+        ran: Ran,
         latency_ms: u64,
     ) -> Result<Report, CheckError> {
+        let Ran {
+            phase,
+            verdict,
+            generation,
+            expires_at,
+            refresh_uncertain,
+        } = ran;
         let conn = &claimed.connection;
         let now = Utc::now();
         let category = verdict.category;
@@ -434,6 +493,7 @@ impl Checker {
             transition,
             next_check_at,
             finished_at: now,
+            refresh_uncertain,
         };
         let applied = self.store.finish_check(claimed, &result).await?;
         self.log(conn.id.clone(), provider, &result, &applied);
@@ -533,6 +593,28 @@ impl Checker {
             _ => {
                 tracing::debug!(connection = %id, provider = %p, category, detail, latency_ms = r.latency_ms, "checked")
             }
+        }
+    }
+}
+
+/// What the calls of one check found.
+struct Ran {
+    phase: Phase,
+    verdict: Classification,
+    generation: i64,
+    expires_at: Option<DateTime<Utc>>,
+    refresh_uncertain: Option<bool>,
+}
+
+/// Whether the provider may have acted on a refresh whose answer we did not get: the request
+/// may have been sent (anything but a failed connect), or a 2xx body was cut off or unreadable.
+fn answer_lost(outcome: &Outcome, verdict: &Classification) -> bool {
+    match outcome {
+        Outcome::Transport(t) => t.kind != TransportKind::Connect,
+        Outcome::Response(r) => {
+            (200..300).contains(&r.status)
+                && verdict.tokens.is_none()
+                && verdict.category == Category::Transient
         }
     }
 }

@@ -78,6 +78,8 @@ pub struct Connection {
     pub access_expires_at: Option<DateTime<Utc>>,
     pub refresh_expires_at: Option<DateTime<Utc>>,
     pub consecutive_failures: u32,
+    /// Since when a refresh's answer is missing (it may have rotated the refresh token).
+    pub refresh_uncertain_since: Option<DateTime<Utc>>,
     pub last_check_at: Option<DateTime<Utc>>,
     pub next_check_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
@@ -182,6 +184,9 @@ pub struct CheckResult {
     pub transition: Transition,
     pub next_check_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
+    /// `Some(true)`: the refresh was sent but its answer lost; `Some(false)`: the provider gave
+    /// a definite answer about the refresh token; `None`: no refresh was tried.
+    pub refresh_uncertain: Option<bool>,
 }
 
 /// What a finished check changed.

@@ -63,7 +63,6 @@ impl FakeProvider {
         let port = listener.local_addr().expect("addr").port();
         let app = axum::Router::new()
             .route("/token", axum::routing::post(token))
-            .route("/probe", axum::routing::get(probe))
             .with_state(fake.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -83,10 +82,6 @@ impl FakeProvider {
 
     pub fn token_url(&self) -> String {
         format!("http://127.0.0.1:{}/token", self.port)
-    }
-
-    pub fn probe_url(&self) -> String {
-        format!("http://127.0.0.1:{}/probe", self.port)
     }
 
     /// The next answers, in order; then the default.
@@ -189,11 +184,4 @@ async fn token(State(fake): State<Arc<Fake>>, body: String) -> Response {
                 .into_response()
         }
     }
-}
-
-async fn probe() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        r#"{"ok":true}"#,
-    )
 }

@@ -148,7 +148,7 @@ impl SqliteStore {
                token_generation = token_generation + 1, access_expires_at = $4, \
                refresh_expires_at = COALESCE($5, refresh_expires_at), \
                scopes = CASE WHEN $6 = '' THEN scopes ELSE $6 END, \
-               tokens_updated_at = $7, updated_at = $7 \
+               tokens_updated_at = $7, updated_at = $7, refresh_uncertain_since = NULL \
              WHERE id = $8 AND token_generation = $9 AND lease_owner = $10 \
              RETURNING token_generation",
         )
@@ -302,7 +302,9 @@ impl SqliteStore {
         sqlx::query(
             "UPDATE connections SET status = $1, reason = $2, status_since = $3, \
                consecutive_failures = $4, last_check_at = $5, next_check_at = $6, \
-               lease_owner = NULL, lease_expires_at = NULL, updated_at = $5 \
+               lease_owner = NULL, lease_expires_at = NULL, updated_at = $5, \
+               refresh_uncertain_since = CASE $8 WHEN 1 THEN COALESCE(refresh_uncertain_since, $5) \
+                 WHEN 0 THEN NULL ELSE refresh_uncertain_since END \
              WHERE id = $7",
         )
         .bind(after.as_str())
@@ -312,6 +314,7 @@ impl SqliteStore {
         .bind(now)
         .bind(next)
         .bind(id.as_str())
+        .bind(r.refresh_uncertain.map(i64::from))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

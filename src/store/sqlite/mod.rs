@@ -19,7 +19,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 const CONNECTION_COLUMNS: &str = "id, provider, name, owner_email, account, scopes, status, reason, status_since, \
      refresh_token IS NOT NULL AS has_refresh_token, token_generation, access_expires_at, refresh_expires_at, \
-     consecutive_failures, last_check_at, next_check_at, created_at";
+     consecutive_failures, refresh_uncertain_since, last_check_at, next_check_at, created_at";
 const PIPELINE_COLUMNS: &str = "id, name, state, position, position_updated_at, paused_at_position, paused_at, \
      paused_by, pause_reason, created_at";
 
@@ -130,6 +130,7 @@ fn connection_from_row(r: &SqliteRow) -> Result<Connection, StoreError> {
         consecutive_failures: r
             .try_get::<i64, _>("consecutive_failures")?
             .clamp(0, i64::from(u32::MAX)) as u32,
+        refresh_uncertain_since: opt_time(r.try_get("refresh_uncertain_since")?)?,
         last_check_at: opt_time(r.try_get("last_check_at")?)?,
         next_check_at: from_ms(r.try_get("next_check_at")?)?,
         created_at: from_ms(r.try_get("created_at")?)?,
