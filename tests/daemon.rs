@@ -53,3 +53,52 @@ async fn json_logs_when_configured() {
     assert_eq!(v["fields"]["message"], "credwatch started");
     assert_eq!(v["level"], "INFO");
 }
+
+#[tokio::test]
+async fn connections_overdue_at_start_are_spread_over_the_catch_up_window() {
+    let fake = crate::helpers::fake::FakeProvider::spawn().await;
+    let env = TestEnv::with_config(&format!(
+        "[schedule]\nsweep = \"0 0 0 1 1 *\"\nbatch_size = 5\ncatch_up = \"10m\"\n\n\
+         [providers.acme]\ntoken_url = \"{}\"\nauthorize_url = \"http://127.0.0.1:9/authorize\"\n\
+         client_id = \"credwatch\"\nclient_secret = \"credwatch-secret\"\n",
+        fake.token_url()
+    ));
+    for _ in 0..20 {
+        env.add_connection(
+            "ada@example.com",
+            r#"{"access_token":"at-0123456789","refresh_token":"rt-0123456789"}"#,
+        )
+        .await;
+    }
+    let mut daemon = env.spawn().await;
+    daemon
+        .log_until("the catch-up", Duration::from_secs(20), |log| {
+            log.iter()
+                .any(|l| l.contains("spread over the catch-up window"))
+        })
+        .await;
+    daemon
+        .log_until("the first sweep", Duration::from_secs(20), |log| {
+            log.iter().any(|l| l.contains("sweep finished"))
+        })
+        .await;
+    daemon.signal(libc::SIGTERM);
+    let (code, _) = daemon.wait(Duration::from_secs(30)).await;
+    assert_eq!(code, Some(0));
+    let times: Vec<i64> = env
+        .rows("SELECT next_check_at FROM connections WHERE last_check_at IS NULL")
+        .await
+        .iter()
+        .map(|r| r[0].parse().unwrap())
+        .collect();
+    assert!(times.len() >= 10, "most wait their turn: {}", times.len());
+    let span = times.iter().max().unwrap() - times.iter().min().unwrap();
+    assert!(
+        span > 120_000,
+        "spread over minutes, not seconds: {span} ms"
+    );
+    assert!(
+        fake.token_calls() < 20,
+        "not all checked in the same second"
+    );
+}

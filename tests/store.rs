@@ -188,3 +188,113 @@ async fn a_wrong_key_in_the_config_is_refused_by_every_command() {
         "{stderr}"
     );
 }
+
+fn lease(owner: &str, until: DateTime<Utc>) -> store::Lease {
+    store::Lease {
+        owner: owner.into(),
+        until,
+    }
+}
+
+#[tokio::test]
+async fn claims_take_a_batch_at_most_and_leases_keep_other_workers_out_until_they_expire() {
+    use credwatch::domain::{Category, Phase};
+    use store::{CheckResult, ClaimOutcome, DueQuery, Rotation, Transition};
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::open(&sqlite(dir.path()), Arc::new(Keyring::from_bytes([1; 32])))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        store.add_connection(new_connection(), now()).await.unwrap();
+    }
+    let provider = "acme".parse().unwrap();
+    let due = |at| DueQuery {
+        provider: &provider,
+        now: at,
+        limit: 2,
+    };
+    let later = now() + TimeDelta::seconds(1);
+    let a = store
+        .claim_due(due(later), &lease("a", later + TimeDelta::minutes(5)))
+        .await
+        .unwrap();
+    assert_eq!(a.len(), 2, "a batch is at most the limit");
+    assert_eq!(a[0].tokens.access_token.expose_secret(), ACCESS);
+    let b = store
+        .claim_due(due(later), &lease("b", later + TimeDelta::minutes(5)))
+        .await
+        .unwrap();
+    assert_eq!(b.len(), 1, "leased connections are not claimed twice");
+    assert_ne!(b[0].connection.id, a[0].connection.id);
+    let busy = store
+        .claim(
+            &a[0].connection.id,
+            &lease("b", later + TimeDelta::minutes(5)),
+            later,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(busy, ClaimOutcome::Busy { owner } if owner == "a"));
+
+    // Worker a dies; once its leases expire, b takes its connections over.
+    let expired = later + TimeDelta::minutes(6);
+    let taken = store
+        .claim_due(due(expired), &lease("b", expired + TimeDelta::minutes(5)))
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 2);
+    // A late result from a is refused, and so is a rotation on stale tokens.
+    let result = CheckResult {
+        attempt: a[0].attempt,
+        generation: a[0].tokens.generation,
+        phase: Phase::Refresh,
+        category: Category::Revoked,
+        http_status: Some(400),
+        latency_ms: 5,
+        detail: "late".into(),
+        transition: Transition::Broken,
+        next_check_at: expired,
+        finished_at: expired,
+        refresh_uncertain: Some(false),
+    };
+    assert!(matches!(
+        store.finish_check(&a[0], &result).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    let fresh = TokenSet::from_json(br#"{"access_token":"new-access-token"}"#, expired).unwrap();
+    let claimed_by_b = taken
+        .iter()
+        .find(|c| c.connection.id == a[0].connection.id)
+        .unwrap();
+    let stale = Rotation {
+        expected_generation: claimed_by_b.tokens.generation + 7,
+        tokens: &fresh,
+        now: expired,
+    };
+    assert!(matches!(
+        store.save_rotation(claimed_by_b, stale).await,
+        Err(StoreError::TokensChanged(_))
+    ));
+    let ok = Rotation {
+        expected_generation: claimed_by_b.tokens.generation,
+        tokens: &fresh,
+        now: expired,
+    };
+    assert_eq!(store.save_rotation(claimed_by_b, ok).await.unwrap(), 2);
+    let reopened = store.tokens(&claimed_by_b.connection.id).await.unwrap();
+    assert_eq!(reopened.access_token.expose_secret(), "new-access-token");
+    assert_eq!(
+        reopened.refresh_token.unwrap().expose_secret(),
+        REFRESH,
+        "a provider that does not rotate keeps the old refresh token"
+    );
+    // A verdict about tokens that were replaced since is not applied.
+    let mut stale_verdict = result.clone();
+    stale_verdict.attempt = claimed_by_b.attempt;
+    let applied = store
+        .finish_check(claimed_by_b, &stale_verdict)
+        .await
+        .unwrap();
+    assert!(applied.stale);
+    assert_eq!(applied.after, ConnectionStatus::Healthy);
+}
