@@ -228,3 +228,38 @@ async fn secrets_in_the_config_never_reach_debug_output() {
         "a secret leaked into Debug output: {shown}"
     );
 }
+
+#[tokio::test]
+async fn check_limits_and_classification_rules_are_checked_by_key() {
+    let env = TestEnv::with_config(
+        "\n[schedule]\nbroken_recheck = \"5m\"\nbackoff_max = \"soon\"\n\
+         [limits]\nrequest_timeout = \"2m\"\nlease = \"3m\"\n\
+         [providers.acme]\ntoken_url = \"http://127.0.0.1/t\"\nauthorize_url = \"http://127.0.0.1/a\"\n\
+         client_id = \"c\"\nclient_secret = \"s\"\nkind = \"myspace\"\nmax_concurrent = 0\n\
+         [providers.beta]\ntoken_url = \"http://127.0.0.1/t\"\nauthorize_url = \"http://127.0.0.1/a\"\n\
+         client_id = \"c\"\nclient_secret = \"s\"\n\
+         rules = [{ error = \"x\", category = \"doomed\" }]\n\
+         [providers.gamma]\ntoken_url = \"http://127.0.0.1/t\"\nauthorize_url = \"http://127.0.0.1/a\"\n\
+         client_id = \"c\"\nclient_secret = \"s\"\nkind = \"microsoft\"\n\
+         rules = [{ status = \"4xx\", code = 90055, category = \"transient\" }]\n",
+    );
+    let (code, stderr) = check(&env, &[]).await;
+    assert_eq!(code, 78, "{stderr}");
+    for key in [
+        "schedule.broken_recheck",
+        "schedule.backoff_max",
+        "limits.lease",
+        "providers.acme.kind",
+        "providers.acme.max_concurrent",
+        "providers.beta.rules[0].category",
+    ] {
+        assert!(
+            stderr.contains(&format!("{}: {key}: ", env.config.display())),
+            "{key} not reported in:\n{stderr}"
+        );
+    }
+    assert!(
+        !stderr.contains("providers.gamma"),
+        "gamma is valid:\n{stderr}"
+    );
+}
