@@ -57,7 +57,7 @@ pub enum DatabaseUrl {
 
 #[derive(Debug, Clone)]
 pub struct ScheduleConfig {
-    /// Six-field cron (seconds first), as tokio-cron-scheduler reads it.
+    /// Six-field cron (seconds first), read by croner with tokio-cron-scheduler's settings.
     pub sweep: String,
     pub check_interval: Duration,
     pub batch_size: u32,
