@@ -3,6 +3,7 @@
 
 mod http;
 mod limits;
+mod report;
 pub mod schedule;
 
 use std::collections::BTreeMap;
@@ -12,7 +13,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -20,12 +20,13 @@ use crate::classify::{Classification, Outcome, TransportFailure, TransportKind, 
 use crate::config::{Config, LimitsConfig, ProviderConfig, ScheduleConfig};
 use crate::domain::{Category, ConnectionId, ConnectionStatus, Consequence, Phase, ProviderId};
 use crate::store::{
-    ALERT_CLIENT_MISCONFIGURED, Applied, CheckResult, ClaimOutcome, Claimed, Lease, Rotation,
-    Store, StoreError, Transition,
+    ALERT_CLIENT_MISCONFIGURED, CheckResult, ClaimOutcome, Claimed, Lease, Rotation, Store,
+    StoreError, Transition,
 };
 
 pub use http::{HttpClient, OAuthClient, oauth_client};
 pub use limits::Pacer;
+pub use report::{Report, ReportOutcome};
 
 /// The first wait before a held provider is tried again; it doubles up to `ALERT_RETRY_MAX`.
 const ALERT_RETRY_START: Duration = Duration::from_secs(300);
@@ -84,36 +85,6 @@ impl Provider {
     pub fn set_held(&self, held: bool) {
         self.held.store(held, Ordering::Relaxed);
     }
-}
-
-/// What one check found and did, for the log and `credwatch check`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub connection: ConnectionId,
-    pub name: String,
-    pub provider: ProviderId,
-    #[serde(flatten)]
-    pub outcome: ReportOutcome,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum ReportOutcome {
-    Checked {
-        category: Category,
-        phase: Phase,
-        detail: String,
-        http_status: Option<u16>,
-        latency_ms: u64,
-        before: ConnectionStatus,
-        after: ConnectionStatus,
-        /// A definitive verdict about tokens someone else had already replaced: not applied.
-        stale: bool,
-        next_check_at: DateTime<Utc>,
-    },
-    Skipped {
-        why: String,
-    },
 }
 
 pub struct Checker {
@@ -496,7 +467,7 @@ impl Checker {
             refresh_uncertain,
         };
         let applied = self.store.finish_check(claimed, &result).await?;
-        self.log(conn.id.clone(), provider, &result, &applied);
+        report::log(&conn.id, provider.id(), &result, &applied);
         self.provider_alert(provider, category, &detail, now)
             .await?;
         Ok(Report {
@@ -569,31 +540,6 @@ impl Checker {
             _ => {}
         }
         Ok(())
-    }
-
-    fn log(&self, id: ConnectionId, provider: &Provider, r: &CheckResult, a: &Applied) {
-        let p = provider.id();
-        let detail = r.detail.as_str();
-        let category = r.category.as_str();
-        if a.stale {
-            tracing::warn!(connection = %id, provider = %p, category, detail,
-                "a definitive answer about tokens that were replaced meanwhile; not applied, checking again");
-            return;
-        }
-        match (a.before, a.after) {
-            (before, ConnectionStatus::Broken) if before != ConnectionStatus::Broken => {
-                tracing::warn!(connection = %id, provider = %p, category, detail, "connection broken")
-            }
-            (ConnectionStatus::Healthy, ConnectionStatus::Degraded) => {
-                tracing::warn!(connection = %id, provider = %p, category, detail, "connection degraded; retrying with backoff")
-            }
-            (before, ConnectionStatus::Healthy) if before != ConnectionStatus::Healthy => {
-                tracing::info!(connection = %id, provider = %p, was = before.as_str(), "connection healthy again")
-            }
-            _ => {
-                tracing::debug!(connection = %id, provider = %p, category, detail, latency_ms = r.latency_ms, "checked")
-            }
-        }
     }
 }
 

@@ -331,7 +331,8 @@ impl SqliteStore {
         let window = i64::try_from(window.as_millis()).unwrap_or(i64::MAX).max(1);
         let mut tx = self.write().await?;
         let overdue: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM connections WHERE next_check_at < $1 AND lease_owner IS NULL",
+            "SELECT COUNT(*) FROM connections WHERE next_check_at < $1 \
+             AND (lease_expires_at IS NULL OR lease_expires_at < $1)",
         )
         .bind(now)
         .fetch_one(&mut *tx)
@@ -341,7 +342,7 @@ impl SqliteStore {
         }
         let moved = sqlx::query(
             "UPDATE connections SET next_check_at = $1 + abs(random() % $2) \
-             WHERE next_check_at < $1 AND lease_owner IS NULL",
+             WHERE next_check_at < $1 AND (lease_expires_at IS NULL OR lease_expires_at < $1)",
         )
         .bind(now)
         .bind(window)
