@@ -21,6 +21,28 @@ fn env_for(oidc: &OidcServer, secret: &str, extra: &str) -> TestEnv {
     ))
 }
 
+struct Setup {
+    oidc: OidcServer,
+    env: TestEnv,
+    /// The token response of a real authorization-code grant.
+    grant: String,
+    id: String,
+}
+
+/// oidc-provider with `options`, a grant for `account`, and a connection to it in a fresh install.
+async fn setup(options: serde_json::Value, account: &str, secret: &str, extra: &str) -> Setup {
+    let oidc = OidcServer::spawn(options).await;
+    let grant = oidc.grant(account).await;
+    let env = env_for(&oidc, secret, extra);
+    let id = env.add_connection("ada@example.com", &grant).await;
+    Setup {
+        oidc,
+        env,
+        grant,
+        id,
+    }
+}
+
 fn refresh_token(grant: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(grant).unwrap();
     v["refresh_token"]
@@ -38,10 +60,12 @@ async fn generation(env: &TestEnv) -> u64 {
 
 #[tokio::test]
 async fn a_fresh_grant_stays_healthy_over_many_refreshes_with_every_rotation_persisted() {
-    let oidc = OidcServer::spawn(serde_json::json!({})).await;
-    let grant = oidc.grant("user-1").await;
-    let env = env_for(&oidc, "credwatch-secret", "");
-    let id = env.add_connection("ada@example.com", &grant).await;
+    let Setup {
+        oidc: _oidc,
+        env,
+        grant,
+        id,
+    } = setup(serde_json::json!({}), "user-1", "credwatch-secret", "").await;
     // oidc-provider rotates on every refresh and revokes the whole grant when a rotated-away
     // token is presented: one rotation not persisted and the next check would find it broken.
     for round in 0..6 {
@@ -66,14 +90,18 @@ async fn a_fresh_grant_stays_healthy_over_many_refreshes_with_every_rotation_per
 
 #[tokio::test]
 async fn the_daemon_refreshes_ahead_of_expiry_and_releases_its_leases_on_sigterm() {
-    let oidc = OidcServer::spawn(serde_json::json!({"ttl": {"AccessToken": 6}})).await;
-    let grant = oidc.grant("user-2").await;
-    let env = env_for(
-        &oidc,
+    let Setup {
+        oidc: _oidc,
+        env,
+        grant: _,
+        id: _,
+    } = setup(
+        serde_json::json!({"ttl": {"AccessToken": 6}}),
+        "user-2",
         "credwatch-secret",
         "[schedule]\nsweep = \"* * * * * *\"\n",
-    );
-    env.add_connection("ada@example.com", &grant).await;
+    )
+    .await;
     let daemon = env.spawn().await;
     // Due at once, then again at about 2/3 of the 6-second access token lifetime.
     wait_until(
@@ -95,10 +123,12 @@ async fn the_daemon_refreshes_ahead_of_expiry_and_releases_its_leases_on_sigterm
 
 #[tokio::test]
 async fn a_grant_revoked_through_rfc_7009_becomes_broken() {
-    let oidc = OidcServer::spawn(serde_json::json!({})).await;
-    let grant = oidc.grant("user-3").await;
-    let env = env_for(&oidc, "credwatch-secret", "");
-    let id = env.add_connection("ada@example.com", &grant).await;
+    let Setup {
+        oidc,
+        env,
+        grant,
+        id,
+    } = setup(serde_json::json!({}), "user-3", "credwatch-secret", "").await;
     let revoked = reqwest::Client::new()
         .post(oidc.url("/token/revocation"))
         .basic_auth("credwatch", Some("credwatch-secret"))
@@ -116,10 +146,12 @@ async fn a_grant_revoked_through_rfc_7009_becomes_broken() {
 
 #[tokio::test]
 async fn a_user_revoking_the_app_at_the_provider_breaks_the_connection() {
-    let oidc = OidcServer::spawn(serde_json::json!({})).await;
-    let grant = oidc.grant("user-4").await;
-    let env = env_for(&oidc, "credwatch-secret", "");
-    let id = env.add_connection("ada@example.com", &grant).await;
+    let Setup {
+        oidc,
+        env,
+        grant: _,
+        id,
+    } = setup(serde_json::json!({}), "user-4", "credwatch-secret", "").await;
     assert_eq!(env.check(&id).await["after"], "healthy");
     let revoked = reqwest::Client::new()
         .post(oidc.url("/test/accounts/user-4/revoke-app"))
@@ -139,10 +171,18 @@ async fn a_user_revoking_the_app_at_the_provider_breaks_the_connection() {
 
 #[tokio::test]
 async fn an_expired_refresh_token_becomes_broken() {
-    let oidc = OidcServer::spawn(serde_json::json!({"ttl": {"RefreshToken": 2}})).await;
-    let grant = oidc.grant("user-5").await;
-    let env = env_for(&oidc, "credwatch-secret", "");
-    let id = env.add_connection("ada@example.com", &grant).await;
+    let Setup {
+        oidc,
+        env,
+        grant,
+        id,
+    } = setup(
+        serde_json::json!({"ttl": {"RefreshToken": 2}}),
+        "user-5",
+        "credwatch-secret",
+        "",
+    )
+    .await;
     let token = refresh_token(&grant);
     // The provider itself says when the token is dead (RFC 7662 introspection).
     wait_until(
@@ -181,14 +221,18 @@ async fn assert_broken(env: &TestEnv, r: &serde_json::Value) {
 
 #[tokio::test]
 async fn a_wrong_client_secret_alerts_the_operator_once_and_breaks_no_connection() {
-    let oidc = OidcServer::spawn(serde_json::json!({})).await;
-    let grant = oidc.grant("user-6").await;
-    let env = env_for(
-        &oidc,
+    let Setup {
+        oidc: _oidc,
+        env,
+        grant: _,
+        id,
+    } = setup(
+        serde_json::json!({}),
+        "user-6",
         "not-the-secret",
         "[schedule]\nsweep = \"* * * * * *\"\n",
-    );
-    let id = env.add_connection("ada@example.com", &grant).await;
+    )
+    .await;
     let r = env.check(&id).await;
     assert_eq!(r["category"], "client_misconfigured", "{r}");
     assert_eq!(
@@ -258,14 +302,18 @@ async fn a_wrong_client_secret_alerts_the_operator_once_and_breaks_no_connection
 #[tokio::test]
 async fn a_hanging_provider_degrades_and_heals_when_it_answers_again() {
     // Without rotation (Google- and Microsoft-style) the old refresh token still works.
-    let oidc = OidcServer::spawn(serde_json::json!({"rotateRefreshToken": false})).await;
-    let grant = oidc.grant("user-7").await;
-    let env = env_for(
-        &oidc,
+    let Setup {
+        oidc,
+        env,
+        grant: _,
+        id,
+    } = setup(
+        serde_json::json!({"rotateRefreshToken": false}),
+        "user-7",
         "credwatch-secret",
         "[limits]\nrequest_timeout = \"1s\"\n",
-    );
-    let id = env.add_connection("ada@example.com", &grant).await;
+    )
+    .await;
     oidc.signal(libc::SIGSTOP);
     let r = env.check(&id).await;
     oidc.signal(libc::SIGCONT);
@@ -297,14 +345,18 @@ async fn a_hanging_provider_degrades_and_heals_when_it_answers_again() {
 /// like theft to the provider and revoke the whole grant).
 #[tokio::test]
 async fn a_rotation_lost_in_a_hang_is_reported_honestly() {
-    let oidc = OidcServer::spawn(serde_json::json!({})).await;
-    let grant = oidc.grant("user-8").await;
-    let env = env_for(
-        &oidc,
+    let Setup {
+        oidc,
+        env,
+        grant,
+        id,
+    } = setup(
+        serde_json::json!({}),
+        "user-8",
         "credwatch-secret",
         "[limits]\nrequest_timeout = \"1s\"\n",
-    );
-    let id = env.add_connection("ada@example.com", &grant).await;
+    )
+    .await;
     oidc.signal(libc::SIGSTOP);
     let r = env.check(&id).await;
     oidc.signal(libc::SIGCONT);

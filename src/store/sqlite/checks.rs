@@ -472,9 +472,7 @@ impl SqliteStore {
                     detail: r.try_get("detail")?,
                     opened_at: from_ms(r.try_get("opened_at")?)?,
                     next_attempt_at: from_ms(r.try_get("next_attempt_at")?)?,
-                    attempts: r
-                        .try_get::<i64, _>("attempts")?
-                        .clamp(0, i64::from(u32::MAX)) as u32,
+                    attempts: small(r.try_get("attempts")?),
                 })
             })
             .collect()

@@ -107,6 +107,11 @@ where
         .map_err(|e: T::Err| StoreError::Corrupt(e.to_string()))
 }
 
+/// A counter column as a u32; out-of-range values (never written) are clamped, not a panic.
+fn small(v: i64) -> u32 {
+    u32::try_from(v.max(0)).unwrap_or(u32::MAX)
+}
+
 fn opt_time(v: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
     v.map(from_ms).transpose()
 }
@@ -127,9 +132,7 @@ fn connection_from_row(r: &SqliteRow) -> Result<Connection, StoreError> {
         token_generation: r.try_get("token_generation")?,
         access_expires_at: opt_time(r.try_get("access_expires_at")?)?,
         refresh_expires_at: opt_time(r.try_get("refresh_expires_at")?)?,
-        consecutive_failures: r
-            .try_get::<i64, _>("consecutive_failures")?
-            .clamp(0, i64::from(u32::MAX)) as u32,
+        consecutive_failures: small(r.try_get("consecutive_failures")?),
         refresh_uncertain_since: opt_time(r.try_get("refresh_uncertain_since")?)?,
         last_check_at: opt_time(r.try_get("last_check_at")?)?,
         next_check_at: from_ms(r.try_get("next_check_at")?)?,
