@@ -8,4 +8,5 @@ mod config;
 mod daemon;
 mod faults;
 mod peers;
+mod pipelines;
 mod store;

@@ -484,6 +484,8 @@ impl Checker {
                 after: applied.after,
                 stale: applied.stale,
                 next_check_at: if applied.stale { now } else { next_check_at },
+                paused: applied.paused,
+                resumed: applied.resumed,
             },
         })
     }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::domain::{Category, ConnectionId, ConnectionStatus, Phase, ProviderId};
+use crate::domain::{Category, ConnectionId, ConnectionStatus, Phase, PipelineId, ProviderId};
 use crate::store::{Applied, CheckResult};
 
 /// What one check found and did, for the log and `credwatch check`.
@@ -30,6 +30,9 @@ pub enum ReportOutcome {
         /// A definitive verdict about tokens someone else had already replaced: not applied.
         stale: bool,
         next_check_at: DateTime<Utc>,
+        /// Pipelines this check paused (the connection broke) or resumed (it healed).
+        paused: Vec<PipelineId>,
+        resumed: Vec<PipelineId>,
     },
     Skipped {
         why: String,
@@ -47,16 +50,23 @@ pub(super) fn log(id: &ConnectionId, p: &ProviderId, r: &CheckResult, a: &Applie
     }
     match (a.before, a.after) {
         (before, ConnectionStatus::Broken) if before != ConnectionStatus::Broken => {
-            tracing::warn!(connection = %id, provider = %p, category, detail, "connection broken")
+            tracing::warn!(connection = %id, provider = %p, category, detail,
+                paused = %join(&a.paused), "connection broken; its pipelines are paused")
         }
         (ConnectionStatus::Healthy, ConnectionStatus::Degraded) => {
             tracing::warn!(connection = %id, provider = %p, category, detail, "connection degraded; retrying with backoff")
         }
         (before, ConnectionStatus::Healthy) if before != ConnectionStatus::Healthy => {
-            tracing::info!(connection = %id, provider = %p, was = before.as_str(), "connection healthy again")
+            tracing::info!(connection = %id, provider = %p, was = before.as_str(),
+                resumed = %join(&a.resumed), "connection healthy again")
         }
         _ => {
             tracing::debug!(connection = %id, provider = %p, category, detail, latency_ms = r.latency_ms, "checked")
         }
     }
+}
+
+fn join(ids: &[PipelineId]) -> String {
+    let ids: Vec<&str> = ids.iter().map(PipelineId::as_str).collect();
+    ids.join(",")
 }

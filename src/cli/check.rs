@@ -88,6 +88,8 @@ fn print(r: &Report, json: bool) {
             after,
             stale,
             next_check_at,
+            paused,
+            resumed,
             ..
         } => {
             let change = if before != after {
@@ -100,8 +102,15 @@ fn print(r: &Report, json: bool) {
             } else {
                 ""
             };
+            let mut pipelines = String::new();
+            for (what, ids) in [("paused", paused), ("resumed", resumed)] {
+                if !ids.is_empty() {
+                    let ids: Vec<&str> = ids.iter().map(|p| p.as_str()).collect();
+                    pipelines.push_str(&format!("; {what} {}", ids.join(", ")));
+                }
+            }
             println!(
-                "{}  {:<8}  {category}: {detail} ({latency_ms} ms{change}){stale}; next check {}",
+                "{}  {:<8}  {category}: {detail} ({latency_ms} ms{change}){stale}{pipelines}; next check {}",
                 r.connection,
                 after.as_str(),
                 time(Some(*next_check_at))

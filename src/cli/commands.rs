@@ -250,7 +250,55 @@ async fn pipeline(config: &Config, cmd: PipelineCommand) -> Result<(), CliError>
         }
         PipelineCommand::Show { id } => {
             let id: PipelineId = input("pipeline id", &id)?;
-            print_pipeline(&open_store(config).await?.pipeline(&id).await?);
+            let store = open_store(config).await?;
+            print_pipeline(&store.pipeline(&id).await?);
+            let events = store.pipeline_events(&id, 10).await?;
+            if !events.is_empty() {
+                println!("recent pauses and resumes:");
+            }
+            for e in events {
+                let gap = match (e.gap_started_at, e.gap_ended_at) {
+                    (Some(a), Some(b)) => format!(
+                        ", data gap {}",
+                        humantime::format_duration((b - a).to_std().unwrap_or_default())
+                    ),
+                    _ => String::new(),
+                };
+                println!(
+                    "  {}  {:<8} at {}{gap}{}",
+                    time(Some(e.at)),
+                    e.kind,
+                    opt(e.position.as_ref()),
+                    e.reason.map(|r| format!(" ({r})")).unwrap_or_default()
+                );
+            }
+        }
+        PipelineCommand::Pause { id, reason } => {
+            let id: PipelineId = input("pipeline id", &id)?;
+            let reason = reason.map(|r| name(&r)).transpose()?;
+            let store = open_store(config).await?;
+            store
+                .pause_pipeline(&id, reason.as_deref(), Utc::now())
+                .await?;
+            let p = store.pipeline(&id).await?;
+            println!(
+                "{} paused at {} (by {})",
+                p.id,
+                opt(p.paused_at_position.as_ref()),
+                opt(p.paused_by)
+            );
+        }
+        PipelineCommand::Resume { id } => {
+            let id: PipelineId = input("pipeline id", &id)?;
+            let store = open_store(config).await?;
+            store.resume_pipeline(&id, Utc::now()).await?;
+            let p = store.pipeline(&id).await?;
+            println!(
+                "{} {} at {}",
+                p.id,
+                p.state,
+                opt(p.paused_at_position.as_ref().or(p.position.as_ref()))
+            );
         }
         PipelineCommand::Remove { id } => {
             let id: PipelineId = input("pipeline id", &id)?;

@@ -115,9 +115,17 @@ pub enum PipelineCommand {
     },
     /// Report how far a pipeline got.
     Position { id: String, position: String },
+    /// Pause a pipeline for the platform's own reasons (credwatch never lifts such a pause).
+    Pause {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift the platform's pause (refused while one of its connections is broken).
+    Resume { id: String },
     /// One line per pipeline.
     List,
-    /// Everything about one pipeline.
+    /// Everything about one pipeline, with its recent pauses and resumes.
     Show { id: String },
     /// Delete a pipeline.
     Remove { id: String },
@@ -161,6 +169,7 @@ impl StoreError {
             StoreError::ConnectionNotFound(_)
                 | StoreError::PipelineNotFound(_)
                 | StoreError::ConnectionInUse { .. }
+                | StoreError::PausedForBrokenConnection { .. }
         )
     }
 }

@@ -43,6 +43,13 @@ pub enum StoreError {
     Crypto(#[from] CryptoError),
     #[error("the database holds a value this version cannot read ({0})")]
     Corrupt(String),
+    #[error(
+        "pipeline {pipeline} is paused because connection {connections} is broken; it resumes by itself once reauthorized"
+    )]
+    PausedForBrokenConnection {
+        pipeline: PipelineId,
+        connections: String,
+    },
     /// Our lease ran out and another worker may own the connection now: nothing was written.
     #[error("connection {0} is no longer leased to this worker; its result was not stored")]
     LeaseLost(ConnectionId),
@@ -113,6 +120,18 @@ pub struct Pipeline {
     pub pause_reason: Option<String>,
     pub connections: Vec<ConnectionId>,
     pub created_at: DateTime<Utc>,
+}
+
+/// A pause or a resume, with the position and the data gap it leaves.
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelineEvent {
+    pub at: DateTime<Utc>,
+    pub kind: String,
+    pub position: Option<Position>,
+    pub connection: Option<ConnectionId>,
+    pub reason: Option<String>,
+    pub gap_started_at: Option<DateTime<Utc>>,
+    pub gap_ended_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -200,6 +219,10 @@ pub struct Applied {
     pub incident_closed: Option<i64>,
     /// A definitive answer about tokens that had already been replaced: not applied.
     pub stale: bool,
+    /// Pipelines paused because this check broke the connection.
+    pub paused: Vec<PipelineId>,
+    /// Pipelines resumed because this check made their last connection healthy.
+    pub resumed: Vec<PipelineId>,
 }
 
 /// New tokens from a refresh, stored at once (compare-and-swap on the generation).
@@ -273,6 +296,22 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Pipeline, StoreError>;
     async fn remove_pipeline(&self, id: &PipelineId) -> Result<(), StoreError>;
+    /// The platform pauses a pipeline for its own reasons; we never resume such a pause.
+    async fn pause_pipeline(
+        &self,
+        id: &PipelineId,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// The platform lifts its pause. Refused while a connection of the pipeline is broken (the
+    /// pause then becomes ours, lifted when the connection heals).
+    async fn resume_pipeline(&self, id: &PipelineId, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Pauses and resumes, newest first.
+    async fn pipeline_events(
+        &self,
+        id: &PipelineId,
+        limit: u32,
+    ) -> Result<Vec<PipelineEvent>, StoreError>;
 
     async fn counts(&self) -> Result<Counts, StoreError>;
 

@@ -268,37 +268,6 @@ impl SqliteStore {
         if after != before {
             since = now;
         }
-        let mut applied = Applied {
-            before,
-            after,
-            incident_opened: None,
-            incident_closed: None,
-            stale,
-        };
-        if after == ConnectionStatus::Broken && before != ConnectionStatus::Broken {
-            applied.incident_opened = Some(
-                sqlx::query_scalar(
-                    "INSERT INTO incidents (connection_id, category, detail, opened_at) \
-                     VALUES ($1, $2, $3, $4) RETURNING id",
-                )
-                .bind(id.as_str())
-                .bind(r.category.as_str())
-                .bind(&r.detail)
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?,
-            );
-        }
-        if before == ConnectionStatus::Broken && after != ConnectionStatus::Broken {
-            applied.incident_closed = sqlx::query_scalar(
-                "UPDATE incidents SET closed_at = $1, closed_by = 'check' \
-                 WHERE connection_id = $2 AND closed_at IS NULL RETURNING id",
-            )
-            .bind(now)
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        }
         sqlx::query(
             "UPDATE connections SET status = $1, reason = $2, status_since = $3, \
                consecutive_failures = $4, last_check_at = $5, next_check_at = $6, \
@@ -317,6 +286,43 @@ impl SqliteStore {
         .bind(r.refresh_uncertain.map(i64::from))
         .execute(&mut *tx)
         .await?;
+        let mut applied = Applied {
+            before,
+            after,
+            incident_opened: None,
+            incident_closed: None,
+            stale,
+            paused: Vec::new(),
+            resumed: Vec::new(),
+        };
+        if after == ConnectionStatus::Broken && before != ConnectionStatus::Broken {
+            let incident = sqlx::query_scalar(
+                "INSERT INTO incidents (connection_id, category, detail, opened_at) \
+                 VALUES ($1, $2, $3, $4) RETURNING id",
+            )
+            .bind(id.as_str())
+            .bind(r.category.as_str())
+            .bind(&r.detail)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            let why = format!("connection {id} is broken: {}", r.category);
+            applied.paused = Self::pause_dependents(&mut tx, id, incident, &why, now).await?;
+            applied.incident_opened = Some(incident);
+        }
+        if before == ConnectionStatus::Broken && after != ConnectionStatus::Broken {
+            applied.incident_closed = sqlx::query_scalar(
+                "UPDATE incidents SET closed_at = $1, closed_by = 'check' \
+                 WHERE connection_id = $2 AND closed_at IS NULL RETURNING id",
+            )
+            .bind(now)
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        }
+        if after == ConnectionStatus::Healthy && before != ConnectionStatus::Healthy {
+            applied.resumed = Self::resume_ready(&mut tx, id, applied.incident_closed, now).await?;
+        }
         tx.commit().await?;
         Ok(applied)
     }

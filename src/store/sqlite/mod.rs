@@ -13,6 +13,7 @@ use sqlx::{Row, SqlitePool};
 
 use super::*;
 
+mod actions;
 mod checks;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -383,6 +384,27 @@ impl Store for SqliteStore {
             return Err(StoreError::PipelineNotFound(id.clone()));
         }
         Ok(())
+    }
+
+    async fn pause_pipeline(
+        &self,
+        id: &PipelineId,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.pause_pipeline_impl(id, reason, now).await
+    }
+
+    async fn resume_pipeline(&self, id: &PipelineId, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.resume_pipeline_impl(id, now).await
+    }
+
+    async fn pipeline_events(
+        &self,
+        id: &PipelineId,
+        limit: u32,
+    ) -> Result<Vec<PipelineEvent>, StoreError> {
+        self.pipeline_events_impl(id, limit).await
     }
 
     async fn counts(&self) -> Result<Counts, StoreError> {
