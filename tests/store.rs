@@ -255,6 +255,8 @@ async fn claims_take_a_batch_at_most_and_leases_keep_other_workers_out_until_the
         transition: Transition::Broken,
         next_check_at: expired,
         finished_at: expired,
+        notify_at: expired,
+        first_reminder_at: None,
         refresh_uncertain: Some(false),
     };
     assert!(matches!(

@@ -17,8 +17,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::classify::{Classification, Outcome, TransportFailure, TransportKind, classify};
-use crate::config::{Config, LimitsConfig, ProviderConfig, ScheduleConfig};
-use crate::domain::{Category, ConnectionId, ConnectionStatus, Consequence, Phase, ProviderId};
+use crate::config::{Config, LimitsConfig, NoticesConfig, ProviderConfig, ScheduleConfig};
+use crate::domain::{
+    Category, ConnectionId, ConnectionStatus, Consequence, EmailAddress, Phase, ProviderId,
+};
 use crate::store::{
     ALERT_CLIENT_MISCONFIGURED, CheckResult, ClaimOutcome, Claimed, Lease, Rotation, Store,
     StoreError, Transition,
@@ -94,7 +96,11 @@ pub struct Checker {
     global: Semaphore,
     schedule: ScheduleConfig,
     limits: LimitsConfig,
+    notices: NoticesConfig,
+    operator: Option<EmailAddress>,
     instance: String,
+    /// Woken when a check queued a notice, so the mailer sends it without polling.
+    outbox: Arc<tokio::sync::Notify>,
 }
 
 impl Checker {
@@ -115,8 +121,16 @@ impl Checker {
             global: Semaphore::new(config.limits.max_concurrent_checks as usize),
             schedule: config.schedule.clone(),
             limits: config.limits.clone(),
+            notices: config.notices.clone(),
+            operator: config.operator_email.clone(),
             instance,
+            outbox: Arc::new(tokio::sync::Notify::new()),
         })
+    }
+
+    /// Notified whenever a check queues a notice.
+    pub fn outbox_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.outbox.clone()
     }
 
     pub fn instance(&self) -> &str {
@@ -464,9 +478,14 @@ impl Checker {
             transition,
             next_check_at,
             finished_at: now,
+            notify_at: now + delta(self.notices.digest_window),
+            first_reminder_at: self.notices.reminders.first().map(|r| now + delta(*r)),
             refresh_uncertain,
         };
         let applied = self.store.finish_check(claimed, &result).await?;
+        if applied.incident_opened.is_some() || applied.incident_closed.is_some() {
+            self.outbox.notify_one();
+        }
         report::log(&conn.id, provider.id(), &result, &applied);
         self.provider_alert(provider, category, &detail, now)
             .await?;
@@ -505,7 +524,14 @@ impl Checker {
                 let retry = now + TimeDelta::from_std(ALERT_RETRY_START).unwrap_or(TimeDelta::MAX);
                 let opened = self
                     .store
-                    .open_provider_alert(id, ALERT_CLIENT_MISCONFIGURED, detail, now, retry)
+                    .open_provider_alert(
+                        id,
+                        ALERT_CLIENT_MISCONFIGURED,
+                        detail,
+                        now,
+                        retry,
+                        self.operator.as_ref(),
+                    )
                     .await?;
                 provider.set_held(true);
                 if opened {
@@ -543,6 +569,10 @@ impl Checker {
         }
         Ok(())
     }
+}
+
+fn delta(d: Duration) -> TimeDelta {
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
 }
 
 /// What the calls of one check found.

@@ -4,6 +4,7 @@
 //! environment variables. Relative paths are resolved against the config file's directory;
 //! a path starting with `$CREDENTIALS_DIRECTORY/` is read from systemd's credentials directory.
 
+mod mail;
 mod providers;
 mod raw;
 mod validate;
@@ -36,6 +37,7 @@ pub struct Config {
     pub schedule: ScheduleConfig,
     pub limits: LimitsConfig,
     pub mail: MailConfig,
+    pub notices: NoticesConfig,
     pub http: HttpConfig,
     pub operator_email: Option<EmailAddress>,
     pub log: LogConfig,
@@ -85,6 +87,21 @@ pub struct LimitsConfig {
 pub struct MailConfig {
     pub from: lettre::message::Mailbox,
     pub transport: MailTransport,
+    /// Templates here replace the built-in ones of the same name.
+    pub templates_dir: Option<PathBuf>,
+}
+
+/// Which notices go out, and when.
+#[derive(Debug, Clone)]
+pub struct NoticesConfig {
+    /// An owner whose connections break within this window gets one e-mail about all of them.
+    pub digest_window: Duration,
+    /// Reminders while a connection stays broken, counted from the incident's start.
+    pub reminders: Vec<Duration>,
+    /// Warn an owner this long before a refresh token's known absolute end.
+    pub expiring_soon: Duration,
+    /// How long a reauthorize link works (unless the incident ends first).
+    pub link_lifetime: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -46,6 +46,16 @@ pub struct Mail {
     pub transport: Option<String>,
     pub from: Option<String>,
     pub dir: Option<String>,
+    pub templates_dir: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Notices {
+    pub digest_window: Option<String>,
+    pub reminders: Option<Vec<String>>,
+    pub expiring_soon: Option<String>,
+    pub link_lifetime: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -39,6 +39,9 @@ pub(super) fn validate(
         .section::<raw::Mail>(&mut map, "mail")
         .zip(smtp)
         .and_then(|(m, s)| c.mail(m, s));
+    let notices = c
+        .section::<raw::Notices>(&mut map, "notices")
+        .and_then(|s| c.notices(s));
     let http = c
         .section::<raw::Http>(&mut map, "http")
         .and_then(|s| c.http(s));
@@ -52,11 +55,11 @@ pub(super) fn validate(
     for unknown in map.keys() {
         c.problem(
             unknown,
-            "unknown section (known: database, encryption, schedule, limits, mail, smtp, http, operator, log, providers)",
+            "unknown section (known: database, encryption, schedule, limits, mail, smtp, notices, http, operator, log, providers)",
         );
     }
     match (
-        database, keyring, schedule, limits, mail, http, operator, log, providers,
+        database, keyring, schedule, limits, mail, notices, http, operator, log, providers,
     ) {
         (
             Some(database),
@@ -64,6 +67,7 @@ pub(super) fn validate(
             Some(schedule),
             Some(limits),
             Some(mail),
+            Some(notices),
             Some(http),
             Some(operator_email),
             Some(log),
@@ -75,6 +79,7 @@ pub(super) fn validate(
             schedule,
             limits,
             mail,
+            notices,
             http,
             operator_email,
             log,
@@ -328,86 +333,6 @@ impl Checker<'_> {
             request_timeout: request_timeout?,
             max_response_bytes: max_response_bytes?,
             lease: lease?,
-        })
-    }
-
-    fn mail(&mut self, m: raw::Mail, s: raw::Smtp) -> Option<MailConfig> {
-        let from = m
-            .from
-            .unwrap_or_else(|| "credwatch <credwatch@localhost>".to_owned());
-        let from = match from.parse::<lettre::message::Mailbox>() {
-            Ok(f) => Some(f),
-            Err(e) => {
-                self.problem(
-                    "mail.from",
-                    format!("not an e-mail address or `Name <address>`: {e}"),
-                );
-                None
-            }
-        };
-        let transport = match m.transport.as_deref().unwrap_or("file") {
-            "file" => {
-                let dir = m
-                    .dir
-                    .unwrap_or_else(|| "/var/lib/credwatch/mail".to_owned());
-                self.path("mail.dir", &dir).map(MailTransport::File)
-            }
-            "smtp" => self.smtp(s).map(MailTransport::Smtp),
-            _ => {
-                self.problem("mail.transport", "expected \"file\" or \"smtp\"");
-                None
-            }
-        };
-        Some(MailConfig {
-            from: from?,
-            transport: transport?,
-        })
-    }
-
-    fn smtp(&mut self, s: raw::Smtp) -> Option<SmtpConfig> {
-        let tls = match s.tls.as_deref().unwrap_or("starttls") {
-            "starttls" => Some(SmtpTls::StartTls),
-            "implicit" => Some(SmtpTls::Implicit),
-            "none" => Some(SmtpTls::None),
-            _ => {
-                self.problem(
-                    "smtp.tls",
-                    "expected \"starttls\", \"implicit\" or \"none\"",
-                );
-                None
-            }
-        };
-        let host = s.host.filter(|h| !h.trim().is_empty());
-        if host.is_none() {
-            self.problem("smtp.host", "missing: mail.transport is \"smtp\"");
-        }
-        let password = self.secret("smtp.password", s.password, s.password_file.as_deref());
-        let credentials = match (s.username, password) {
-            (Some(user), Some(Some(pass))) => Some(Some((user, pass))),
-            (None, Some(None)) => Some(None),
-            (Some(_), Some(None)) => {
-                self.problem("smtp.password", "missing: smtp.username is set");
-                None
-            }
-            (None, Some(Some(_))) => {
-                self.problem("smtp.username", "missing: a password is set");
-                None
-            }
-            (_, None) => None,
-        };
-        let timeout = self.duration("smtp.timeout", s.timeout.as_deref(), "30s");
-        let tls = tls?;
-        let port = s.port.unwrap_or(match tls {
-            SmtpTls::StartTls => 587,
-            SmtpTls::Implicit => 465,
-            SmtpTls::None => 25,
-        });
-        Some(SmtpConfig {
-            host: host?,
-            port,
-            tls,
-            credentials: credentials?,
-            timeout: timeout?,
         })
     }
 

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::crypto::{CryptoError, Keyring};
+use crate::domain::text_enum;
 use crate::domain::{
     Category, ConnectionId, ConnectionStatus, EmailAddress, PausedBy, Phase, PipelineId,
     PipelineState, Position, ProviderId,
@@ -203,6 +204,11 @@ pub struct CheckResult {
     pub transition: Transition,
     pub next_check_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
+    /// When the owner's notice of a new incident goes out: later breaks of the same owner's
+    /// connections before then share one e-mail.
+    pub notify_at: DateTime<Utc>,
+    /// The first reminder of a new incident, if reminders are configured.
+    pub first_reminder_at: Option<DateTime<Utc>>,
     /// `Some(true)`: the refresh was sent but its answer lost; `Some(false)`: the provider gave
     /// a definite answer about the refresh token; `None`: no refresh was tried.
     pub refresh_uncertain: Option<bool>,
@@ -231,6 +237,42 @@ pub struct Rotation<'a> {
     pub expected_generation: i64,
     pub tokens: &'a TokenSet,
     pub now: DateTime<Utc>,
+}
+
+text_enum!(
+    /// The notices credwatch sends.
+    NoticeKind {
+        CredentialsExpired => "credentials_expired",
+        Reminder => "reminder",
+        Reconnected => "reconnected",
+        ExpiringSoon => "expiring_soon",
+        OperatorAlert => "operator_alert",
+    }
+);
+
+/// A notice claimed from the outbox by the mailer.
+#[derive(Debug, Clone)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub kind: NoticeKind,
+    pub recipient: EmailAddress,
+    pub connection: Option<ConnectionId>,
+    pub incident: Option<i64>,
+    /// Kind-specific facts fixed when the notice was queued (JSON).
+    pub payload: String,
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One period during which a connection was broken.
+#[derive(Debug, Clone, Serialize)]
+pub struct Incident {
+    pub id: i64,
+    pub connection: ConnectionId,
+    pub category: Category,
+    pub detail: Option<String>,
+    pub opened_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
 }
 
 /// One recorded check, for `connection show` and the operator.
@@ -362,6 +404,7 @@ pub trait Store: Send + Sync + 'static {
         detail: &str,
         now: DateTime<Utc>,
         next_attempt_at: DateTime<Utc>,
+        operator: Option<&EmailAddress>,
     ) -> Result<bool, StoreError>;
     /// After a failed trial check of a held provider: the next one after `base` doubling per
     /// attempt, up to `cap`. Only a due alert moves, so checks already in flight when the alert
@@ -382,6 +425,60 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
     async fn open_provider_alerts(&self) -> Result<Vec<ProviderAlert>, StoreError>;
+
+    /// Queues the reminders that are due for open incidents, each once.
+    async fn queue_reminders(
+        &self,
+        now: DateTime<Utc>,
+        reminders: &[std::time::Duration],
+    ) -> Result<u64, StoreError>;
+    /// Queues one "expiring soon" notice per connection and known refresh-token end within
+    /// `horizon`.
+    async fn queue_expiring(
+        &self,
+        now: DateTime<Utc>,
+        horizon: std::time::Duration,
+    ) -> Result<u64, StoreError>;
+    /// Claims due notices (and, for an owner with an expired-credentials notice due, the
+    /// others of that kind still waiting for them, so they go out as one digest).
+    async fn claim_outbox(
+        &self,
+        lease: &Lease,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxItem>, StoreError>;
+    /// When the next pending notice is due, if any.
+    async fn next_outbox_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    async fn outbox_sent(
+        &self,
+        ids: &[i64],
+        now: DateTime<Utc>,
+        note: Option<&str>,
+    ) -> Result<(), StoreError>;
+    async fn outbox_retry(
+        &self,
+        ids: &[i64],
+        error: &str,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    async fn outbox_failed(
+        &self,
+        ids: &[i64],
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    async fn incident(&self, id: i64) -> Result<Incident, StoreError>;
+    /// Stores a reauthorize link's token hash for an incident.
+    async fn add_reauth_link(
+        &self,
+        token_hash: &[u8],
+        connection: &ConnectionId,
+        incident: Option<i64>,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// The pipelines that use a connection.
+    async fn pipelines_of(&self, connection: &ConnectionId) -> Result<Vec<Pipeline>, StoreError>;
 
     /// The ids of the keys that sealed the stored tokens.
     async fn key_ids(&self) -> Result<Vec<String>, StoreError>;

@@ -308,6 +308,7 @@ impl SqliteStore {
             .await?;
             let why = format!("connection {id} is broken: {}", r.category);
             applied.paused = Self::pause_dependents(&mut tx, id, incident, &why, now).await?;
+            Self::notify_broken(&mut tx, id, incident, r, now).await?;
             applied.incident_opened = Some(incident);
         }
         if before == ConnectionStatus::Broken && after != ConnectionStatus::Broken {
@@ -322,6 +323,9 @@ impl SqliteStore {
         }
         if after == ConnectionStatus::Healthy && before != ConnectionStatus::Healthy {
             applied.resumed = Self::resume_ready(&mut tx, id, applied.incident_closed, now).await?;
+        }
+        if let Some(incident) = applied.incident_closed {
+            Self::notify_reconnected(&mut tx, id, incident, &applied.resumed, now).await?;
         }
         tx.commit().await?;
         Ok(applied)
@@ -405,20 +409,41 @@ impl SqliteStore {
         detail: &str,
         now: DateTime<Utc>,
         next_attempt_at: DateTime<Utc>,
+        operator: Option<&EmailAddress>,
     ) -> Result<bool, StoreError> {
-        let inserted = sqlx::query(
+        let mut tx = self.write().await?;
+        let alert: Option<i64> = sqlx::query_scalar(
             "INSERT INTO provider_alerts (provider, kind, detail, opened_at, next_attempt_at) \
              SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS \
-               (SELECT 1 FROM provider_alerts WHERE provider = $1 AND kind = $2 AND closed_at IS NULL)",
+               (SELECT 1 FROM provider_alerts WHERE provider = $1 AND kind = $2 AND closed_at IS NULL) \
+             RETURNING id",
         )
         .bind(provider.as_str())
         .bind(kind)
         .bind(detail)
         .bind(to_ms(now))
         .bind(to_ms(next_attempt_at))
-        .execute(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(inserted.rows_affected() == 1)
+        if let (Some(alert), Some(operator)) = (alert, operator) {
+            let payload =
+                serde_json::json!({ "provider": provider, "kind": kind, "detail": detail })
+                    .to_string();
+            Self::enqueue(
+                &mut tx,
+                NoticeKind::OperatorAlert,
+                operator.as_str(),
+                &format!("alert:{alert}"),
+                None,
+                None,
+                &payload,
+                to_ms(now),
+                to_ms(now),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(alert.is_some())
     }
 
     pub(super) async fn postpone_provider_alert_impl(

@@ -15,6 +15,7 @@ use super::*;
 
 mod actions;
 mod checks;
+mod outbox;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -489,9 +490,96 @@ impl Store for SqliteStore {
         detail: &str,
         now: DateTime<Utc>,
         next_attempt_at: DateTime<Utc>,
+        operator: Option<&EmailAddress>,
     ) -> Result<bool, StoreError> {
-        self.open_provider_alert_impl(provider, kind, detail, now, next_attempt_at)
+        self.open_provider_alert_impl(provider, kind, detail, now, next_attempt_at, operator)
             .await
+    }
+
+    async fn queue_reminders(
+        &self,
+        now: DateTime<Utc>,
+        reminders: &[std::time::Duration],
+    ) -> Result<u64, StoreError> {
+        self.queue_reminders_impl(now, reminders).await
+    }
+
+    async fn queue_expiring(
+        &self,
+        now: DateTime<Utc>,
+        horizon: std::time::Duration,
+    ) -> Result<u64, StoreError> {
+        self.queue_expiring_impl(now, horizon).await
+    }
+
+    async fn claim_outbox(
+        &self,
+        lease: &Lease,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        self.claim_outbox_impl(lease, now, limit).await
+    }
+
+    async fn next_outbox_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.next_outbox_due_impl().await
+    }
+
+    async fn outbox_sent(
+        &self,
+        ids: &[i64],
+        now: DateTime<Utc>,
+        note: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.outbox_sent_impl(ids, now, note).await
+    }
+
+    async fn outbox_retry(
+        &self,
+        ids: &[i64],
+        error: &str,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.outbox_retry_impl(ids, error, next_attempt_at).await
+    }
+
+    async fn outbox_failed(
+        &self,
+        ids: &[i64],
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.outbox_failed_impl(ids, error, now).await
+    }
+
+    async fn incident(&self, id: i64) -> Result<Incident, StoreError> {
+        self.incident_impl(id).await
+    }
+
+    async fn add_reauth_link(
+        &self,
+        token_hash: &[u8],
+        connection: &ConnectionId,
+        incident: Option<i64>,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.add_reauth_link_impl(token_hash, connection, incident, now, expires_at)
+            .await
+    }
+
+    async fn pipelines_of(&self, connection: &ConnectionId) -> Result<Vec<Pipeline>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT pipeline_id FROM pipeline_connections WHERE connection_id = $1 ORDER BY pipeline_id",
+        )
+        .bind(connection.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.pipeline(&parse(id)?).await?);
+        }
+        Ok(out)
     }
 
     async fn postpone_provider_alert(
