@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::check::{Checker, instance_id};
 use crate::config::{Config, ConfigError, MailTransport};
+use crate::mailer::Mailer;
 use crate::scheduler;
 use crate::store::{self, StoreError};
 
@@ -22,6 +23,8 @@ pub enum DaemonError {
     Check(#[from] crate::check::CheckError),
     #[error("{0}")]
     Schedule(#[from] crate::scheduler::ScheduleError),
+    #[error("{0}")]
+    Mailer(#[from] crate::mailer::MailerError),
 }
 
 pub async fn run(config: Config) -> Result<(), DaemonError> {
@@ -29,7 +32,9 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let signals = shutdown_signals(shutdown.clone()).map_err(DaemonError::Signals)?;
 
     let store = store::open(&config.database, config.keyring.clone()).await?;
-    let checker = Arc::new(Checker::new(&config, store.clone(), instance_id("daemon"))?);
+    let instance = instance_id("daemon");
+    let checker = Arc::new(Checker::new(&config, store.clone(), instance.clone())?);
+    let mailer = Mailer::new(&config, store.clone(), instance)?;
     // Refused here rather than in the sweep task, so a bad cron stops the start, not the sweeps.
     scheduler::parse_cron(&config.schedule.sweep)?;
     let counts = store.counts().await?;
@@ -54,6 +59,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
 
     // Every worker is spawned on this tracker and watches `shutdown`; none is fire-and-forget.
     let tasks = TaskTracker::new();
+    tasks.spawn(mailer.run(checker.outbox_signal(), shutdown.clone()));
     {
         let shutdown = shutdown.clone();
         tasks.spawn(async move {

@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod daemon;
 pub mod domain;
 pub mod logging;
+pub mod mailer;
 pub mod notices;
 pub mod scheduler;
 pub mod store;

@@ -154,6 +154,7 @@ pub async fn sweep(
             Err(e) => tracing::error!("sweep task failed: {e}"),
         }
     }
+    queue_notices(checker).await;
     let elapsed = started.elapsed();
     if stats.checked + stats.skipped + stats.failed == 0 {
         tracing::debug!(
@@ -176,6 +177,28 @@ pub async fn sweep(
         );
     }
     stats
+}
+
+/// Reminders and expiry warnings that fell due, then a nudge for the mailer (which also picks
+/// up what other replicas queued).
+async fn queue_notices(checker: &Checker) {
+    let notices = checker.notices();
+    let now = Utc::now();
+    if let Err(e) = checker
+        .store()
+        .queue_reminders(now, &notices.reminders)
+        .await
+    {
+        tracing::error!("cannot queue reminders: {e}");
+    }
+    if let Err(e) = checker
+        .store()
+        .queue_expiring(now, notices.expiring_soon)
+        .await
+    {
+        tracing::error!("cannot queue expiry warnings: {e}");
+    }
+    checker.outbox_signal().notify_one();
 }
 
 /// Claims a provider's due connections a batch at a time, keeping at most its concurrency in

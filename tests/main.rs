@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod daemon;
 mod faults;
+mod notices;
 mod peers;
 mod pipelines;
 mod store;

@@ -149,6 +149,10 @@ impl Checker {
         self.providers.get(id)
     }
 
+    pub fn notices(&self) -> &NoticesConfig {
+        &self.notices
+    }
+
     pub fn schedule(&self) -> &ScheduleConfig {
         &self.schedule
     }

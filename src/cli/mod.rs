@@ -154,7 +154,9 @@ impl CliError {
     /// sysexits(3): 78 for configuration, 65 for bad input data, 1 for anything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Config(_) | CliError::Daemon(DaemonError::Config(_)) => 78,
+            CliError::Config(_)
+            | CliError::Daemon(DaemonError::Config(_))
+            | CliError::Daemon(DaemonError::Mailer(crate::mailer::MailerError::Notice(_))) => 78,
             CliError::Input(_) => 65,
             CliError::Store(e) if e.is_bad_input() => 65,
             _ => 1,

@@ -61,9 +61,11 @@ impl TestEnv {
         let config = dir.path().join("credwatch.toml");
         let mut base = "[database]\nurl = \"sqlite://state/credwatch.db\"\n\n\
                         [encryption]\nkey_file = \"credwatch.key\"\n\n\
-                        [mail]\ntransport = \"file\"\ndir = \"mail\"\n\n\
                         [log]\nlevel = \"credwatch=debug,info\"\n"
             .to_owned();
+        if !extra.contains("[mail]") {
+            base.push_str("\n[mail]\ntransport = \"file\"\ndir = \"mail\"\n");
+        }
         // A test that sets its own schedule gives the whole section.
         if !extra.contains("[schedule]") {
             base.push_str("\n[schedule]\nsweep = \"0 * * * * *\"\n");

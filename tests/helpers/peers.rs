@@ -93,10 +93,14 @@ pub struct SmtpServer {
 
 impl SmtpServer {
     pub async fn spawn() -> Self {
+        Self::spawn_on(free_port()).await
+    }
+
+    /// On a given port, to come back where a stopped one was.
+    pub async fn spawn_on(port: u16) -> Self {
         let python = peers_dir().join(".venv/bin/python");
         require(&python);
         let maildir = tempfile::tempdir().expect("maildir");
-        let port = free_port();
         let child = Command::new(&python)
             .args([
                 "-m",
@@ -131,14 +135,43 @@ impl SmtpServer {
         }
     }
 
-    /// The raw messages delivered so far.
+    /// The messages delivered so far, quoted-printable parts decoded so tests can read them.
     pub fn messages(&self) -> Vec<String> {
         let new = self.maildir.path().join("maildir/new");
         super::read_dir_names(&new)
             .iter()
             .filter_map(|n| std::fs::read_to_string(new.join(n)).ok())
+            .map(|m| decode_quoted_printable(&m))
             .collect()
     }
+}
+
+/// Soft line breaks removed and `=HH` escapes decoded (RFC 2045 §6.7); the rest as it is.
+fn decode_quoted_printable(s: &str) -> String {
+    let s = s.replace("=\r\n", "").replace("=\n", "");
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'=', Some(h), Some(l))
+                if bytes[i + 1].is_ascii_uppercase() || bytes[i + 1].is_ascii_digit() =>
+            {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// One PostgreSQL cluster per test process, started on first use; each caller gets its own database.

@@ -1,0 +1,219 @@
+//! When a grant dies: the owner gets one e-mail with a reauthorize link, through the real
+//! aiosmtpd, however many sweeps and restarts follow; SMTP outages delay it, never lose it.
+
+use std::time::Duration;
+
+use sha2::Digest;
+
+use crate::helpers::peers::{OidcServer, SmtpServer};
+use crate::helpers::{Daemon, TestEnv, wait_until};
+
+fn env_for(oidc: &OidcServer, smtp_port: u16, digest: &str) -> TestEnv {
+    TestEnv::with_config(&format!(
+        "\n[schedule]\nsweep = \"* * * * * *\"\n\n\
+         [mail]\ntransport = \"smtp\"\nfrom = \"credwatch <credwatch@example.com>\"\n\n\
+         [smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\ntls = \"none\"\ntimeout = \"5s\"\n\n\
+         [notices]\ndigest_window = \"{digest}\"\n\n\
+         [http]\npublic_base_url = \"https://cw.example/\"\n\n\
+         [providers.acme]\ndisplay_name = \"Acme CRM\"\ntoken_url = \"{}\"\n\
+         authorize_url = \"{}\"\nclient_id = \"credwatch\"\nclient_secret = \"credwatch-secret\"\n\
+         rotates_refresh_tokens = true\n",
+        oidc.url("/token"),
+        oidc.url("/auth"),
+    ))
+}
+
+async fn revoke(oidc: &OidcServer, account: &str) {
+    let r = reqwest::Client::new()
+        .post(oidc.url(&format!("/test/accounts/{account}/revoke-app")))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+}
+
+async fn sweeps(daemon: &mut Daemon, n: usize) {
+    let seen = daemon
+        .log_until("a sweep", Duration::from_secs(30), |log| {
+            log.iter().any(|l| l.contains("sweep finished"))
+        })
+        .await
+        .iter()
+        .filter(|l| l.contains("sweep finished"))
+        .count();
+    daemon
+        .log_until(
+            &format!("{n} more sweeps"),
+            Duration::from_secs(30),
+            |log| log.iter().filter(|l| l.contains("sweep finished")).count() >= seen + n,
+        )
+        .await;
+}
+
+fn link_token(message: &str) -> String {
+    let start = message
+        .find("https://cw.example/reauthorize/")
+        .expect("a reauthorize link")
+        + "https://cw.example/reauthorize/".len();
+    message[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+#[tokio::test]
+async fn a_revoked_grant_pauses_its_pipelines_and_emails_the_owner_exactly_once() {
+    let oidc = OidcServer::spawn(serde_json::json!({})).await;
+    let smtp = SmtpServer::spawn().await;
+    let grant = oidc.grant("user-1").await;
+    let env = env_for(&oidc, smtp.port, "1s");
+    let conn = env.add_connection("ada@example.com", &grant).await;
+    for (name, position) in [
+        ("CRM to warehouse", "cursor=17"),
+        ("CRM to search", "offset=9000"),
+    ] {
+        env.ok(&[
+            "pipeline",
+            "add",
+            "--name",
+            name,
+            "--connection",
+            &conn,
+            "--position",
+            position,
+        ])
+        .await;
+    }
+    revoke(&oidc, "user-1").await;
+
+    let mut daemon = env.spawn().await;
+    wait_until("the owner's e-mail", Duration::from_secs(30), || async {
+        !smtp.messages().is_empty()
+    })
+    .await;
+    assert_eq!(env.value("SELECT status FROM connections").await, "broken");
+    let paused = env
+        .rows("SELECT state, paused_at_position FROM pipelines ORDER BY name")
+        .await;
+    assert_eq!(paused, [["paused", "offset=9000"], ["paused", "cursor=17"]]);
+
+    let message = &smtp.messages()[0];
+    assert!(
+        message.contains(r#"Subject: Credentials expired in source "CRM""#),
+        "{message}"
+    );
+    assert!(message.contains("To: ada@example.com"), "{message}");
+    assert!(message.contains("Acme CRM"), "{message}");
+    assert!(
+        message.contains("withdrawn"),
+        "the category in words: {message}"
+    );
+    assert!(
+        message.contains("cursor=17") && message.contains("offset=9000"),
+        "{message}"
+    );
+    assert!(message.contains("No data is flowing"), "{message}");
+    assert!(
+        message.contains("text/html"),
+        "a text and an HTML part: {message}"
+    );
+    let token = link_token(message);
+    assert!(token.len() >= 43, "256 bits: {token}");
+    let hash: String = sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| b.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let stored = env.value("SELECT token_hash FROM reauth_links").await;
+    assert_eq!(stored, format!("[{hash}]"), "only the hash is stored");
+
+    // More sweeps, then a restart: nothing more is sent.
+    sweeps(&mut daemon, 3).await;
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait(Duration::from_secs(30)).await.0, Some(0));
+    let mut daemon = env.spawn().await;
+    sweeps(&mut daemon, 3).await;
+    assert_eq!(smtp.messages().len(), 1);
+    assert_eq!(
+        env.value("SELECT COUNT(*) FROM outbox WHERE sent_at IS NOT NULL")
+            .await,
+        "1"
+    );
+}
+
+#[tokio::test]
+async fn a_notice_queued_while_smtp_is_down_arrives_once_it_is_back() {
+    let oidc = OidcServer::spawn(serde_json::json!({})).await;
+    let smtp = SmtpServer::spawn().await;
+    let port = smtp.port;
+    drop(smtp);
+    let grant = oidc.grant("user-2").await;
+    let env = env_for(&oidc, port, "1s");
+    env.add_connection("ada@example.com", &grant).await;
+    revoke(&oidc, "user-2").await;
+
+    let mut daemon = env.spawn().await;
+    daemon
+        .log_until("a failed delivery", Duration::from_secs(30), |log| {
+            log.iter()
+                .any(|l| l.contains("e-mail not sent, will retry"))
+        })
+        .await;
+    let smtp = SmtpServer::spawn_on(port).await;
+    wait_until(
+        "the e-mail after SMTP is back",
+        Duration::from_secs(60),
+        || async { !smtp.messages().is_empty() },
+    )
+    .await;
+    sweeps(&mut daemon, 2).await;
+    assert_eq!(smtp.messages().len(), 1, "sent once");
+    assert!(smtp.messages()[0].contains("Credentials expired"));
+}
+
+#[tokio::test]
+async fn three_connections_of_one_owner_broken_within_the_window_make_one_digest() {
+    let oidc = OidcServer::spawn(serde_json::json!({})).await;
+    let smtp = SmtpServer::spawn().await;
+    let env = env_for(&oidc, smtp.port, "4s");
+    for account in ["user-a", "user-b", "user-c"] {
+        let grant = oidc.grant(account).await;
+        env.add_connection("ada@example.com", &grant).await;
+        revoke(&oidc, account).await;
+    }
+    let other = oidc.grant("user-d").await;
+    env.add_connection("bob@example.com", &other).await;
+    revoke(&oidc, "user-d").await;
+
+    let mut daemon = env.spawn().await;
+    wait_until("two e-mails", Duration::from_secs(30), || async {
+        smtp.messages().len() >= 2
+    })
+    .await;
+    sweeps(&mut daemon, 3).await;
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 2, "one digest for ada, one notice for bob");
+    let ada = messages
+        .iter()
+        .find(|m| m.contains("To: ada@example.com"))
+        .expect("ada's digest");
+    assert!(
+        ada.contains("Subject: Credentials expired in 3 sources"),
+        "{ada}"
+    );
+    assert_eq!(
+        ada.matches("https://cw.example/reauthorize/").count(),
+        3,
+        "a link per source in the text part"
+    );
+    assert_eq!(
+        ada.matches("<a href=").count(),
+        3,
+        "and a button per source in the HTML part"
+    );
+    assert_eq!(
+        env.value("SELECT COUNT(*) FROM outbox WHERE sent_at IS NOT NULL")
+            .await,
+        "4"
+    );
+}
