@@ -217,3 +217,141 @@ async fn three_connections_of_one_owner_broken_within_the_window_make_one_digest
         "4"
     );
 }
+
+/// The .eml files the file transport wrote, decoded like the SMTP ones.
+fn eml(env: &TestEnv) -> Vec<String> {
+    let dir = env.path("mail");
+    crate::helpers::read_dir_names(&dir)
+        .iter()
+        .filter(|n| n.ends_with(".eml"))
+        .filter_map(|n| std::fs::read_to_string(dir.join(n)).ok())
+        .map(|m| {
+            m.replace("=\r\n", "")
+                .replace("=\n", "")
+                .replace("=3D", "=")
+        })
+        .collect()
+}
+
+fn fake_env(fake: &crate::helpers::fake::FakeProvider, extra: &str) -> TestEnv {
+    TestEnv::with_config(&format!(
+        "\n[schedule]\nsweep = \"* * * * * *\"\n\n[operator]\nemail = \"oncall@example.com\"\n\n{extra}\n\
+         [providers.acme]\ntoken_url = \"{}\"\nauthorize_url = \"http://127.0.0.1:9/authorize\"\n\
+         client_id = \"credwatch\"\nclient_secret = \"credwatch-secret\"\n",
+        fake.token_url()
+    ))
+}
+
+const TOKENS: &str = r#"{"access_token":"fake-at-0-0123456789","refresh_token":"fake-rt-0-0123456789","expires_in":3600}"#;
+
+#[tokio::test]
+async fn reminders_follow_while_broken_then_stop_and_a_reconnection_is_announced() {
+    use crate::helpers::fake::{FakeProvider, Reply};
+    let fake = FakeProvider::spawn().await;
+    let env = fake_env(
+        &fake,
+        "[notices]\ndigest_window = \"1s\"\nreminders = [\"2s\", \"4s\"]\n",
+    );
+    let conn = env.add_connection("ada@example.com", TOKENS).await;
+    let pipe = env
+        .ok(&[
+            "pipeline",
+            "add",
+            "--name",
+            "CRM to warehouse",
+            "--connection",
+            &conn,
+            "--position",
+            "cursor=5",
+        ])
+        .await;
+    fake.script([Reply::Json(400, r#"{"error":"invalid_grant"}"#)]);
+    let mut daemon = env.spawn().await;
+    wait_until(
+        "the notice and two reminders",
+        Duration::from_secs(30),
+        || async { eml(&env).len() >= 3 },
+    )
+    .await;
+    sweeps(&mut daemon, 4).await;
+    let mails = eml(&env);
+    assert_eq!(mails.len(), 3, "no reminder after the last one");
+    assert_eq!(
+        mails
+            .iter()
+            .filter(|m| m.contains("Subject: Reminder: Credentials expired"))
+            .count(),
+        2
+    );
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait(Duration::from_secs(30)).await.0, Some(0));
+
+    // The grant works again (a recheck, or in the next issue a reauthorization).
+    let r = env.check(&conn).await;
+    assert_eq!(r["resumed"], serde_json::json!([pipe]), "{r}");
+    let mut daemon = env.spawn().await;
+    wait_until(
+        "the reconnected notice",
+        Duration::from_secs(30),
+        || async { eml(&env).iter().any(|m| m.contains("Subject: Reconnected")) },
+    )
+    .await;
+    sweeps(&mut daemon, 2).await;
+    let reconnected: Vec<String> = eml(&env)
+        .into_iter()
+        .filter(|m| m.contains("Subject: Reconnected"))
+        .collect();
+    assert_eq!(reconnected.len(), 1);
+    assert!(
+        reconnected[0].contains("from position cursor=5"),
+        "{}",
+        reconnected[0]
+    );
+    assert_eq!(
+        env.value(
+            "SELECT COUNT(*) FROM reauth_links WHERE expires_at > strftime('%s','now') * 1000"
+        )
+        .await,
+        "0",
+        "the incident's links end with it"
+    );
+}
+
+#[tokio::test]
+async fn owners_are_warned_before_a_refresh_token_ends_and_operators_about_a_refused_client() {
+    use crate::helpers::fake::{FakeProvider, Reply};
+    let fake = FakeProvider::spawn().await;
+    let env = fake_env(&fake, "[notices]\nexpiring_soon = \"14d\"\n");
+    env.add_connection(
+        "ada@example.com",
+        r#"{"access_token":"at-0123456789","refresh_token":"rt-0123456789","expires_in":3600,"refresh_token_expires_in":864000}"#,
+    )
+    .await;
+    fake.set_default(Reply::Json(401, r#"{"error":"invalid_client"}"#));
+    let mut daemon = env.spawn().await;
+    wait_until("two e-mails", Duration::from_secs(30), || async {
+        eml(&env).len() >= 2
+    })
+    .await;
+    sweeps(&mut daemon, 3).await;
+    let mails = eml(&env);
+    assert_eq!(mails.len(), 2, "each once");
+    let expiring = mails
+        .iter()
+        .find(|m| m.contains("To: ada@example.com"))
+        .expect("owner's warning");
+    assert!(expiring.contains("needs reconnecting by"), "{expiring}");
+    assert!(
+        expiring.contains("9 days") || expiring.contains("10 days"),
+        "{expiring}"
+    );
+    let alert = mails
+        .iter()
+        .find(|m| m.contains("To: oncall@example.com"))
+        .expect("operator alert");
+    assert!(
+        alert.contains(r#"Subject: credwatch: provider "acme" refuses our OAuth client"#),
+        "{alert}"
+    );
+    assert!(alert.contains("invalid_client"), "{alert}");
+}

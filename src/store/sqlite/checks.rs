@@ -326,6 +326,14 @@ impl SqliteStore {
         }
         if let Some(incident) = applied.incident_closed {
             Self::notify_reconnected(&mut tx, id, incident, &applied.resumed, now).await?;
+            // A link is for one incident: once it is over, the links sent about it end too.
+            sqlx::query(
+                "UPDATE reauth_links SET expires_at = MIN(expires_at, $1) WHERE incident_id = $2",
+            )
+            .bind(now)
+            .bind(incident)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(applied)
