@@ -13,7 +13,7 @@ use chrono::Utc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::check::{CheckError, Checker, Provider, Report, ReportOutcome};
+use crate::check::{CheckError, Checker, Provider, Report, ReportOutcome, outage};
 use crate::domain::Category;
 use crate::store::{DueQuery, StoreError};
 
@@ -140,12 +140,14 @@ pub async fn sweep(
             Some(a) if try_held_now || a.next_attempt_at <= now => Some(1),
             Some(_) => continue,
         };
-        providers.spawn(sweep_provider(
-            checker.clone(),
-            p.clone(),
-            limit,
-            shutdown.clone(),
-        ));
+        let (checker, p, shutdown) = (checker.clone(), p.clone(), shutdown.clone());
+        providers.spawn(async move {
+            let stats = sweep_provider(checker.clone(), p.clone(), limit, shutdown).await;
+            if let Err(e) = outage::review(&checker, p.id(), &stats.by_category).await {
+                tracing::error!(provider = %p.id(), "cannot record provider-wide trouble: {e}");
+            }
+            stats
+        });
     }
     let mut stats = SweepStats::default();
     while let Some(r) = providers.join_next().await {

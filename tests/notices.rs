@@ -355,3 +355,33 @@ async fn owners_are_warned_before_a_refresh_token_ends_and_operators_about_a_ref
     );
     assert!(alert.contains("invalid_client"), "{alert}");
 }
+
+#[tokio::test]
+async fn a_provider_outage_alerts_the_operator_once_and_breaks_nothing() {
+    use crate::helpers::fake::{FakeProvider, Reply};
+    let fake = FakeProvider::spawn().await;
+    fake.set_default(Reply::Json(503, "{}"));
+    let env = fake_env(&fake, "");
+    for _ in 0..6 {
+        env.add_connection("ada@example.com", TOKENS).await;
+    }
+    let mut daemon = env.spawn().await;
+    wait_until("the operator's e-mail", Duration::from_secs(30), || async {
+        !eml(&env).is_empty()
+    })
+    .await;
+    sweeps(&mut daemon, 2).await;
+    let mails = eml(&env);
+    assert_eq!(mails.len(), 1, "only the operator hears of it");
+    assert!(mails[0].contains("To: oncall@example.com"), "{}", mails[0]);
+    assert!(
+        mails[0].contains(r#"Subject: credwatch: provider "acme" is failing"#),
+        "{}",
+        mails[0]
+    );
+    assert_eq!(
+        env.value("SELECT COUNT(*) FROM connections WHERE status = 'degraded'")
+            .await,
+        "6"
+    );
+}

@@ -3,6 +3,7 @@
 
 mod http;
 mod limits;
+pub mod outage;
 mod report;
 pub mod schedule;
 
@@ -147,6 +148,10 @@ impl Checker {
 
     pub fn provider(&self, id: &ProviderId) -> Option<&Arc<Provider>> {
         self.providers.get(id)
+    }
+
+    pub fn operator(&self) -> Option<&EmailAddress> {
+        self.operator.as_ref()
     }
 
     pub fn notices(&self) -> &NoticesConfig {

@@ -193,7 +193,7 @@ mod tests {
         let alert = t
             .render(
                 "operator_alert",
-                &serde_json::json!({"provider": "acme", "detail": "HTTP 401: invalid_client"}),
+                &serde_json::json!({"provider": "acme", "kind": "client_misconfigured", "detail": "HTTP 401: invalid_client"}),
             )
             .unwrap();
         assert!(alert.html.is_none() && alert.text.contains("invalid_client"));

@@ -1,0 +1,148 @@
+//! Provider-wide trouble, judged over one sweep of a provider: when most of its checks fail
+//! without an answer about the grant (an outage), or most find a grant gone at once (more likely
+//! a provider incident or a change on our side than that many owners revoking together), the
+//! operator is told once, and told again only after the provider has recovered in between.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+
+use super::Checker;
+use crate::domain::{Category, Consequence, ProviderId};
+use crate::store::StoreError;
+
+pub const ALERT_PROVIDER_OUTAGE: &str = "provider_outage";
+pub const ALERT_MASS_BREAKAGE: &str = "mass_breakage";
+
+/// Fewer checks than this in a sweep say nothing about the provider as a whole.
+const MIN_CHECKS: u64 = 5;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Too few checks to judge.
+    Quiet,
+    /// At least 90% healthy: whatever was wrong is over.
+    Fine,
+    Trouble {
+        kind: &'static str,
+        detail: String,
+    },
+    /// Neither fine nor in trouble: leave any alert as it is.
+    Mixed,
+}
+
+/// Judges one sweep's categories for one provider.
+pub fn judge(by_category: &BTreeMap<Category, u64>) -> Verdict {
+    let total: u64 = by_category.values().sum();
+    let count = |c: Consequence| -> u64 {
+        by_category
+            .iter()
+            .filter(|(k, _)| k.consequence() == c)
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let (healthy, failing, broken) = (
+        count(Consequence::Healthy),
+        count(Consequence::Degraded),
+        count(Consequence::Broken),
+    );
+    if total < MIN_CHECKS {
+        return Verdict::Quiet;
+    }
+    if failing * 2 >= total {
+        return Verdict::Trouble {
+            kind: ALERT_PROVIDER_OUTAGE,
+            detail: format!(
+                "{failing} of {total} checks in one sweep failed without an answer about the grant \
+                 (timeouts, 5xx, 429 or unrecognised answers); its connections are degraded, not broken"
+            ),
+        };
+    }
+    if broken * 2 >= total {
+        return Verdict::Trouble {
+            kind: ALERT_MASS_BREAKAGE,
+            detail: format!(
+                "{broken} of {total} connections were found broken in one sweep: a provider \
+                 incident or a change on our side (client, scopes, app status) is more likely than \
+                 that many owners revoking at once"
+            ),
+        };
+    }
+    if healthy * 10 >= total * 9 {
+        Verdict::Fine
+    } else {
+        Verdict::Mixed
+    }
+}
+
+/// Opens or closes the provider-wide alerts after a sweep of `provider`.
+pub async fn review(
+    checker: &Checker,
+    provider: &ProviderId,
+    by_category: &BTreeMap<Category, u64>,
+) -> Result<(), StoreError> {
+    let now = Utc::now();
+    let store = checker.store();
+    match judge(by_category) {
+        Verdict::Trouble { kind, detail } => {
+            if store
+                .open_provider_alert(provider, kind, &detail, now, now, checker.operator())
+                .await?
+            {
+                tracing::error!(provider = %provider, kind, "provider {provider}: {detail}");
+                checker.outbox_signal().notify_one();
+            }
+        }
+        Verdict::Fine => {
+            for kind in [ALERT_PROVIDER_OUTAGE, ALERT_MASS_BREAKAGE] {
+                if store.close_provider_alert(provider, kind, now).await? {
+                    tracing::info!(provider = %provider, kind, "provider {provider} is fine again");
+                }
+            }
+        }
+        Verdict::Quiet | Verdict::Mixed => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Category::*;
+
+    fn sweep(counts: &[(Category, u64)]) -> BTreeMap<Category, u64> {
+        counts.iter().copied().collect()
+    }
+
+    #[test]
+    fn a_sweep_is_judged_by_its_shares() {
+        assert_eq!(judge(&sweep(&[(Transient, 4)])), Verdict::Quiet);
+        assert!(matches!(
+            judge(&sweep(&[(Transient, 4), (RateLimited, 2), (Healthy, 5)])),
+            Verdict::Trouble {
+                kind: ALERT_PROVIDER_OUTAGE,
+                ..
+            }
+        ));
+        assert!(matches!(
+            judge(&sweep(&[(Revoked, 3), (Expired, 3), (Healthy, 4)])),
+            Verdict::Trouble {
+                kind: ALERT_MASS_BREAKAGE,
+                ..
+            }
+        ));
+        assert_eq!(
+            judge(&sweep(&[(Healthy, 18), (Transient, 2)])),
+            Verdict::Fine
+        );
+        assert_eq!(
+            judge(&sweep(&[(Healthy, 7), (Transient, 3)])),
+            Verdict::Mixed
+        );
+        // The operator's own problem is a separate alert, and no outage.
+        assert_eq!(
+            judge(&sweep(&[(ClientMisconfigured, 9), (Healthy, 1)])),
+            Verdict::Mixed
+        );
+    }
+}
