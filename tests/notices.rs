@@ -385,3 +385,28 @@ async fn a_provider_outage_alerts_the_operator_once_and_breaks_nothing() {
         "6"
     );
 }
+
+#[tokio::test]
+async fn an_address_the_server_refuses_for_good_is_recorded_and_not_retried() {
+    let oidc = OidcServer::spawn(serde_json::json!({})).await;
+    let smtp = SmtpServer::spawn().await;
+    let grant = oidc.grant("user-9").await;
+    let env = env_for(&oidc, smtp.port, "1s");
+    env.add_connection("gone@example.com", &grant).await;
+    revoke(&oidc, "user-9").await;
+    let mut daemon = env.spawn().await;
+    daemon
+        .log_until("the refusal", Duration::from_secs(30), |log| {
+            log.iter()
+                .any(|l| l.contains("refused the e-mail for good"))
+        })
+        .await;
+    sweeps(&mut daemon, 3).await;
+    let row = env
+        .rows("SELECT attempts, failed_at IS NOT NULL, sent_at IS NULL, last_error FROM outbox")
+        .await
+        .remove(0);
+    assert_eq!(&row[..3], ["1", "1", "1"], "{row:?}");
+    assert!(row[3].contains("no such mailbox"), "{row:?}");
+    assert!(smtp.messages().is_empty());
+}

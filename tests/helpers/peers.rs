@@ -84,7 +84,7 @@ impl OidcServer {
     }
 }
 
-/// aiosmtpd 1.4.6 delivering into a Maildir that tests read.
+/// aiosmtpd 1.4.6 delivering into a Maildir that tests read; it refuses `gone@…` for good.
 pub struct SmtpServer {
     _child: Child,
     pub port: u16,
@@ -109,8 +109,9 @@ impl SmtpServer {
                 "-l",
                 &format!("127.0.0.1:{port}"),
                 "-c",
-                "aiosmtpd.handlers.Mailbox",
+                "smtp_handlers.RejectingMailbox",
             ])
+            .env("PYTHONPATH", peers_dir())
             // aiosmtpd creates the Maildir only when the directory does not exist yet.
             .arg(maildir.path().join("maildir"))
             .stdout(Stdio::null())
