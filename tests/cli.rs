@@ -339,3 +339,27 @@ async fn tokens_are_never_echoed_by_any_command() {
         assert!(!all.contains("canary"), "{args:?} showed a token: {all}");
     }
 }
+
+#[tokio::test]
+async fn a_configured_refresh_token_lifetime_dates_a_new_connection() {
+    let env = crate::helpers::TestEnv::with_config(
+        "\n[providers.acme]\ntoken_url = \"http://127.0.0.1:9/token\"\n\
+         authorize_url = \"http://127.0.0.1:9/authorize\"\nclient_id = \"c\"\nclient_secret = \"s\"\n\
+         refresh_token_lifetime = \"365d\"\n",
+    );
+    let id = env
+        .add_connection(
+            "ada@example.com",
+            r#"{"access_token":"at","refresh_token":"rt"}"#,
+        )
+        .await;
+    let show = env.ok(&["connection", "show", &id]).await;
+    let line = show
+        .lines()
+        .find(|l| l.starts_with("refresh token expires:"))
+        .unwrap();
+    let year = (chrono::Utc::now() + chrono::TimeDelta::days(365))
+        .format("%Y-%m-%d")
+        .to_string();
+    assert!(line.contains(&year), "{line}");
+}

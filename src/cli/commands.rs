@@ -125,8 +125,17 @@ async fn connection(config: &Config, cmd: ConnectionCommand) -> Result<(), CliEr
             let account = account
                 .map(|a| a.trim().to_owned())
                 .filter(|a| !a.is_empty());
-            let tokens = TokenSet::from_json(&read_tokens(&tokens)?, Utc::now())
+            let now = Utc::now();
+            let mut tokens = TokenSet::from_json(&read_tokens(&tokens)?, now)
                 .map_err(|e| CliError::Input(format!("--tokens: {e}")))?;
+            // A lifetime the provider does not state in its responses, known from the config.
+            let lifetime = config
+                .provider(&provider)
+                .and_then(|p| p.refresh_token_lifetime)
+                .and_then(|l| chrono::TimeDelta::from_std(l).ok());
+            if tokens.refresh_token.is_some() && tokens.refresh_expires_at.is_none() {
+                tokens.refresh_expires_at = lifetime.map(|l| now + l);
+            }
             // The subject first: it is stable where an e-mail address can change.
             let account = account
                 .or_else(|| tokens.id_token_subject.clone())
