@@ -13,7 +13,7 @@ use chrono::Utc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::check::{CheckError, Checker, Provider, Report, ReportOutcome, outage};
+use crate::check::{CheckError, Checker, Provider, Report, ReportOutcome, alerts};
 use crate::domain::Category;
 use crate::store::{DueQuery, StoreError};
 
@@ -143,7 +143,7 @@ pub async fn sweep(
         let (checker, p, shutdown) = (checker.clone(), p.clone(), shutdown.clone());
         providers.spawn(async move {
             let stats = sweep_provider(checker.clone(), p.clone(), limit, shutdown).await;
-            if let Err(e) = outage::review(&checker, p.id(), &stats.by_category).await {
+            if let Err(e) = alerts::review(&checker, p.id(), &stats.by_category).await {
                 tracing::error!(provider = %p.id(), "cannot record provider-wide trouble: {e}");
             }
             stats

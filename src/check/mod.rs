@@ -1,9 +1,9 @@
 //! Checking one connection: refresh it (persisting rotated tokens at once), probe it with the
 //! fresh access token, classify what came back, and apply the verdict through the store.
 
+pub mod alerts;
 mod http;
 mod limits;
-pub mod outage;
 mod report;
 pub mod schedule;
 
@@ -30,10 +30,6 @@ use crate::store::{
 pub use http::{HttpClient, OAuthClient, oauth_client};
 pub use limits::Pacer;
 pub use report::{Report, ReportOutcome};
-
-/// The first wait before a held provider is tried again; it doubles up to `ALERT_RETRY_MAX`.
-const ALERT_RETRY_START: Duration = Duration::from_secs(300);
-const ALERT_RETRY_MAX: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
@@ -496,8 +492,7 @@ impl Checker {
             self.outbox.notify_one();
         }
         report::log(&conn.id, provider.id(), &result, &applied);
-        self.provider_alert(provider, category, &detail, now)
-            .await?;
+        alerts::client_refused(self, provider, category, &detail, now).await?;
         Ok(Report {
             connection: conn.id.clone(),
             name: conn.name.clone(),
@@ -516,67 +511,6 @@ impl Checker {
                 resumed: applied.resumed,
             },
         })
-    }
-
-    /// A client the provider refuses is the operator's problem: one alert per provider and
-    /// incident, and the provider's checks held back until a trial check gets through.
-    async fn provider_alert(
-        &self,
-        provider: &Provider,
-        category: Category,
-        detail: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let id = provider.id();
-        match category.consequence() {
-            Consequence::Operator => {
-                let retry = now + TimeDelta::from_std(ALERT_RETRY_START).unwrap_or(TimeDelta::MAX);
-                let opened = self
-                    .store
-                    .open_provider_alert(
-                        id,
-                        ALERT_CLIENT_MISCONFIGURED,
-                        detail,
-                        now,
-                        retry,
-                        self.operator.as_ref(),
-                    )
-                    .await?;
-                provider.set_held(true);
-                if opened {
-                    tracing::error!(
-                        provider = %id,
-                        detail,
-                        "provider {id} refuses our OAuth client; check its client_id, client_secret \
-                         and client_auth in the config. No connection is marked broken for this; \
-                         the provider's checks are held back and retried with a trial check"
-                    );
-                } else {
-                    self.store
-                        .postpone_provider_alert(
-                            id,
-                            ALERT_CLIENT_MISCONFIGURED,
-                            now,
-                            ALERT_RETRY_START,
-                            ALERT_RETRY_MAX,
-                        )
-                        .await?;
-                }
-            }
-            // The provider answered about the grant itself: our client got through.
-            Consequence::Healthy | Consequence::Broken if provider.is_held() => {
-                if self
-                    .store
-                    .close_provider_alert(id, ALERT_CLIENT_MISCONFIGURED, now)
-                    .await?
-                {
-                    tracing::info!(provider = %id, "provider {id} accepts our OAuth client again; its checks resume");
-                }
-                provider.set_held(false);
-            }
-            _ => {}
-        }
-        Ok(())
     }
 }
 

@@ -1,4 +1,5 @@
-//! Provider-wide trouble, judged over one sweep of a provider: when most of its checks fail
+//! What the operator is told. A provider that refuses our client is held back with one alert.
+//! Provider-wide trouble is judged over one sweep of a provider: when most of its checks fail
 //! without an answer about the grant (an outage), or most find a grant gone at once (more likely
 //! a provider incident or a change on our side than that many owners revoking together), the
 //! operator is told once, and told again only after the provider has recovered in between.
@@ -7,12 +8,21 @@ use std::collections::BTreeMap;
 
 use chrono::Utc;
 
-use super::Checker;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta};
+
+use super::{Checker, Provider};
 use crate::domain::{Category, Consequence, ProviderId};
+use crate::store::ALERT_CLIENT_MISCONFIGURED;
 use crate::store::StoreError;
 
 pub const ALERT_PROVIDER_OUTAGE: &str = "provider_outage";
 pub const ALERT_MASS_BREAKAGE: &str = "mass_breakage";
+
+/// The first wait before a held provider is tried again; it doubles up to `ALERT_RETRY_MAX`.
+const ALERT_RETRY_START: Duration = Duration::from_secs(300);
+const ALERT_RETRY_MAX: Duration = Duration::from_secs(3600);
 
 /// Fewer checks than this in a sweep say nothing about the provider as a whole.
 const MIN_CHECKS: u64 = 5;
@@ -101,6 +111,68 @@ pub async fn review(
             }
         }
         Verdict::Quiet | Verdict::Mixed => {}
+    }
+    Ok(())
+}
+
+/// A client the provider refuses is the operator's problem: one alert per provider and
+/// incident, and the provider's checks held back until a trial check gets through.
+pub(super) async fn client_refused(
+    checker: &Checker,
+    provider: &Provider,
+    category: Category,
+    detail: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let id = provider.id();
+    match category.consequence() {
+        Consequence::Operator => {
+            let retry = now + TimeDelta::from_std(ALERT_RETRY_START).unwrap_or(TimeDelta::MAX);
+            let opened = checker
+                .store()
+                .open_provider_alert(
+                    id,
+                    ALERT_CLIENT_MISCONFIGURED,
+                    detail,
+                    now,
+                    retry,
+                    checker.operator(),
+                )
+                .await?;
+            provider.set_held(true);
+            if opened {
+                tracing::error!(
+                    provider = %id,
+                    detail,
+                    "provider {id} refuses our OAuth client; check its client_id, client_secret \
+                     and client_auth in the config. No connection is marked broken for this; \
+                     the provider's checks are held back and retried with a trial check"
+                );
+            } else {
+                checker
+                    .store()
+                    .postpone_provider_alert(
+                        id,
+                        ALERT_CLIENT_MISCONFIGURED,
+                        now,
+                        ALERT_RETRY_START,
+                        ALERT_RETRY_MAX,
+                    )
+                    .await?;
+            }
+        }
+        // The provider answered about the grant itself: our client got through.
+        Consequence::Healthy | Consequence::Broken if provider.is_held() => {
+            if checker
+                .store()
+                .close_provider_alert(id, ALERT_CLIENT_MISCONFIGURED, now)
+                .await?
+            {
+                tracing::info!(provider = %id, "provider {id} accepts our OAuth client again; its checks resume");
+            }
+            provider.set_held(false);
+        }
+        _ => {}
     }
     Ok(())
 }
