@@ -224,14 +224,8 @@ impl SqliteStore {
                 Ok(PipelineEvent {
                     at: from_ms(r.try_get("at")?)?,
                     kind: r.try_get("kind")?,
-                    position: r
-                        .try_get::<Option<String>, _>("position")?
-                        .map(parse)
-                        .transpose()?,
-                    connection: r
-                        .try_get::<Option<String>, _>("connection_id")?
-                        .map(parse)
-                        .transpose()?,
+                    position: opt_parse(r, "position")?,
+                    connection: opt_parse(r, "connection_id")?,
                     reason: r.try_get("reason")?,
                     gap_started_at: opt_time(r.try_get("gap_started_at")?)?,
                     gap_ended_at: opt_time(r.try_get("gap_ended_at")?)?,

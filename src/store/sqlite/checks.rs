@@ -390,14 +390,8 @@ impl SqliteStore {
                     started_at: from_ms(r.try_get("started_at")?)?,
                     finished_at: opt_time(r.try_get("finished_at")?)?,
                     instance: r.try_get("instance")?,
-                    phase: r
-                        .try_get::<Option<String>, _>("phase")?
-                        .map(parse)
-                        .transpose()?,
-                    category: r
-                        .try_get::<Option<String>, _>("category")?
-                        .map(parse)
-                        .transpose()?,
+                    phase: opt_parse(r, "phase")?,
+                    category: opt_parse(r, "category")?,
                     http_status: r
                         .try_get::<Option<i64>, _>("http_status")?
                         .and_then(|s| u16::try_from(s).ok()),

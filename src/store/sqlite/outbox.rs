@@ -227,10 +227,7 @@ impl SqliteStore {
                     id: r.try_get("id")?,
                     kind: parse(r.try_get("kind")?)?,
                     recipient: parse(r.try_get("recipient")?)?,
-                    connection: r
-                        .try_get::<Option<String>, _>("connection_id")?
-                        .map(parse)
-                        .transpose()?,
+                    connection: opt_parse(r, "connection_id")?,
                     incident: r.try_get("incident_id")?,
                     payload: r.try_get("payload")?,
                     attempts: small(r.try_get("attempts")?),

@@ -10,6 +10,17 @@ where
         .map_err(|e: T::Err| StoreError::Corrupt(e.to_string()))
 }
 
+/// A nullable text column parsed into its type.
+pub(super) fn opt_parse<T: std::str::FromStr>(
+    r: &SqliteRow,
+    col: &str,
+) -> Result<Option<T>, StoreError>
+where
+    T::Err: std::fmt::Display,
+{
+    r.try_get::<Option<String>, _>(col)?.map(parse).transpose()
+}
+
 /// A counter column as a u32; out-of-range values (never written) are clamped, not a panic.
 pub(super) fn small(v: i64) -> u32 {
     u32::try_from(v.max(0)).unwrap_or(u32::MAX)
@@ -58,10 +69,7 @@ pub(super) fn pipeline_from_row(
         position_updated_at: opt_time(r.try_get("position_updated_at")?)?,
         paused_at_position: position("paused_at_position")?,
         paused_at: opt_time(r.try_get("paused_at")?)?,
-        paused_by: r
-            .try_get::<Option<String>, _>("paused_by")?
-            .map(parse)
-            .transpose()?,
+        paused_by: opt_parse(r, "paused_by")?,
         pause_reason: r.try_get("pause_reason")?,
         connections,
         created_at: from_ms(r.try_get("created_at")?)?,
