@@ -25,6 +25,8 @@ pub enum DaemonError {
     Schedule(#[from] crate::scheduler::ScheduleError),
     #[error("{0}")]
     Mailer(#[from] crate::mailer::MailerError),
+    #[error("{0}")]
+    Http(#[from] crate::http::HttpError),
 }
 
 pub async fn run(config: Config) -> Result<(), DaemonError> {
@@ -35,6 +37,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let instance = instance_id("daemon");
     let checker = Arc::new(Checker::new(&config, store.clone(), instance.clone())?);
     let mailer = Mailer::new(&config, store.clone(), instance)?;
+    let (listener, app) = crate::http::bind(&config, checker.clone()).await?;
     // Refused here rather than in the sweep task, so a bad cron stops the start, not the sweeps.
     scheduler::parse_cron(&config.schedule.sweep)?;
     let counts = store.counts().await?;
@@ -52,6 +55,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         pipelines = counts.pipelines,
         paused = counts.paused,
         mail = %mail,
+        http = %config.http.listen,
         sweep = %config.schedule.sweep,
         instance = checker.instance(),
         "credwatch started"
@@ -60,6 +64,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     // Every worker is spawned on this tracker and watches `shutdown`; none is fire-and-forget.
     let tasks = TaskTracker::new();
     tasks.spawn(mailer.run(checker.outbox_signal(), shutdown.clone()));
+    tasks.spawn(crate::http::serve(listener, app, shutdown.clone()));
     {
         let shutdown = shutdown.clone();
         tasks.spawn(async move {

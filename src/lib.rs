@@ -9,6 +9,8 @@ pub mod config;
 pub mod crypto;
 pub mod daemon;
 pub mod domain;
+pub mod http;
+pub mod links;
 pub mod logging;
 pub mod mailer;
 pub mod notices;

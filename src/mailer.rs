@@ -6,14 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use chrono::{DateTime, TimeDelta, Utc};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use rand::RngCore;
 use secrecy::ExposeSecret;
 use serde::Serialize;
-use sha2::Digest;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -432,27 +429,19 @@ impl Mailer {
         Ok(())
     }
 
-    /// A fresh reauthorize link: 256 random bits in the URL, only their hash in the database.
     async fn link(
         &self,
         connection: &ConnectionId,
         incident: Option<i64>,
     ) -> Result<(String, DateTime<Utc>), MailerError> {
-        let mut token = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut token);
-        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token);
-        let hash = sha2::Sha256::digest(token.as_bytes());
-        let now = Utc::now();
-        let expires = now + delta(self.notices.link_lifetime);
-        self.store
-            .add_reauth_link(&hash, connection, incident, now, expires)
-            .await?;
-        let url = self
-            .base_url
-            .join(&format!("reauthorize/{token}"))
-            .map(String::from)
-            .unwrap_or_else(|_| format!("{}reauthorize/{token}", self.base_url));
-        Ok((url, expires))
+        Ok(crate::links::create(
+            self.store.as_ref(),
+            &self.base_url,
+            self.notices.link_lifetime,
+            connection,
+            incident,
+        )
+        .await?)
     }
 
     fn provider_name(&self, c: &Connection) -> String {

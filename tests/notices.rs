@@ -14,10 +14,11 @@ fn env_for(oidc: &OidcServer, smtp_port: u16, digest: &str) -> TestEnv {
          [mail]\ntransport = \"smtp\"\nfrom = \"credwatch <credwatch@example.com>\"\n\n\
          [smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\ntls = \"none\"\ntimeout = \"5s\"\n\n\
          [notices]\ndigest_window = \"{digest}\"\n\n\
-         [http]\npublic_base_url = \"https://cw.example/\"\n\n\
+         [http]\nlisten = \"127.0.0.1:{}\"\npublic_base_url = \"https://cw.example/\"\n\n\
          [providers.acme]\ndisplay_name = \"Acme CRM\"\ntoken_url = \"{}\"\n\
          authorize_url = \"{}\"\nclient_id = \"credwatch\"\nclient_secret = \"credwatch-secret\"\n\
          rotates_refresh_tokens = true\n",
+        crate::helpers::peers::free_port(),
         oidc.url("/token"),
         oidc.url("/auth"),
     ))

@@ -61,6 +61,33 @@ pub async fn refresh_request(
     slot.into_inner().ok().flatten()
 }
 
+/// The authorization-code exchange (with the PKCE verifier) as oauth2 builds it; sent like a
+/// refresh, by our client.
+pub async fn code_request(
+    client: &OAuthClient,
+    code: String,
+    verifier: &SecretString,
+    redirect: &Url,
+) -> Option<oauth2::HttpRequest> {
+    let slot = std::sync::Mutex::new(None);
+    let capture = |request: oauth2::HttpRequest| {
+        if let Ok(mut s) = slot.lock() {
+            *s = Some(request);
+        }
+        std::future::ready(Err::<oauth2::HttpResponse, _>(Captured))
+    };
+    let redirect = oauth2::RedirectUrl::from_url(redirect.clone());
+    let _ = client
+        .exchange_code(oauth2::AuthorizationCode::new(code))
+        .set_pkce_verifier(oauth2::PkceCodeVerifier::new(
+            verifier.expose_secret().to_owned(),
+        ))
+        .set_redirect_uri(std::borrow::Cow::Owned(redirect))
+        .request_async(&capture)
+        .await;
+    slot.into_inner().ok().flatten()
+}
+
 #[derive(Debug, Clone)]
 pub struct HttpClient {
     client: reqwest::Client,
@@ -104,12 +131,34 @@ impl HttpClient {
 
     /// RFC 7662: asks the provider whether a refresh token is still active.
     pub async fn introspect(&self, url: &Url, p: &ProviderConfig, token: &SecretString) -> Outcome {
+        self.token_form(url, p, token, "refresh_token").await
+    }
+
+    /// RFC 7009: revokes a token (`hint` is "refresh_token" or "access_token").
+    pub async fn revoke(
+        &self,
+        url: &Url,
+        p: &ProviderConfig,
+        token: &SecretString,
+        hint: &str,
+    ) -> Outcome {
+        self.token_form(url, p, token, hint).await
+    }
+
+    /// A form POST about one token, with the client authenticated as at the token endpoint.
+    async fn token_form(
+        &self,
+        url: &Url,
+        p: &ProviderConfig,
+        token: &SecretString,
+        hint: &str,
+    ) -> Outcome {
         let encode = |s: &str| {
             oauth2::url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
         };
         let mut form = vec![
             ("token", token.expose_secret().to_owned()),
-            ("token_type_hint", "refresh_token".to_owned()),
+            ("token_type_hint", hint.to_owned()),
         ];
         let mut request = self.client.post(url.clone());
         match (p.client_auth, &p.client_secret) {
@@ -130,7 +179,7 @@ impl HttpClient {
         }
     }
 
-    async fn send(&self, request: reqwest::Request) -> Outcome {
+    pub async fn send(&self, request: reqwest::Request) -> Outcome {
         let mut response = match self.client.execute(request).await {
             Ok(r) => r,
             Err(e) => return Outcome::Transport(failure(&e)),

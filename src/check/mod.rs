@@ -27,7 +27,7 @@ use crate::store::{
     StoreError, Transition,
 };
 
-pub use http::{HttpClient, OAuthClient, oauth_client};
+pub use http::{HttpClient, OAuthClient, code_request, oauth_client};
 pub use limits::Pacer;
 pub use report::{Report, ReportOutcome};
 
@@ -71,6 +71,11 @@ impl Provider {
             held: AtomicBool::new(false),
             config,
         }
+    }
+
+    /// oauth2's client for this provider (token and authorize endpoints, client auth).
+    pub fn oauth(&self) -> &OAuthClient {
+        &self.oauth
     }
 
     pub fn id(&self) -> &ProviderId {
@@ -140,6 +145,11 @@ impl Checker {
 
     pub fn providers(&self) -> impl Iterator<Item = &Arc<Provider>> {
         self.providers.values()
+    }
+
+    /// The one HTTP client every call to a provider goes through.
+    pub fn http(&self) -> &HttpClient {
+        &self.http
     }
 
     pub fn provider(&self, id: &ProviderId) -> Option<&Arc<Provider>> {

@@ -163,11 +163,22 @@ pub struct ProviderConfig {
     pub reuse_grace: Duration,
     pub refresh_token_lifetime: Option<Duration>,
     pub kind: ProviderKind,
+    /// Where a new grant says which account it belongs to, compared at reauthorization.
+    pub account_from: AccountSource,
     /// Tried in order: the operator's own rules, then the preset of `kind`, then the generic ones.
     pub rules: Arc<[Rule]>,
     /// Checks of this provider in flight at once.
     pub max_concurrent: u32,
     pub requests_per_second: f64,
+}
+
+/// Where the account of a grant is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountSource {
+    /// The id_token's `sub`, or its `email` when the connection was stored by e-mail.
+    IdToken,
+    /// A field of the probe's JSON answer, as a JSON pointer (`/id`, `/user/email`).
+    Probe(String),
 }
 
 /// How the client authenticates at the token endpoint (RFC 6749 §2.3.1).

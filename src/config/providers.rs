@@ -126,6 +126,25 @@ impl Checker<'_> {
                 None
             }
         };
+        let account_from = match p.account_from.as_deref().unwrap_or("id_token") {
+            "id_token" => Some(AccountSource::IdToken),
+            v => match v.strip_prefix("probe:") {
+                Some(pointer) if pointer.starts_with('/') && probe_url.as_ref().is_some_and(Option::is_some) => {
+                    Some(AccountSource::Probe(pointer.to_owned()))
+                }
+                Some(pointer) if pointer.starts_with('/') => {
+                    self.problem(&k("account_from"), "\"probe:…\" needs a probe_url");
+                    None
+                }
+                _ => {
+                    self.problem(
+                        &k("account_from"),
+                        "expected \"id_token\" or \"probe:/json/pointer\" (such as \"probe:/id\")",
+                    );
+                    None
+                }
+            },
+        };
         Some(ProviderConfig {
             display_name: p.display_name.unwrap_or_else(|| id.to_string()),
             id,
@@ -142,6 +161,7 @@ impl Checker<'_> {
             reuse_grace: reuse_grace?,
             refresh_token_lifetime: refresh_token_lifetime?,
             kind: kind?,
+            account_from: account_from?,
             rules: rules?.into(),
             max_concurrent: max_concurrent?,
             requests_per_second: requests_per_second?,

@@ -108,6 +108,7 @@ pub struct Provider {
     pub reuse_grace: Option<String>,
     pub refresh_token_lifetime: Option<String>,
     pub kind: Option<String>,
+    pub account_from: Option<String>,
     pub rules: Vec<crate::classify::Rule>,
     pub max_concurrent: Option<u32>,
     pub requests_per_second: Option<f64>,

@@ -42,6 +42,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    #[error("the database schema is at version {found}, this build needs {expected}")]
+    SchemaBehind { found: i64, expected: i64 },
     #[error("the database holds a value this version cannot read ({0})")]
     Corrupt(String),
     #[error(
@@ -275,6 +277,30 @@ pub struct Incident {
     pub closed_at: Option<DateTime<Utc>>,
 }
 
+/// A reauthorize link, found by the hash of its token.
+#[derive(Debug, Clone)]
+pub struct ReauthLink {
+    pub connection: ConnectionId,
+    pub incident: Option<i64>,
+    pub expires_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
+}
+
+/// An authorization started from a reauthorize page, taken back by the callback.
+#[derive(Debug)]
+pub struct OAuthSession {
+    pub connection: ConnectionId,
+    pub link_hash: Vec<u8>,
+    pub verifier: SecretString,
+}
+
+/// What a successful reauthorization changed.
+#[derive(Debug, Clone, Default)]
+pub struct Reauthorized {
+    pub incident_closed: Option<i64>,
+    pub resumed: Vec<PipelineId>,
+}
+
 /// One recorded check, for `connection show` and the operator.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckRecord {
@@ -304,6 +330,8 @@ pub const ALERT_CLIENT_MISCONFIGURED: &str = "client_misconfigured";
 pub trait Store: Send + Sync + 'static {
     /// Brings the schema up to date; safe to call on every start.
     async fn migrate(&self) -> Result<(), StoreError>;
+    /// The database answers and its schema is the one this build expects.
+    async fn ready(&self) -> Result<(), StoreError>;
 
     async fn add_connection(
         &self,
@@ -477,6 +505,34 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+    async fn reauth_link(&self, token_hash: &[u8]) -> Result<Option<ReauthLink>, StoreError>;
+    /// Records an authorization started from a link; refused (`Ok(false)`) when the link is no
+    /// longer valid at `now`.
+    async fn start_oauth_session(
+        &self,
+        link_hash: &[u8],
+        state_hash: &[u8],
+        verifier: &SecretString,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Takes an authorization back by its `state`, once: a second call, an unknown or an
+    /// expired state give `None`.
+    async fn take_oauth_session(
+        &self,
+        state_hash: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Option<OAuthSession>, StoreError>;
+    /// The owner authorized again, in one transaction: new tokens, the incident ended, the
+    /// connection healthy, its pipelines resumed, the Reconnected notice queued, the link used.
+    async fn reauthorize(
+        &self,
+        connection: &ConnectionId,
+        link_hash: &[u8],
+        tokens: &TokenSet,
+        now: DateTime<Utc>,
+        next_check_at: DateTime<Utc>,
+    ) -> Result<Reauthorized, StoreError>;
     /// The pipelines that use a connection.
     async fn pipelines_of(&self, connection: &ConnectionId) -> Result<Vec<Pipeline>, StoreError>;
 

@@ -63,6 +63,13 @@ impl TestEnv {
                         [encryption]\nkey_file = \"credwatch.key\"\n\n\
                         [log]\nlevel = \"credwatch=debug,info\"\n"
             .to_owned();
+        // Daemons of tests running side by side each need their own port.
+        if !extra.contains("[http]") {
+            let port = peers::free_port();
+            base.push_str(&format!(
+                "\n[http]\nlisten = \"127.0.0.1:{port}\"\npublic_base_url = \"http://127.0.0.1:{port}/\"\n"
+            ));
+        }
         if !extra.contains("[mail]") {
             base.push_str("\n[mail]\ntransport = \"file\"\ndir = \"mail\"\n");
         }

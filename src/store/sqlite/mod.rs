@@ -16,6 +16,7 @@ use super::*;
 mod actions;
 mod checks;
 mod outbox;
+mod reauth;
 mod rows;
 
 use rows::*;
@@ -109,6 +110,18 @@ impl Store for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.pool).await?;
         Ok(())
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await?;
+        let expected = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        match found.unwrap_or(0) {
+            f if f >= expected => Ok(()),
+            found => Err(StoreError::SchemaBehind { found, expected }),
+        }
     }
 
     async fn add_connection(
@@ -502,6 +515,42 @@ impl Store for SqliteStore {
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.add_reauth_link_impl(token_hash, connection, incident, now, expires_at)
+            .await
+    }
+
+    async fn reauth_link(&self, token_hash: &[u8]) -> Result<Option<ReauthLink>, StoreError> {
+        self.reauth_link_impl(token_hash).await
+    }
+
+    async fn start_oauth_session(
+        &self,
+        link_hash: &[u8],
+        state_hash: &[u8],
+        verifier: &SecretString,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.start_oauth_session_impl(link_hash, state_hash, verifier, now, expires_at)
+            .await
+    }
+
+    async fn take_oauth_session(
+        &self,
+        state_hash: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Option<OAuthSession>, StoreError> {
+        self.take_oauth_session_impl(state_hash, now).await
+    }
+
+    async fn reauthorize(
+        &self,
+        connection: &ConnectionId,
+        link_hash: &[u8],
+        tokens: &TokenSet,
+        now: DateTime<Utc>,
+        next_check_at: DateTime<Utc>,
+    ) -> Result<Reauthorized, StoreError> {
+        self.reauthorize_impl(connection, link_hash, tokens, now, next_check_at)
             .await
     }
 

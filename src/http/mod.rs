@@ -1,0 +1,99 @@
+//! The small HTTP side: the reauthorize page and the OAuth callback for owners, and health and
+//! metrics for operators. It enters through the store and the same actions as the checks.
+
+mod pages;
+mod reauth;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+
+use crate::check::Checker;
+use crate::config::{Config, Url};
+
+pub use pages::Pages;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("page templates: {0}")]
+    Pages(#[from] minijinja::Error),
+}
+
+pub struct AppState {
+    pub checker: Arc<Checker>,
+    pub pages: Pages,
+    pub base_url: Url,
+    pub link_lifetime: std::time::Duration,
+}
+
+impl AppState {
+    /// Where providers send owners back: `<public_base_url>/oauth/callback`.
+    fn callback_url(&self) -> Url {
+        self.base_url
+            .join("oauth/callback")
+            .unwrap_or_else(|_| self.base_url.clone())
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route(
+            "/reauthorize/{token}",
+            get(reauth::page).post(reauth::start),
+        )
+        .route("/oauth/callback", get(reauth::callback))
+        .with_state(state)
+}
+
+/// Binds the listener now (so a taken port stops the start) and returns the server to run.
+pub async fn bind(
+    config: &Config,
+    checker: Arc<Checker>,
+) -> Result<(tokio::net::TcpListener, Router), HttpError> {
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|source| HttpError::Bind {
+            addr: config.http.listen,
+            source,
+        })?;
+    let state = Arc::new(AppState {
+        checker,
+        pages: Pages::new()?,
+        base_url: config.http.public_base_url.clone(),
+        link_lifetime: config.notices.link_lifetime,
+    });
+    Ok((listener, router(state)))
+}
+
+/// Serves until `shutdown`, then lets requests in progress finish.
+pub async fn serve(listener: tokio::net::TcpListener, app: Router, shutdown: CancellationToken) {
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+    if let Err(e) = result {
+        tracing::error!("the HTTP server stopped: {e}");
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    match state.checker.store().ready().await {
+        Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
+    }
+}

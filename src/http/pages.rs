@@ -1,0 +1,81 @@
+//! The few pages an owner sees: small, plain, escaped, and saying what to do next.
+
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use serde::Serialize;
+
+const LAYOUT: &str = r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<meta name="referrer" content="no-referrer"><title>{{ title }}</title></head>
+<body style="font-family: sans-serif; max-width: 36em; margin: 3em auto; line-height: 1.5">
+<h1 style="font-size: 1.4em">{{ title }}</h1>
+{% block body %}{% endblock %}
+</body></html>"#;
+
+const REAUTHORIZE: &str = r#"{% extends "layout.html" %}{% block body %}
+<p><b>{{ name }}</b> reads from <b>{{ provider }}</b>{% if account %} as account <b>{{ account }}</b>{% endif %}.
+It lost access{% if since %} on {{ since }}{% endif %}, and its data stopped flowing.</p>
+<p>Reconnect it by signing in to {{ provider }}{% if account %} as <b>{{ account }}</b>{% endif %} and approving access.
+The paused pipelines then resume where they stopped.</p>
+<form method="post"><button type="submit" style="font-size: 1.1em; padding: .5em 1.2em">Reauthorize</button></form>
+{% endblock %}"#;
+
+const MESSAGE: &str = r#"{% extends "layout.html" %}{% block body %}
+{% for p in paragraphs %}<p>{{ p }}</p>{% endfor %}
+{% if pipelines %}<ul>{% for p in pipelines %}<li>{{ p.name }}, from position <code>{{ p.position or "(start)" }}</code></li>{% endfor %}</ul>{% endif %}
+{% endblock %}"#;
+
+pub struct Pages {
+    env: minijinja::Environment<'static>,
+}
+
+#[derive(Serialize)]
+pub struct ResumedView {
+    pub name: String,
+    pub position: Option<String>,
+}
+
+impl Pages {
+    pub fn new() -> Result<Self, minijinja::Error> {
+        let mut env = minijinja::Environment::new();
+        env.add_template("layout.html", LAYOUT)?;
+        env.add_template("reauthorize.html", REAUTHORIZE)?;
+        env.add_template("message.html", MESSAGE)?;
+        Ok(Self { env })
+    }
+
+    fn render(&self, status: StatusCode, name: &str, ctx: minijinja::Value) -> Response {
+        match self.env.get_template(name).and_then(|t| t.render(ctx)) {
+            Ok(html) => (status, Html(html)).into_response(),
+            Err(e) => {
+                tracing::error!("page {name}: {e}");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+            }
+        }
+    }
+
+    pub fn reauthorize(
+        &self,
+        name: &str,
+        provider: &str,
+        account: Option<&str>,
+        since: Option<String>,
+    ) -> Response {
+        let ctx = minijinja::context! {
+            title => format!("Reconnect {name}"), name, provider, account, since,
+        };
+        self.render(StatusCode::OK, "reauthorize.html", ctx)
+    }
+
+    /// A page of plain paragraphs (and, after a reconnection, the resumed pipelines).
+    pub fn message(
+        &self,
+        status: StatusCode,
+        title: &str,
+        paragraphs: &[&str],
+        pipelines: &[ResumedView],
+    ) -> Response {
+        let ctx = minijinja::context! { title, paragraphs, pipelines };
+        self.render(status, "message.html", ctx)
+    }
+}

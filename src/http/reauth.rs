@@ -1,0 +1,311 @@
+//! The owner's way back: the link from the e-mail (a GET that changes nothing, since mail
+//! scanners prefetch links), the button that starts a fresh OAuth authorization (state and PKCE),
+//! and the callback that checks the account and heals the connection in one transaction.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::{TimeDelta, Utc};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::AppState;
+use super::pages::ResumedView;
+use crate::check::{code_request, schedule};
+use crate::classify::Outcome;
+use crate::config::AccountSource;
+use crate::domain::{ConnectionStatus, PipelineState};
+use crate::links;
+use crate::store::{Connection, ReauthLink};
+use crate::tokens::TokenSet;
+
+/// An authorization must come back within this; the owner is on the provider's page meanwhile.
+const SESSION_LIFETIME: TimeDelta = TimeDelta::minutes(15);
+
+fn internal(state: &AppState, what: &str, e: impl std::fmt::Display) -> Response {
+    tracing::error!("reauthorize: {what}: {e}");
+    state.pages.message(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong",
+        &["Something went wrong on our side. Nothing was changed; please try the link again in a few minutes."],
+        &[],
+    )
+}
+
+/// The link's connection, or the page that says why the link does not work.
+async fn valid_link(
+    state: &AppState,
+    token: &str,
+) -> Result<(ReauthLink, Connection, Vec<u8>), Response> {
+    let hash = links::hash(token);
+    let link = match state.checker.store().reauth_link(&hash).await {
+        Ok(Some(l)) => l,
+        Ok(None) => {
+            return Err(state.pages.message(
+                StatusCode::NOT_FOUND,
+                "This link is not valid",
+                &["This reconnect link is not one of ours. Check that the whole link was copied from the e-mail."],
+                &[],
+            ));
+        }
+        Err(e) => return Err(internal(state, "reading a link", e)),
+    };
+    let connection = match state.checker.store().connection(&link.connection).await {
+        Ok(c) => c,
+        Err(crate::store::StoreError::ConnectionNotFound(_)) => {
+            return Err(state.pages.message(
+                StatusCode::GONE,
+                "This link has expired",
+                &["The data source this link was for no longer exists."],
+                &[],
+            ));
+        }
+        Err(e) => return Err(internal(state, "reading a connection", e)),
+    };
+    if link.used_at.is_some() || link.expires_at <= Utc::now() {
+        let why = if connection.status == ConnectionStatus::Healthy {
+            "This link has already done its job: the data source is connected."
+        } else {
+            "This link has expired or was already used. A newer e-mail has a fresh link, or ask your data platform team for one."
+        };
+        return Err(state.pages.message(
+            StatusCode::GONE,
+            "This link has expired",
+            &[why],
+            &[],
+        ));
+    }
+    Ok((link, connection, hash))
+}
+
+fn provider_name(state: &AppState, c: &Connection) -> String {
+    state
+        .checker
+        .provider(&c.provider)
+        .map(|p| p.config.display_name.clone())
+        .unwrap_or_else(|| c.provider.to_string())
+}
+
+/// GET: shows what the link is for; starts nothing.
+pub async fn page(State(state): State<Arc<AppState>>, Path(token): Path<String>) -> Response {
+    let (link, connection, _) = match valid_link(&state, &token).await {
+        Ok(v) => v,
+        Err(page) => return page,
+    };
+    let since = match link.incident {
+        Some(id) => state
+            .checker
+            .store()
+            .incident(id)
+            .await
+            .ok()
+            .map(|i| i.opened_at.format("%Y-%m-%d %H:%M UTC").to_string()),
+        None => None,
+    };
+    let provider = provider_name(&state, &connection);
+    let mut page = state.pages.reauthorize(
+        &connection.name,
+        &provider,
+        connection.account.as_deref(),
+        since,
+    );
+    page.headers_mut()
+        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    page
+}
+
+/// POST: a fresh authorization (random single-use `state`, PKCE S256), then off to the provider.
+pub async fn start(State(state): State<Arc<AppState>>, Path(token): Path<String>) -> Response {
+    let (_, connection, link_hash) = match valid_link(&state, &token).await {
+        Ok(v) => v,
+        Err(page) => return page,
+    };
+    let Some(provider) = state.checker.provider(&connection.provider).cloned() else {
+        return internal(&state, "provider", format!("{} is not configured", connection.provider));
+    };
+    let csrf = links::random_token();
+    let (challenge, verifier) = oauth2::PkceCodeChallenge::new_random_sha256();
+    let verifier = SecretString::from(verifier.secret().to_owned());
+    let now = Utc::now();
+    match state
+        .checker
+        .store()
+        .start_oauth_session(&link_hash, &links::hash(&csrf), &verifier, now, now + SESSION_LIFETIME)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            return state.pages.message(
+                StatusCode::GONE,
+                "This link has expired",
+                &["This link expired a moment ago. A newer e-mail has a fresh link."],
+                &[],
+            );
+        }
+        Err(e) => return internal(&state, "starting an authorization", e),
+    }
+    let redirect = oauth2::RedirectUrl::from_url(state.callback_url());
+    let mut request = provider
+        .oauth()
+        .authorize_url(|| oauth2::CsrfToken::new(csrf))
+        .set_redirect_uri(std::borrow::Cow::Owned(redirect))
+        .set_pkce_challenge(challenge)
+        .add_scopes(
+            provider
+                .config
+                .scopes
+                .iter()
+                .map(|s| oauth2::Scope::new(s.clone())),
+        );
+    // The provider can then preselect the right account (and the owner sees which one).
+    if let Some(account) = &connection.account {
+        request = request.add_extra_param("login_hint", account.clone());
+    }
+    let (url, _) = request.url();
+    Redirect::to(url.as_str()).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct CallbackParams {
+    state: Option<String>,
+    code: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// The provider sends the owner back here.
+pub async fn callback(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<CallbackParams>,
+) -> Response {
+    let invalid = |state: &AppState| {
+        state.pages.message(
+            StatusCode::BAD_REQUEST,
+            "This sign-in cannot be used",
+            &["This sign-in is not one we started, or it was already used or took too long. Nothing was changed. Open the link from the e-mail again to start over."],
+            &[],
+        )
+    };
+    let Some(csrf) = q.state.as_deref() else {
+        return invalid(&state);
+    };
+    let store = state.checker.store();
+    let session = match store.take_oauth_session(&links::hash(csrf), Utc::now()).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return invalid(&state),
+        Err(e) => return internal(&state, "reading the authorization", e),
+    };
+    let connection = match store.connection(&session.connection).await {
+        Ok(c) => c,
+        Err(e) => return internal(&state, "reading a connection", e),
+    };
+    let provider_display = provider_name(&state, &connection);
+    if let Some(error) = q.error.as_deref() {
+        if error == "access_denied" {
+            return state.pages.message(
+                StatusCode::OK,
+                "Nothing was changed",
+                &[
+                    &format!("You cancelled at {provider_display}. The data source stays disconnected and its pipelines stay paused."),
+                    "Whenever you are ready, open the link from the e-mail again.",
+                ],
+                &[],
+            );
+        }
+        tracing::warn!(connection = %connection.id, error, description = q.error_description.as_deref().unwrap_or(""),
+            "the provider refused a reauthorization");
+        return state.pages.message(
+            StatusCode::BAD_GATEWAY,
+            "The provider refused",
+            &[&format!("{provider_display} did not grant access ({error}). Nothing was changed. Try the link from the e-mail again, or forward it to your data platform team.")],
+            &[],
+        );
+    }
+    let Some(code) = q.code else {
+        return invalid(&state);
+    };
+    let Some(provider) = state.checker.provider(&connection.provider).cloned() else {
+        return internal(&state, "provider", format!("{} is not configured", connection.provider));
+    };
+    let http = state.checker.http();
+    let outcome = match code_request(provider.oauth(), code, &session.verifier, &state.callback_url()).await {
+        Some(request) => http.send_oauth(request).await,
+        None => return internal(&state, "building the code exchange", "oauth2 built no request"),
+    };
+    let now = Utc::now();
+    let tokens = match &outcome {
+        Outcome::Response(r) if (200..300).contains(&r.status) => TokenSet::from_json(&r.body, now).ok(),
+        _ => None,
+    };
+    let Some(tokens) = tokens else {
+        tracing::warn!(connection = %connection.id, outcome = ?describe(&outcome), "the code exchange failed");
+        return state.pages.message(
+            StatusCode::BAD_GATEWAY,
+            "The provider did not complete the sign-in",
+            &[&format!("{provider_display} did not hand over access. Nothing was changed. Please try the link from the e-mail again in a few minutes.")],
+            &[],
+        );
+    };
+    // Another account's data must never flow down this connection's pipelines.
+    let signed_in = match &provider.config.account_from {
+        AccountSource::IdToken => match (&connection.account, &tokens.id_token_subject, &tokens.id_token_email) {
+            (Some(expected), sub, email) if sub.as_ref() == Some(expected) || email.as_ref() == Some(expected) => Some(expected.clone()),
+            (_, sub, email) => sub.clone().or_else(|| email.clone()),
+        },
+        AccountSource::Probe(pointer) => match &provider.config.probe_url {
+            Some(url) => match http.probe(url, &tokens.access_token).await {
+                Outcome::Response(r) if (200..300).contains(&r.status) => serde_json::from_slice::<serde_json::Value>(&r.body)
+                    .ok()
+                    .and_then(|v| v.pointer(pointer).map(|f| f.as_str().map_or_else(|| f.to_string(), str::to_owned))),
+                _ => None,
+            },
+            None => None,
+        },
+    };
+    if let Some(expected) = &connection.account
+        && signed_in.as_ref() != Some(expected)
+    {
+        tracing::warn!(connection = %connection.id, "a reauthorization signed in as another account; refused");
+        return state.pages.message(
+            StatusCode::FORBIDDEN,
+            "That is a different account",
+            &[
+                &format!("You signed in to {provider_display} as {}, but this data source reads from account {expected}.", signed_in.as_deref().unwrap_or("an account we could not identify")),
+                "Nothing was changed. Open the link from the e-mail again and sign in as that account.",
+            ],
+            &[],
+        );
+    }
+    let next = schedule::after_success(now, tokens.expires_at, state.checker.schedule().check_interval, &mut rand::thread_rng());
+    let done = match store.reauthorize(&connection.id, &session.link_hash, &tokens, now, next).await {
+        Ok(d) => d,
+        Err(e) => return internal(&state, "storing the new grant", e),
+    };
+    state.checker.outbox_signal().notify_one();
+    tracing::info!(connection = %connection.id, resumed = done.resumed.len(), "reauthorized by its owner");
+    let resumed: Vec<ResumedView> = match store.pipelines_of(&connection.id).await {
+        Ok(ps) => ps
+            .into_iter()
+            .filter(|p| p.state == PipelineState::Running && done.resumed.contains(&p.id))
+            .map(|p| ResumedView { name: p.name, position: p.paused_at_position.map(String::from) })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    let first = format!("{} is connected to {provider_display} again, and its data is flowing.", connection.name);
+    let paragraphs: Vec<&str> = if resumed.is_empty() {
+        vec![&first]
+    } else {
+        vec![&first, "These pipelines resumed where they stopped:"]
+    };
+    state.pages.message(StatusCode::OK, "Reconnected", &paragraphs, &resumed)
+}
+
+/// A failed exchange in a log line: status and size, never the body (it may hold a token).
+fn describe(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Transport(t) => t.message.clone(),
+        Outcome::Response(r) => format!("HTTP {} ({} bytes)", r.status, r.body.len()),
+    }
+}
