@@ -198,10 +198,30 @@ async fn connection(config: &Config, cmd: ConnectionCommand) -> Result<(), CliEr
                 }
             }
         }
-        ConnectionCommand::Remove { id } => {
+        ConnectionCommand::Remove { id, revoke } => {
             let id: ConnectionId = input("connection id", &id)?;
-            open_store(config).await?.remove_connection(&id).await?;
+            let store = open_store(config).await?;
+            if revoke {
+                super::revoke::revoke(config, store.as_ref(), &id).await?;
+            }
+            store.remove_connection(&id).await?;
             println!("removed {id}");
+        }
+        ConnectionCommand::ReauthLink { id } => {
+            let id: ConnectionId = input("connection id", &id)?;
+            let store = open_store(config).await?;
+            store.connection(&id).await?;
+            let incident = store.open_incident(&id).await?;
+            let (link, expires) = crate::links::create(
+                store.as_ref(),
+                &config.http.public_base_url,
+                config.notices.link_lifetime,
+                &id,
+                incident,
+            )
+            .await?;
+            println!("{link}");
+            eprintln!("valid until {}", time(Some(expires)));
         }
     }
     Ok(())

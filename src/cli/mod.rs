@@ -2,6 +2,7 @@
 
 mod check;
 mod commands;
+mod revoke;
 mod table;
 
 use std::path::PathBuf;
@@ -98,7 +99,14 @@ pub enum ConnectionCommand {
     /// Everything about one connection except its tokens.
     Show { id: String },
     /// Delete a connection and its tokens.
-    Remove { id: String },
+    Remove {
+        id: String,
+        /// First revoke its tokens at the provider (RFC 7009).
+        #[arg(long)]
+        revoke: bool,
+    },
+    /// Print a fresh reauthorize link, for helping an owner by hand.
+    ReauthLink { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -148,6 +156,9 @@ pub enum CliError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Check(#[from] crate::check::CheckError),
+    /// Something outside failed (a provider, the network): exit 1.
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl CliError {

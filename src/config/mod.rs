@@ -165,6 +165,9 @@ pub struct ProviderConfig {
     pub kind: ProviderKind,
     /// Where a new grant says which account it belongs to, compared at reauthorization.
     pub account_from: AccountSource,
+    /// Extra query parameters of the authorization request (`prompt = "consent"`, Google's
+    /// `access_type = "offline"`), so that reauthorizing returns a refresh token.
+    pub authorize_params: BTreeMap<String, String>,
     /// Tried in order: the operator's own rules, then the preset of `kind`, then the generic ones.
     pub rules: Arc<[Rule]>,
     /// Checks of this provider in flight at once.

@@ -162,6 +162,7 @@ impl Checker<'_> {
             refresh_token_lifetime: refresh_token_lifetime?,
             kind: kind?,
             account_from: account_from?,
+            authorize_params: p.authorize_params,
             rules: rules?.into(),
             max_concurrent: max_concurrent?,
             requests_per_second: requests_per_second?,

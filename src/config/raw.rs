@@ -109,6 +109,7 @@ pub struct Provider {
     pub refresh_token_lifetime: Option<String>,
     pub kind: Option<String>,
     pub account_from: Option<String>,
+    pub authorize_params: std::collections::BTreeMap<String, String>,
     pub rules: Vec<crate::classify::Rule>,
     pub max_concurrent: Option<u32>,
     pub requests_per_second: Option<f64>,

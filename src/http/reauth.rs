@@ -159,6 +159,9 @@ pub async fn start(State(state): State<Arc<AppState>>, Path(token): Path<String>
                 .iter()
                 .map(|s| oauth2::Scope::new(s.clone())),
         );
+    for (k, v) in &provider.config.authorize_params {
+        request = request.add_extra_param(k.clone(), v.clone());
+    }
     // The provider can then preselect the right account (and the owner sees which one).
     if let Some(account) = &connection.account {
         request = request.add_extra_param("login_hint", account.clone());

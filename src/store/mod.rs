@@ -496,6 +496,8 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
     async fn incident(&self, id: i64) -> Result<Incident, StoreError>;
+    /// The connection's open incident, if it is broken.
+    async fn open_incident(&self, connection: &ConnectionId) -> Result<Option<i64>, StoreError>;
     /// Stores a reauthorize link's token hash for an incident.
     async fn add_reauth_link(
         &self,

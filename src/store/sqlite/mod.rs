@@ -502,6 +502,15 @@ impl Store for SqliteStore {
         self.outbox_failed_impl(ids, error, now).await
     }
 
+    async fn open_incident(&self, connection: &ConnectionId) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM incidents WHERE connection_id = $1 AND closed_at IS NULL",
+        )
+        .bind(connection.as_str())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     async fn incident(&self, id: i64) -> Result<Incident, StoreError> {
         self.incident_impl(id).await
     }
