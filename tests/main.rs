@@ -10,4 +10,5 @@ mod faults;
 mod notices;
 mod peers;
 mod pipelines;
+mod reauth;
 mod store;

@@ -129,7 +129,10 @@ impl Checker<'_> {
         let account_from = match p.account_from.as_deref().unwrap_or("id_token") {
             "id_token" => Some(AccountSource::IdToken),
             v => match v.strip_prefix("probe:") {
-                Some(pointer) if pointer.starts_with('/') && probe_url.as_ref().is_some_and(Option::is_some) => {
+                Some(pointer)
+                    if pointer.starts_with('/')
+                        && probe_url.as_ref().is_some_and(Option::is_some) =>
+                {
                     Some(AccountSource::Probe(pointer.to_owned()))
                 }
                 Some(pointer) if pointer.starts_with('/') => {

@@ -70,12 +70,9 @@ async fn valid_link(
         } else {
             "This link has expired or was already used. A newer e-mail has a fresh link, or ask your data platform team for one."
         };
-        return Err(state.pages.message(
-            StatusCode::GONE,
-            "This link has expired",
-            &[why],
-            &[],
-        ));
+        return Err(state
+            .pages
+            .message(StatusCode::GONE, "This link has expired", &[why], &[]));
     }
     Ok((link, connection, hash))
 }
@@ -111,8 +108,10 @@ pub async fn page(State(state): State<Arc<AppState>>, Path(token): Path<String>)
         connection.account.as_deref(),
         since,
     );
-    page.headers_mut()
-        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    page.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
     page
 }
 
@@ -123,7 +122,11 @@ pub async fn start(State(state): State<Arc<AppState>>, Path(token): Path<String>
         Err(page) => return page,
     };
     let Some(provider) = state.checker.provider(&connection.provider).cloned() else {
-        return internal(&state, "provider", format!("{} is not configured", connection.provider));
+        return internal(
+            &state,
+            "provider",
+            format!("{} is not configured", connection.provider),
+        );
     };
     let csrf = links::random_token();
     let (challenge, verifier) = oauth2::PkceCodeChallenge::new_random_sha256();
@@ -132,7 +135,13 @@ pub async fn start(State(state): State<Arc<AppState>>, Path(token): Path<String>
     match state
         .checker
         .store()
-        .start_oauth_session(&link_hash, &links::hash(&csrf), &verifier, now, now + SESSION_LIFETIME)
+        .start_oauth_session(
+            &link_hash,
+            &links::hash(&csrf),
+            &verifier,
+            now,
+            now + SESSION_LIFETIME,
+        )
         .await
     {
         Ok(true) => {}
@@ -195,7 +204,10 @@ pub async fn callback(
         return invalid(&state);
     };
     let store = state.checker.store();
-    let session = match store.take_oauth_session(&links::hash(csrf), Utc::now()).await {
+    let session = match store
+        .take_oauth_session(&links::hash(csrf), Utc::now())
+        .await
+    {
         Ok(Some(s)) => s,
         Ok(None) => return invalid(&state),
         Err(e) => return internal(&state, "reading the authorization", e),
@@ -230,16 +242,35 @@ pub async fn callback(
         return invalid(&state);
     };
     let Some(provider) = state.checker.provider(&connection.provider).cloned() else {
-        return internal(&state, "provider", format!("{} is not configured", connection.provider));
+        return internal(
+            &state,
+            "provider",
+            format!("{} is not configured", connection.provider),
+        );
     };
     let http = state.checker.http();
-    let outcome = match code_request(provider.oauth(), code, &session.verifier, &state.callback_url()).await {
+    let outcome = match code_request(
+        provider.oauth(),
+        code,
+        &session.verifier,
+        &state.callback_url(),
+    )
+    .await
+    {
         Some(request) => http.send_oauth(request).await,
-        None => return internal(&state, "building the code exchange", "oauth2 built no request"),
+        None => {
+            return internal(
+                &state,
+                "building the code exchange",
+                "oauth2 built no request",
+            );
+        }
     };
     let now = Utc::now();
     let tokens = match &outcome {
-        Outcome::Response(r) if (200..300).contains(&r.status) => TokenSet::from_json(&r.body, now).ok(),
+        Outcome::Response(r) if (200..300).contains(&r.status) => {
+            TokenSet::from_json(&r.body, now).ok()
+        }
         _ => None,
     };
     let Some(tokens) = tokens else {
@@ -253,15 +284,28 @@ pub async fn callback(
     };
     // Another account's data must never flow down this connection's pipelines.
     let signed_in = match &provider.config.account_from {
-        AccountSource::IdToken => match (&connection.account, &tokens.id_token_subject, &tokens.id_token_email) {
-            (Some(expected), sub, email) if sub.as_ref() == Some(expected) || email.as_ref() == Some(expected) => Some(expected.clone()),
+        AccountSource::IdToken => match (
+            &connection.account,
+            &tokens.id_token_subject,
+            &tokens.id_token_email,
+        ) {
+            (Some(expected), sub, email)
+                if sub.as_ref() == Some(expected) || email.as_ref() == Some(expected) =>
+            {
+                Some(expected.clone())
+            }
             (_, sub, email) => sub.clone().or_else(|| email.clone()),
         },
         AccountSource::Probe(pointer) => match &provider.config.probe_url {
             Some(url) => match http.probe(url, &tokens.access_token).await {
-                Outcome::Response(r) if (200..300).contains(&r.status) => serde_json::from_slice::<serde_json::Value>(&r.body)
-                    .ok()
-                    .and_then(|v| v.pointer(pointer).map(|f| f.as_str().map_or_else(|| f.to_string(), str::to_owned))),
+                Outcome::Response(r) if (200..300).contains(&r.status) => {
+                    serde_json::from_slice::<serde_json::Value>(&r.body)
+                        .ok()
+                        .and_then(|v| {
+                            v.pointer(pointer)
+                                .map(|f| f.as_str().map_or_else(|| f.to_string(), str::to_owned))
+                        })
+                }
                 _ => None,
             },
             None => None,
@@ -281,8 +325,16 @@ pub async fn callback(
             &[],
         );
     }
-    let next = schedule::after_success(now, tokens.expires_at, state.checker.schedule().check_interval, &mut rand::thread_rng());
-    let done = match store.reauthorize(&connection.id, &session.link_hash, &tokens, now, next).await {
+    let next = schedule::after_success(
+        now,
+        tokens.expires_at,
+        state.checker.schedule().check_interval,
+        &mut rand::thread_rng(),
+    );
+    let done = match store
+        .reauthorize(&connection.id, &session.link_hash, &tokens, now, next)
+        .await
+    {
         Ok(d) => d,
         Err(e) => return internal(&state, "storing the new grant", e),
     };
@@ -292,17 +344,25 @@ pub async fn callback(
         Ok(ps) => ps
             .into_iter()
             .filter(|p| p.state == PipelineState::Running && done.resumed.contains(&p.id))
-            .map(|p| ResumedView { name: p.name, position: p.paused_at_position.map(String::from) })
+            .map(|p| ResumedView {
+                name: p.name,
+                position: p.paused_at_position.map(String::from),
+            })
             .collect(),
         Err(_) => Vec::new(),
     };
-    let first = format!("{} is connected to {provider_display} again, and its data is flowing.", connection.name);
+    let first = format!(
+        "{} is connected to {provider_display} again, and its data is flowing.",
+        connection.name
+    );
     let paragraphs: Vec<&str> = if resumed.is_empty() {
         vec![&first]
     } else {
         vec![&first, "These pipelines resumed where they stopped:"]
     };
-    state.pages.message(StatusCode::OK, "Reconnected", &paragraphs, &resumed)
+    state
+        .pages
+        .message(StatusCode::OK, "Reconnected", &paragraphs, &resumed)
 }
 
 /// A failed exchange in a log line: status and size, never the body (it may hold a token).

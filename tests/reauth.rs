@@ -1,0 +1,303 @@
+//! The owner's way back, end to end with the real oidc-provider (consent automated in the test
+//! server) and aiosmtpd: e-mail → link → page → provider → callback → healthy, resumed.
+
+use std::time::Duration;
+
+use crate::helpers::peers::{CALLBACK, OidcServer, SmtpServer, free_port};
+use crate::helpers::{Daemon, TestEnv, wait_until};
+
+struct Setup {
+    oidc: OidcServer,
+    env: TestEnv,
+    base: String,
+    conn: String,
+}
+
+/// oidc-provider whose client may come back to a daemon on its own port, and a connection for
+/// `account` whose grant the user revoked.
+async fn setup(smtp_port: Option<u16>) -> Setup {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let oidc = OidcServer::spawn(serde_json::json!({
+        "clients": [{
+            "client_id": "credwatch",
+            "client_secret": "credwatch-secret",
+            "redirect_uris": [CALLBACK, format!("{base}/oauth/callback")],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "client_secret_basic",
+        }]
+    }))
+    .await;
+    let mail = match smtp_port {
+        Some(p) => format!(
+            "[mail]\ntransport = \"smtp\"\n\n[smtp]\nhost = \"127.0.0.1\"\nport = {p}\ntls = \"none\"\n"
+        ),
+        None => String::new(),
+    };
+    let env = TestEnv::with_config(&format!(
+        "\n[schedule]\nsweep = \"* * * * * *\"\n\n{mail}\n[notices]\ndigest_window = \"1s\"\n\n\
+         [http]\nlisten = \"127.0.0.1:{port}\"\npublic_base_url = \"{base}/\"\n\n\
+         [providers.acme]\ndisplay_name = \"Acme CRM\"\ntoken_url = \"{}\"\nauthorize_url = \"{}\"\n\
+         revocation_url = \"{}\"\nclient_id = \"credwatch\"\nclient_secret = \"credwatch-secret\"\n\
+         scopes = \"openid email offline_access\"\nrotates_refresh_tokens = true\n\
+         authorize_params = {{ prompt = \"consent\" }}\n",
+        oidc.url("/token"),
+        oidc.url("/auth"),
+        oidc.url("/token/revocation"),
+    ));
+    let grant = oidc.grant("user-1").await;
+    let conn = env.add_connection("ada@example.com", &grant).await;
+    reqwest::Client::new()
+        .post(oidc.url("/test/accounts/user-1/revoke-app"))
+        .send()
+        .await
+        .unwrap();
+    Setup {
+        oidc,
+        env,
+        base,
+        conn,
+    }
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// POSTs the link's button and returns where the provider was asked to send the owner.
+async fn start(link: &str) -> String {
+    let r = no_redirects().post(link).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 303, "{}", r.text().await.unwrap());
+    r.headers()["location"].to_str().unwrap().to_owned()
+}
+
+/// Goes through the provider as a browser (its consent is automated) and stops at our
+/// callback, returning its URL.
+async fn through_provider(authorize: &str, base: &str) -> String {
+    let callback = format!("{base}/oauth/callback");
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::custom(move |a| {
+            if a.url().as_str().starts_with(&callback) {
+                a.stop()
+            } else {
+                a.follow()
+            }
+        }))
+        .build()
+        .unwrap();
+    let r = browser.get(authorize).send().await.unwrap();
+    r.headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .expect("a redirect to our callback")
+        .to_owned()
+}
+
+async fn get(url: &str) -> (u16, String) {
+    let r = no_redirects().get(url).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+async fn broken(env: &TestEnv, daemon: &mut Option<Daemon>) {
+    if daemon.is_none() {
+        *daemon = Some(env.spawn().await);
+    }
+    wait_until(
+        "the connection to break",
+        Duration::from_secs(30),
+        || async { env.value("SELECT status FROM connections").await == "broken" },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_owner_reconnects_from_the_email_and_the_pipelines_resume_where_they_stopped() {
+    let smtp = SmtpServer::spawn().await;
+    let Setup {
+        oidc: _oidc,
+        env,
+        base,
+        conn,
+    } = setup(Some(smtp.port)).await;
+    let mut positions = Vec::new();
+    for (name, position) in [
+        ("CRM to search", "offset=9000"),
+        ("CRM to warehouse", "cursor=17"),
+    ] {
+        env.ok(&[
+            "pipeline",
+            "add",
+            "--name",
+            name,
+            "--connection",
+            &conn,
+            "--position",
+            position,
+        ])
+        .await;
+        positions.push(position.to_owned());
+    }
+    let mut daemon = None;
+    broken(&env, &mut daemon).await;
+    wait_until("the e-mail", Duration::from_secs(30), || async {
+        !smtp.messages().is_empty()
+    })
+    .await;
+    let message = smtp.messages().remove(0);
+    let at = message
+        .find(&format!("{base}/reauthorize/"))
+        .expect("the link");
+    let link: String = message[at..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+
+    // A GET shows the page and starts nothing (mail scanners prefetch links).
+    let (status, page) = get(&link).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("CRM") && page.contains("Acme CRM") && page.contains("user-1"),
+        "{page}"
+    );
+    assert!(page.contains(r#"<form method="post">"#), "{page}");
+    assert_eq!(env.value("SELECT COUNT(*) FROM oauth_sessions").await, "0");
+
+    let authorize = start(&link).await;
+    assert!(
+        authorize.contains("code_challenge_method=S256"),
+        "{authorize}"
+    );
+    assert!(authorize.contains("login_hint=user-1"), "{authorize}");
+    let callback = through_provider(&authorize, &base).await;
+    let (status, page) = get(&callback).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Reconnected"), "{page}");
+
+    assert_eq!(env.value("SELECT status FROM connections").await, "healthy");
+    let pipelines = env
+        .rows("SELECT state, paused_at_position FROM pipelines ORDER BY name")
+        .await;
+    assert_eq!(
+        pipelines,
+        [
+            ["running", positions[0].as_str()],
+            ["running", positions[1].as_str()]
+        ]
+    );
+    let resumed = env
+        .rows("SELECT position FROM pipeline_events WHERE kind = 'resumed' ORDER BY position")
+        .await;
+    assert_eq!(
+        resumed,
+        [["cursor=17"], ["offset=9000"]],
+        "resumed at the paused positions"
+    );
+    wait_until(
+        "the Reconnected e-mail",
+        Duration::from_secs(30),
+        || async {
+            smtp.messages()
+                .iter()
+                .any(|m| m.contains("Subject: Reconnected"))
+        },
+    )
+    .await;
+    // The new grant works: the next check refreshes it.
+    let r = env.check(&conn).await;
+    assert_eq!(r["category"], "healthy", "{r}");
+
+    // Replaying the link or the callback, a tampered link, a forged state: all refused.
+    let (status, page) = get(&link).await;
+    assert_eq!(status, 410, "{page}");
+    assert_eq!(get(&callback).await.0, 400, "a state is single use");
+    let tampered = format!(
+        "{}x",
+        link.trim_end_matches(|c: char| c != '/').to_owned() + "AAAA"
+    );
+    assert_eq!(get(&tampered).await.0, 404);
+    let (status, page) = get(&format!("{base}/oauth/callback?state=forged&code=abc")).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("Nothing was changed"), "{page}");
+    daemon.unwrap().signal(libc::SIGTERM);
+}
+
+#[tokio::test]
+async fn another_account_or_a_cancel_leaves_the_connection_broken_and_says_why() {
+    let Setup {
+        oidc: _oidc,
+        env,
+        base,
+        conn,
+    } = setup(None).await;
+    let mut daemon = None;
+    broken(&env, &mut daemon).await;
+    let link = env.ok(&["connection", "reauth-link", &conn]).await;
+    assert!(link.starts_with(&format!("{base}/reauthorize/")), "{link}");
+
+    // Signing in as someone else: refused, nothing changes, the link still works.
+    let authorize = start(&link)
+        .await
+        .replace("login_hint=user-1", "login_hint=user-2");
+    let (status, page) = get(&through_provider(&authorize, &base).await).await;
+    assert_eq!(status, 403, "{page}");
+    assert!(
+        page.contains("different account") && page.contains("user-2"),
+        "{page}"
+    );
+    assert_eq!(env.value("SELECT status FROM connections").await, "broken");
+
+    // Cancel at the provider: a friendly page, still broken.
+    let authorize = start(&link)
+        .await
+        .replace("login_hint=user-1", "login_hint=deny");
+    let (status, page) = get(&through_provider(&authorize, &base).await).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("You cancelled"), "{page}");
+    assert_eq!(env.value("SELECT status FROM connections").await, "broken");
+    assert_eq!(
+        env.value("SELECT COUNT(*) FROM incidents WHERE closed_at IS NULL")
+            .await,
+        "1"
+    );
+
+    // The right account still gets through with the same link.
+    let authorize = start(&link).await;
+    let (status, page) = get(&through_provider(&authorize, &base).await).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(env.value("SELECT status FROM connections").await, "healthy");
+    daemon.unwrap().signal(libc::SIGTERM);
+}
+
+#[tokio::test]
+async fn removing_with_revoke_ends_the_grant_at_the_provider() {
+    let Setup {
+        oidc, env, conn: _, ..
+    } = setup(None).await;
+    let grant = oidc.grant("user-5").await;
+    let refresh: String =
+        serde_json::from_str::<serde_json::Value>(&grant).unwrap()["refresh_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let id = env.add_connection("ada@example.com", &grant).await;
+    let out = env.ok(&["connection", "remove", &id, "--revoke"]).await;
+    assert!(out.contains("revoked"), "{out}");
+    let v: serde_json::Value = reqwest::Client::new()
+        .post(oidc.url("/token/introspection"))
+        .basic_auth("credwatch", Some("credwatch-secret"))
+        .form(&[("token", refresh.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["active"], false, "the provider no longer accepts it");
+    let out = env.cli(&["connection", "show", &id]).await;
+    assert_eq!(out.status.code(), Some(65), "removed");
+}
