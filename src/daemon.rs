@@ -36,7 +36,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let store = store::open(&config.database, config.keyring.clone()).await?;
     let instance = instance_id("daemon");
     let checker = Arc::new(Checker::new(&config, store.clone(), instance.clone())?);
-    let mailer = Mailer::new(&config, store.clone(), instance)?;
+    let mailer = Mailer::new(&config, store.clone(), instance, checker.metrics().clone())?;
     let (listener, app) = crate::http::bind(&config, checker.clone()).await?;
     // Refused here rather than in the sweep task, so a bad cron stops the start, not the sweeps.
     scheduler::parse_cron(&config.schedule.sweep)?;

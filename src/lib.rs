@@ -13,6 +13,7 @@ pub mod http;
 pub mod links;
 pub mod logging;
 pub mod mailer;
+pub mod metrics;
 pub mod notices;
 pub mod scheduler;
 pub mod store;

@@ -112,6 +112,7 @@ pub struct Mailer {
     notices: NoticesConfig,
     providers: BTreeMap<ProviderId, String>,
     instance: String,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 #[derive(Serialize)]
@@ -145,6 +146,7 @@ impl Mailer {
         config: &Config,
         store: Arc<dyn Store>,
         instance: String,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<Self, MailerError> {
         Ok(Self {
             store,
@@ -159,6 +161,7 @@ impl Mailer {
                 .map(|p| (p.id.clone(), p.display_name.clone()))
                 .collect(),
             instance,
+            metrics,
         })
     }
 
@@ -403,7 +406,9 @@ impl Mailer {
                     .await?);
             }
         };
-        match self.transport.send(message).await {
+        let sent = self.transport.send(message).await;
+        self.metrics.mail(first.kind.as_str(), sent.is_ok());
+        match sent {
             Ok(()) => {
                 tracing::info!(recipient = %first.recipient, kind = %first.kind, notices = ids.len(), "e-mail sent");
                 self.store.outbox_sent(ids, Utc::now(), None).await?;

@@ -158,6 +158,7 @@ pub async fn sweep(
     }
     queue_notices(checker).await;
     let elapsed = started.elapsed();
+    checker.metrics().sweep(elapsed.as_secs_f64());
     if stats.checked + stats.skipped + stats.failed == 0 {
         tracing::debug!(
             elapsed_ms = elapsed.as_millis() as u64,

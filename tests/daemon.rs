@@ -102,3 +102,56 @@ async fn connections_overdue_at_start_are_spread_over_the_catch_up_window() {
         "not all checked in the same second"
     );
 }
+
+#[tokio::test]
+async fn health_readiness_and_metrics_are_served() {
+    use crate::helpers::fake::{FakeProvider, Reply};
+    let fake = FakeProvider::spawn().await;
+    fake.set_default(Reply::Json(503, "{}"));
+    let env = TestEnv::with_config(&format!(
+        "[schedule]\nsweep = \"* * * * * *\"\n\n[providers.acme]\ntoken_url = \"{}\"\n\
+         authorize_url = \"http://127.0.0.1:9/authorize\"\nclient_id = \"c\"\nclient_secret = \"s\"\n",
+        fake.token_url()
+    ));
+    env.add_connection(
+        "ada@example.com",
+        r#"{"access_token":"at-0123456789","refresh_token":"rt-0123456789"}"#,
+    )
+    .await;
+    let mut daemon = env.spawn().await;
+    daemon
+        .log_until("a sweep with a check", Duration::from_secs(30), |log| {
+            log.iter()
+                .any(|l| l.contains("sweep finished") && l.contains("checked=1"))
+        })
+        .await;
+    let base = env.base_url();
+    let get = |path: &str| {
+        let url = format!("{base}{path}");
+        async move {
+            let r = reqwest::get(url).await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    assert_eq!(get("/healthz").await, (200, "ok\n".to_owned()));
+    assert_eq!(get("/readyz").await.0, 200);
+    let (status, metrics) = get("/metrics").await;
+    assert_eq!(status, 200);
+    for line in [
+        r#"credwatch_connections{provider="acme",status="degraded",reason="transient"} 1"#,
+        r#"credwatch_checks_total{provider="acme",category="transient"} 1"#,
+        r#"credwatch_check_duration_seconds_count{provider="acme"} 1"#,
+        "credwatch_outbox_pending 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} not in:\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("credwatch_sweep_duration_seconds_count"),
+        "{metrics}"
+    );
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait(Duration::from_secs(30)).await.0, Some(0));
+}

@@ -103,6 +103,7 @@ pub struct Checker {
     instance: String,
     /// Woken when a check queued a notice, so the mailer sends it without polling.
     outbox: Arc<tokio::sync::Notify>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Checker {
@@ -127,7 +128,12 @@ impl Checker {
             operator: config.operator_email.clone(),
             instance,
             outbox: Arc::new(tokio::sync::Notify::new()),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
         })
+    }
+
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
     }
 
     /// Notified whenever a check queues a notice.
@@ -497,6 +503,8 @@ impl Checker {
             first_reminder_at: self.notices.reminders.first().map(|r| now + delta(*r)),
             refresh_uncertain,
         };
+        self.metrics
+            .check(provider.id(), category, latency_ms as f64 / 1000.0);
         let applied = self.store.finish_check(claimed, &result).await?;
         if applied.incident_opened.is_some() || applied.incident_closed.is_some() {
             self.outbox.notify_one();

@@ -49,6 +49,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route(
             "/reauthorize/{token}",
             get(reauth::page).post(reauth::start),
@@ -95,5 +96,28 @@ async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     match state.checker.store().ready().await {
         Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> axum::response::Response {
+    match state
+        .checker
+        .metrics()
+        .render(state.checker.store().as_ref())
+        .await
+    {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot read the store: {e}\n"),
+        )
+            .into_response(),
     }
 }

@@ -301,6 +301,22 @@ pub struct Reauthorized {
     pub resumed: Vec<PipelineId>,
 }
 
+/// The database's side of the metrics.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsSnapshot {
+    pub connections: Vec<ConnectionCount>,
+    pub outbox_pending: i64,
+    pub outbox_failed: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnectionCount {
+    pub provider: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub count: i64,
+}
+
 /// One recorded check, for `connection show` and the operator.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckRecord {
@@ -384,6 +400,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<PipelineEvent>, StoreError>;
 
     async fn counts(&self) -> Result<Counts, StoreError>;
+    async fn metrics_snapshot(&self) -> Result<MetricsSnapshot, StoreError>;
 
     /// Claims up to `limit` due connections of one provider that no live lease holds, and writes
     /// an attempt row for each before anything calls the provider.

@@ -95,6 +95,20 @@ impl TestEnv {
         self.dir.path().join(rel)
     }
 
+    /// The daemon's HTTP address, as the config's `public_base_url` gives it (no trailing '/').
+    pub fn base_url(&self) -> String {
+        let text = std::fs::read_to_string(&self.config).expect("config");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("public_base_url"))
+            .expect("public_base_url in the config");
+        line.split('"')
+            .nth(1)
+            .expect("quoted")
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
     pub fn db_path(&self) -> PathBuf {
         self.path("state/credwatch.db")
     }

@@ -358,6 +358,36 @@ impl Store for SqliteStore {
         self.pipeline_events_impl(id, limit).await
     }
 
+    async fn metrics_snapshot(&self) -> Result<MetricsSnapshot, StoreError> {
+        let rows = sqlx::query(
+            "SELECT provider, status, reason, COUNT(*) AS n FROM connections \
+             GROUP BY provider, status, reason ORDER BY provider, status, reason",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let connections = rows
+            .iter()
+            .map(|r| {
+                Ok(ConnectionCount {
+                    provider: r.try_get("provider")?,
+                    status: r.try_get("status")?,
+                    reason: r.try_get("reason")?,
+                    count: r.try_get("n")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let (pending, failed): (Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT SUM(sent_at IS NULL AND failed_at IS NULL), SUM(failed_at IS NOT NULL) FROM outbox",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(MetricsSnapshot {
+            connections,
+            outbox_pending: pending.unwrap_or(0),
+            outbox_failed: failed.unwrap_or(0),
+        })
+    }
+
     async fn counts(&self) -> Result<Counts, StoreError> {
         let row = sqlx::query(
             "SELECT \

@@ -1,0 +1,166 @@
+//! Prometheus metrics: counters and histograms kept as things happen, and the state of the
+//! database (connections by status and reason, the outbox) read at each scrape.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::domain::{Category, ProviderId};
+use crate::store::{Store, StoreError};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabels {
+    provider: String,
+    category: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabel {
+    provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectionLabels {
+    provider: String,
+    status: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    checks: Family<CheckLabels, Counter>,
+    check_seconds: Family<ProviderLabel, Histogram>,
+    sweep_seconds: Histogram,
+    mail_sent: Family<KindLabel, Counter>,
+    mail_failures: Family<KindLabel, Counter>,
+    connections: Family<ConnectionLabels, Gauge>,
+    outbox_pending: Gauge,
+    outbox_failed: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("credwatch");
+        let checks = Family::<CheckLabels, Counter>::default();
+        let check_seconds = Family::<ProviderLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.005, 2.0, 14))
+        });
+        let sweep_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 16));
+        let mail_sent = Family::<KindLabel, Counter>::default();
+        let mail_failures = Family::<KindLabel, Counter>::default();
+        let connections = Family::<ConnectionLabels, Gauge>::default();
+        let outbox_pending = Gauge::default();
+        let outbox_failed = Gauge::default();
+        registry.register("checks", "Checks by provider and category", checks.clone());
+        registry.register(
+            "check_duration_seconds",
+            "Time a check spent calling its provider",
+            check_seconds.clone(),
+        );
+        registry.register(
+            "sweep_duration_seconds",
+            "Time one sweep took",
+            sweep_seconds.clone(),
+        );
+        registry.register(
+            "mail_sent",
+            "E-mails sent, by notice kind",
+            mail_sent.clone(),
+        );
+        registry.register(
+            "mail_send_failures",
+            "E-mails the server did not accept (retried or, when permanent, given up)",
+            mail_failures.clone(),
+        );
+        registry.register(
+            "connections",
+            "Connections by provider, status and reason",
+            connections.clone(),
+        );
+        registry.register(
+            "outbox_pending",
+            "Notices waiting to be sent",
+            outbox_pending.clone(),
+        );
+        registry.register(
+            "outbox_failed",
+            "Notices given up on (a permanently refused address)",
+            outbox_failed.clone(),
+        );
+        Self {
+            registry,
+            checks,
+            check_seconds,
+            sweep_seconds,
+            mail_sent,
+            mail_failures,
+            connections,
+            outbox_pending,
+            outbox_failed,
+        }
+    }
+
+    pub fn check(&self, provider: &ProviderId, category: Category, seconds: f64) {
+        self.checks
+            .get_or_create(&CheckLabels {
+                provider: provider.to_string(),
+                category: category.to_string(),
+            })
+            .inc();
+        self.check_seconds
+            .get_or_create(&ProviderLabel {
+                provider: provider.to_string(),
+            })
+            .observe(seconds);
+    }
+
+    pub fn sweep(&self, seconds: f64) {
+        self.sweep_seconds.observe(seconds);
+    }
+
+    pub fn mail(&self, kind: &str, sent: bool) {
+        let label = KindLabel {
+            kind: kind.to_owned(),
+        };
+        if sent {
+            self.mail_sent.get_or_create(&label).inc();
+        } else {
+            self.mail_failures.get_or_create(&label).inc();
+        }
+    }
+
+    /// The text exposition, with the database's state read now.
+    pub async fn render(&self, store: &dyn Store) -> Result<String, StoreError> {
+        let snapshot = store.metrics_snapshot().await?;
+        self.connections.clear();
+        for c in snapshot.connections {
+            self.connections
+                .get_or_create(&ConnectionLabels {
+                    provider: c.provider,
+                    status: c.status,
+                    reason: c.reason.unwrap_or_default(),
+                })
+                .set(c.count);
+        }
+        self.outbox_pending.set(snapshot.outbox_pending);
+        self.outbox_failed.set(snapshot.outbox_failed);
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        Ok(out)
+    }
+}
