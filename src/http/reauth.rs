@@ -16,7 +16,7 @@ use super::pages::ResumedView;
 use crate::check::{code_request, schedule};
 use crate::classify::Outcome;
 use crate::config::AccountSource;
-use crate::domain::{ConnectionStatus, PipelineState};
+use crate::domain::PipelineState;
 use crate::links;
 use crate::store::{Connection, ReauthLink};
 use crate::tokens::TokenSet;
@@ -58,21 +58,20 @@ async fn valid_link(
             return Err(state.pages.message(
                 StatusCode::GONE,
                 "This link has expired",
-                &["The data source this link was for no longer exists."],
+                &["This reconnect link has expired or was already used. A newer e-mail has a fresh link, or ask your data platform team for one."],
                 &[],
             ));
         }
         Err(e) => return Err(internal(state, "reading a connection", e)),
     };
     if link.used_at.is_some() || link.expires_at <= Utc::now() {
-        let why = if connection.status == ConnectionStatus::Healthy {
-            "This link has already done its job: the data source is connected."
-        } else {
-            "This link has expired or was already used. A newer e-mail has a fresh link, or ask your data platform team for one."
-        };
-        return Err(state
-            .pages
-            .message(StatusCode::GONE, "This link has expired", &[why], &[]));
+        // The same words whatever the reason: a stale link says nothing about the connection.
+        return Err(state.pages.message(
+            StatusCode::GONE,
+            "This link has expired",
+            &["This reconnect link has expired or was already used. A newer e-mail has a fresh link, or ask your data platform team for one."],
+            &[],
+        ));
     }
     Ok((link, connection, hash))
 }
