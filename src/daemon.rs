@@ -6,7 +6,7 @@ use tokio_util::task::TaskTracker;
 use std::sync::Arc;
 
 use crate::check::{Checker, instance_id};
-use crate::config::{Config, ConfigError, MailTransport};
+use crate::config::{Config, ConfigError, DatabaseUrl, MailTransport};
 use crate::mailer::Mailer;
 use crate::scheduler;
 use crate::store::{self, StoreError};
@@ -27,12 +27,27 @@ pub enum DaemonError {
     Mailer(#[from] crate::mailer::MailerError),
     #[error("{0}")]
     Http(#[from] crate::http::HttpError),
+    #[error(
+        "another credwatch daemon is already running on {0} (SQLite allows one daemon per \
+         database file; use a postgres:// database for several replicas)"
+    )]
+    AlreadyRunning(String),
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 pub async fn run(config: Config) -> Result<(), DaemonError> {
     let shutdown = CancellationToken::new();
     let signals = shutdown_signals(shutdown.clone()).map_err(DaemonError::Signals)?;
 
+    // Held until we return: SQLite has no leases across hosts, so one daemon per file.
+    let _lock = match &config.database.url {
+        DatabaseUrl::Sqlite(path) => Some(lock_database(path)?),
+        DatabaseUrl::Postgres(_) => None,
+    };
     let store = store::open(&config.database, config.keyring.clone()).await?;
     let instance = instance_id("daemon");
     let checker = Arc::new(Checker::new(&config, store.clone(), instance.clone())?);
@@ -81,6 +96,32 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     signals.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// An exclusive lock on `<database>.lock`, released by the kernel when the process ends, so a
+/// crashed daemon never leaves a stale lock behind.
+fn lock_database(db: &std::path::Path) -> Result<std::fs::File, DaemonError> {
+    let path = std::path::PathBuf::from(format!("{}.lock", db.display()));
+    let lock_error = |source| DaemonError::Lock {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(lock_error)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(lock_error)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(DaemonError::AlreadyRunning(db.display().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(lock_error(e)),
+    }
 }
 
 /// Cancels `shutdown` on the first SIGINT or SIGTERM.

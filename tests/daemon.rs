@@ -155,3 +155,43 @@ async fn health_readiness_and_metrics_are_served() {
     daemon.signal(libc::SIGTERM);
     assert_eq!(daemon.wait(Duration::from_secs(30)).await.0, Some(0));
 }
+
+#[tokio::test]
+async fn a_second_daemon_on_the_same_sqlite_file_is_refused() {
+    let env = TestEnv::new();
+    let first = env.spawn().await;
+    // Its own HTTP port, so that the database is what stops it.
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let port = crate::helpers::peers::free_port();
+    let other = env.path("other.toml");
+    let listen = text
+        .lines()
+        .find(|l| l.starts_with("listen"))
+        .unwrap()
+        .to_owned();
+    std::fs::write(
+        &other,
+        text.replace(&listen, &format!("listen = \"127.0.0.1:{port}\"")),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(crate::helpers::BIN)
+        .arg("--config")
+        .arg(&other)
+        .arg("run")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("another credwatch daemon is already running"),
+        "{stderr}"
+    );
+    first.signal(libc::SIGTERM);
+    let (code, _) = first.wait(Duration::from_secs(30)).await;
+    assert_eq!(code, Some(0));
+    // Once it is gone, a daemon starts again on the same file.
+    let again = env.spawn().await;
+    again.signal(libc::SIGTERM);
+    assert_eq!(again.wait(Duration::from_secs(30)).await.0, Some(0));
+}
