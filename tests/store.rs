@@ -300,3 +300,49 @@ async fn claims_take_a_batch_at_most_and_leases_keep_other_workers_out_until_the
     assert!(applied.stale);
     assert_eq!(applied.after, ConnectionStatus::Healthy);
 }
+
+#[tokio::test]
+async fn the_database_is_in_wal_mode_with_foreign_keys_even_from_a_relative_path() {
+    let env = crate::helpers::TestEnv::new();
+    let text = std::fs::read_to_string(&env.config).unwrap().replace(
+        "sqlite://state/credwatch.db",
+        "sqlite://sub/../state/credwatch.db",
+    );
+    std::fs::write(&env.config, text).unwrap();
+    // A relative config path, as in `credwatch --config config/dev.toml`.
+    let run = |args: &'static [&'static str]| {
+        let dir = env.dir.path().to_path_buf();
+        async move {
+            let out = tokio::process::Command::new(crate::helpers::BIN)
+                .current_dir(dir)
+                .args(["--config", "credwatch.toml"])
+                .args(args)
+                .output()
+                .await
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        }
+    };
+    run(&["migrate"]).await;
+    let id = env
+        .add_connection(
+            "ada@example.com",
+            r#"{"access_token":"at","refresh_token":"rt"}"#,
+        )
+        .await;
+    // A check row, to see the cascade.
+    let _ = env.cli(&["check", &id]).await;
+    assert_eq!(env.value("SELECT COUNT(*) FROM checks").await, "1");
+    assert_eq!(env.value("PRAGMA journal_mode").await, "wal");
+    env.ok(&["connection", "remove", &id]).await;
+    assert_eq!(
+        env.value("SELECT COUNT(*) FROM checks").await,
+        "0",
+        "foreign keys on: a removed connection takes its history with it"
+    );
+}

@@ -7,7 +7,7 @@ use super::*;
 impl SqliteStore {
     /// Pauses every running pipeline that uses `connection`, recording where it stood.
     pub(super) async fn pause_dependents(
-        tx: &mut sqlx::SqliteConnection,
+        tx: &mut sqlx::AnyConnection,
         connection: &ConnectionId,
         incident: i64,
         reason: &str,
@@ -51,7 +51,7 @@ impl SqliteStore {
     /// healthy; each resume event records the position and the data gap. A pipeline the
     /// platform paused is left alone.
     pub(super) async fn resume_ready(
-        tx: &mut sqlx::SqliteConnection,
+        tx: &mut sqlx::AnyConnection,
         connection: &ConnectionId,
         incident: Option<i64>,
         now: i64,

@@ -6,7 +6,7 @@ const CLAIM_COLUMNS: &str = "key_id, access_token, refresh_token";
 
 impl SqliteStore {
     async fn attempt(
-        tx: &mut sqlx::SqliteConnection,
+        tx: &mut sqlx::AnyConnection,
         c: &Connection,
         lease: &Lease,
         now: i64,
@@ -24,7 +24,7 @@ impl SqliteStore {
         .await?)
     }
 
-    fn claimed_from_row(&self, row: &SqliteRow, lease: &Lease) -> Result<Claimed, StoreError> {
+    fn claimed_from_row(&self, row: &AnyRow, lease: &Lease) -> Result<Claimed, StoreError> {
         let connection = connection_from_row(row)?;
         let tokens = self.tokens_from_row(&connection.id, row)?;
         Ok(Claimed {
@@ -176,7 +176,7 @@ impl SqliteStore {
     /// After a guarded update touched nothing: was it the lease or the tokens?
     async fn why_not_ours(
         &self,
-        tx: &mut sqlx::SqliteConnection,
+        tx: &mut sqlx::AnyConnection,
         claimed: &Claimed,
     ) -> Result<StoreError, StoreError> {
         let id = &claimed.connection.id;
@@ -328,7 +328,7 @@ impl SqliteStore {
             Self::notify_reconnected(&mut tx, id, incident, &applied.resumed, now).await?;
             // A link is for one incident: once it is over, the links sent about it end too.
             sqlx::query(
-                "UPDATE reauth_links SET expires_at = MIN(expires_at, $1) WHERE incident_id = $2",
+                "UPDATE reauth_links SET expires_at = CASE WHEN expires_at < $1 THEN expires_at ELSE $1 END WHERE incident_id = $2",
             )
             .bind(now)
             .bind(incident)
@@ -459,7 +459,8 @@ impl SqliteStore {
         let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         sqlx::query(
             "UPDATE provider_alerts SET attempts = attempts + 1, \
-               next_attempt_at = $1 + min($2 * (1 << min(attempts, 20)), $3) \
+               next_attempt_at = $1 + CASE WHEN attempts >= 20 OR $2 * (1 << attempts) > $3 THEN $3 \
+                 ELSE $2 * (1 << attempts) END \
              WHERE provider = $4 AND kind = $5 AND closed_at IS NULL AND next_attempt_at <= $1",
         )
         .bind(to_ms(now))

@@ -2,14 +2,11 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
 
 use super::*;
 
@@ -24,13 +21,13 @@ use rows::*;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 const CONNECTION_COLUMNS: &str = "id, provider, name, owner_email, account, scopes, status, reason, status_since, \
-     refresh_token IS NOT NULL AS has_refresh_token, token_generation, access_expires_at, refresh_expires_at, \
+     CASE WHEN refresh_token IS NULL THEN 0 ELSE 1 END AS has_refresh_token, token_generation, access_expires_at, refresh_expires_at, \
      consecutive_failures, refresh_uncertain_since, last_check_at, next_check_at, created_at";
 const PIPELINE_COLUMNS: &str = "id, name, state, position, position_updated_at, paused_at_position, paused_at, \
      paused_by, pause_reason, created_at";
 
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pool: AnyPool,
     keyring: Arc<Keyring>,
 }
 
@@ -46,24 +43,33 @@ impl SqliteStore {
                 source,
             })?;
         }
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // A committed token rotation must survive a power cut: the old refresh token is dead.
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
+        sqlx::any::install_default_drivers();
+        let url = format!("sqlite://{}?mode=rwc", url_path(&absolute(path)?));
+        let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
-            .connect_with(options)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // A committed token rotation must survive a power cut: the old refresh
+                    // token is dead. WAL lets readers run beside the one writer.
+                    for pragma in [
+                        "PRAGMA journal_mode = WAL",
+                        "PRAGMA synchronous = FULL",
+                        "PRAGMA busy_timeout = 10000",
+                        "PRAGMA foreign_keys = ON",
+                    ] {
+                        conn.execute(pragma).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
             .await?;
         Ok(Self { pool, keyring })
     }
 
     /// Write transactions take the write lock up front; a deferred one that upgrades later can fail
     /// with SQLITE_BUSY without waiting, whatever the busy timeout.
-    async fn write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+    async fn write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
@@ -78,13 +84,37 @@ impl SqliteStore {
     }
 }
 
+/// The database file's absolute path without `..`: a URL would resolve those against its host.
+fn absolute(path: &Path) -> Result<std::path::PathBuf, StoreError> {
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.to_path_buf(),
+        None => std::path::PathBuf::from("."),
+    };
+    let dir = dir.canonicalize().map_err(|source| StoreError::Open {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    Ok(match path.file_name() {
+        Some(name) => dir.join(name),
+        None => dir,
+    })
+}
+
+/// A file path as the path of a `sqlite://` URL (the few characters a URL would misread, escaped).
+fn url_path(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.display().to_string().chars() {
+        match c {
+            '%' | '?' | '#' | ' ' => out.push_str(&format!("%{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 impl SqliteStore {
     /// Opens the sealed tokens of a row that has key_id, access_token, refresh_token and token_generation.
-    fn tokens_from_row(
-        &self,
-        id: &ConnectionId,
-        row: &SqliteRow,
-    ) -> Result<StoredTokens, StoreError> {
+    fn tokens_from_row(&self, id: &ConnectionId, row: &AnyRow) -> Result<StoredTokens, StoreError> {
         let key_id: String = row.try_get("key_id")?;
         let access: Vec<u8> = row.try_get("access_token")?;
         let refresh: Option<Vec<u8>> = row.try_get("refresh_token")?;
@@ -376,15 +406,16 @@ impl Store for SqliteStore {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let (pending, failed): (Option<i64>, Option<i64>) = sqlx::query_as(
-            "SELECT SUM(sent_at IS NULL AND failed_at IS NULL), SUM(failed_at IS NOT NULL) FROM outbox",
+        let (pending, failed): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(CASE WHEN sent_at IS NULL AND failed_at IS NULL THEN 1 END), \
+                    COUNT(CASE WHEN failed_at IS NOT NULL THEN 1 END) FROM outbox",
         )
         .fetch_one(&self.pool)
         .await?;
         Ok(MetricsSnapshot {
             connections,
-            outbox_pending: pending.unwrap_or(0),
-            outbox_failed: failed.unwrap_or(0),
+            outbox_pending: pending,
+            outbox_failed: failed,
         })
     }
 

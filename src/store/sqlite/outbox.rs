@@ -9,7 +9,7 @@ const OUTBOX_COLUMNS: &str =
 impl SqliteStore {
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn enqueue(
-        tx: &mut sqlx::SqliteConnection,
+        tx: &mut sqlx::AnyConnection,
         kind: NoticeKind,
         recipient: &str,
         dedupe_key: &str,
@@ -39,7 +39,7 @@ impl SqliteStore {
 
     /// The owner's notice of a new incident, and the incident's first reminder time.
     pub(super) async fn notify_broken(
-        tx: &mut sqlx::SqliteConnection,
+        tx: &mut sqlx::AnyConnection,
         connection: &ConnectionId,
         incident: i64,
         r: &CheckResult,
@@ -70,7 +70,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn notify_reconnected(
-        tx: &mut sqlx::SqliteConnection,
+        tx: &mut sqlx::AnyConnection,
         connection: &ConnectionId,
         incident: i64,
         resumed: &[PipelineId],

@@ -144,7 +144,7 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "UPDATE reauth_links SET expires_at = MIN(expires_at, $1) WHERE connection_id = $2",
+            "UPDATE reauth_links SET expires_at = CASE WHEN expires_at < $1 THEN expires_at ELSE $1 END WHERE connection_id = $2",
         )
         .bind(now)
         .bind(id.as_str())

@@ -12,7 +12,7 @@ where
 
 /// A nullable text column parsed into its type.
 pub(super) fn opt_parse<T: std::str::FromStr>(
-    r: &SqliteRow,
+    r: &AnyRow,
     col: &str,
 ) -> Result<Option<T>, StoreError>
 where
@@ -30,7 +30,7 @@ pub(super) fn opt_time(v: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreErr
     v.map(from_ms).transpose()
 }
 
-pub(super) fn connection_from_row(r: &SqliteRow) -> Result<Connection, StoreError> {
+pub(super) fn connection_from_row(r: &AnyRow) -> Result<Connection, StoreError> {
     let scopes: String = r.try_get("scopes")?;
     Ok(Connection {
         id: parse(r.try_get("id")?)?,
@@ -42,7 +42,7 @@ pub(super) fn connection_from_row(r: &SqliteRow) -> Result<Connection, StoreErro
         status: parse(r.try_get("status")?)?,
         reason: r.try_get("reason")?,
         since: from_ms(r.try_get("status_since")?)?,
-        has_refresh_token: r.try_get("has_refresh_token")?,
+        has_refresh_token: r.try_get::<i64, _>("has_refresh_token")? != 0,
         token_generation: r.try_get("token_generation")?,
         access_expires_at: opt_time(r.try_get("access_expires_at")?)?,
         refresh_expires_at: opt_time(r.try_get("refresh_expires_at")?)?,
@@ -55,7 +55,7 @@ pub(super) fn connection_from_row(r: &SqliteRow) -> Result<Connection, StoreErro
 }
 
 pub(super) fn pipeline_from_row(
-    r: &SqliteRow,
+    r: &AnyRow,
     connections: Vec<ConnectionId>,
 ) -> Result<Pipeline, StoreError> {
     let position = |col: &str| -> Result<Option<Position>, StoreError> {
