@@ -17,6 +17,15 @@ fn sqlite(dir: &std::path::Path) -> DatabaseConfig {
     }
 }
 
+async fn postgres() -> DatabaseConfig {
+    DatabaseConfig {
+        url: DatabaseUrl::Postgres(secrecy::SecretString::from(
+            crate::helpers::peers::postgres_database().await,
+        )),
+        max_connections: 4,
+    }
+}
+
 fn now() -> DateTime<Utc> {
     DateTime::from_timestamp_millis(1_800_000_000_123).unwrap()
 }
@@ -38,9 +47,18 @@ fn new_connection() -> NewConnection {
 }
 
 #[tokio::test]
-async fn connections_pipelines_and_positions_round_trip() {
+async fn connections_pipelines_and_positions_round_trip_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store::open(&sqlite(dir.path()), Arc::new(Keyring::from_bytes([1; 32])))
+    round_trip(sqlite(dir.path())).await;
+}
+
+#[tokio::test]
+async fn connections_pipelines_and_positions_round_trip_on_postgres() {
+    round_trip(postgres().await).await;
+}
+
+async fn round_trip(db: DatabaseConfig) {
+    let store = store::open(&db, Arc::new(Keyring::from_bytes([1; 32])))
         .await
         .unwrap();
     let id = store.add_connection(new_connection(), now()).await.unwrap();
@@ -197,11 +215,28 @@ fn lease(owner: &str, until: DateTime<Utc>) -> store::Lease {
 }
 
 #[tokio::test]
-async fn claims_take_a_batch_at_most_and_leases_keep_other_workers_out_until_they_expire() {
+async fn claims_and_leases_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    claims_take_a_batch_at_most_and_leases_keep_other_workers_out_until_they_expire(sqlite(
+        dir.path(),
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn claims_and_leases_on_postgres() {
+    claims_take_a_batch_at_most_and_leases_keep_other_workers_out_until_they_expire(
+        postgres().await,
+    )
+    .await;
+}
+
+async fn claims_take_a_batch_at_most_and_leases_keep_other_workers_out_until_they_expire(
+    db: DatabaseConfig,
+) {
     use credwatch::domain::{Category, Phase};
     use store::{CheckResult, ClaimOutcome, DueQuery, Rotation, Transition};
-    let dir = tempfile::tempdir().unwrap();
-    let store = store::open(&sqlite(dir.path()), Arc::new(Keyring::from_bytes([1; 32])))
+    let store = store::open(&db, Arc::new(Keyring::from_bytes([1; 32])))
         .await
         .unwrap();
     for _ in 0..3 {

@@ -1,7 +1,7 @@
 //! Persistence behind one trait: the rest of the daemon never sees SQL or a backend.
 //! The backend is chosen from the database URL; tokens are sealed and opened here and nowhere else.
 
-mod sqlite;
+mod sql;
 
 use std::sync::Arc;
 
@@ -19,7 +19,7 @@ use crate::domain::{
 };
 use crate::tokens::TokenSet;
 
-pub use sqlite::SqliteStore;
+pub use sql::SqlStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -34,8 +34,6 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
-    #[error("PostgreSQL is not supported by this build yet; use a sqlite:// URL")]
-    PostgresUnsupported,
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
@@ -567,9 +565,11 @@ pub async fn open(
 ) -> Result<Arc<dyn Store>, StoreError> {
     let store: Arc<dyn Store> = match &config.url {
         DatabaseUrl::Sqlite(path) => {
-            Arc::new(SqliteStore::open(path, config.max_connections, keyring.clone()).await?)
+            Arc::new(SqlStore::open_sqlite(path, config.max_connections, keyring.clone()).await?)
         }
-        DatabaseUrl::Postgres(_) => return Err(StoreError::PostgresUnsupported),
+        DatabaseUrl::Postgres(url) => {
+            Arc::new(SqlStore::open_postgres(url, config.max_connections, keyring.clone()).await?)
+        }
     };
     store.migrate().await?;
     for id in store.key_ids().await? {

@@ -1,4 +1,6 @@
-//! The embedded default: one SQLite file in WAL mode.
+//! One implementation of the store for both backends, through sqlx's Any driver: SQLite (the
+//! embedded default, one file in WAL mode, one daemon) and PostgreSQL (several replicas). The
+//! SQL is written once; the few places the dialects differ are `Backend`'s.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,7 +20,48 @@ mod rows;
 
 use rows::*;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn migrator(self) -> &'static sqlx::migrate::Migrator {
+        match self {
+            Backend::Sqlite => &SQLITE,
+            Backend::Postgres => &POSTGRES,
+        }
+    }
+
+    /// SQLite: take the write lock up front; a deferred transaction that upgrades later can fail
+    /// with SQLITE_BUSY without waiting, whatever the busy timeout.
+    fn begin(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        }
+    }
+
+    /// Rows claimed by one replica are skipped by the others' claims, not waited for.
+    pub(super) fn skip_locked(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+
+    /// A random whole number in [0, `param`).
+    pub(super) fn random_below(self, param: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("abs(random() % {param})"),
+            Backend::Postgres => format!("CAST(floor(random() * {param}) AS BIGINT)"),
+        }
+    }
+}
 
 const CONNECTION_COLUMNS: &str = "id, provider, name, owner_email, account, scopes, status, reason, status_since, \
      CASE WHEN refresh_token IS NULL THEN 0 ELSE 1 END AS has_refresh_token, token_generation, access_expires_at, refresh_expires_at, \
@@ -26,13 +69,14 @@ const CONNECTION_COLUMNS: &str = "id, provider, name, owner_email, account, scop
 const PIPELINE_COLUMNS: &str = "id, name, state, position, position_updated_at, paused_at_position, paused_at, \
      paused_by, pause_reason, created_at";
 
-pub struct SqliteStore {
+pub struct SqlStore {
     pool: AnyPool,
     keyring: Arc<Keyring>,
+    backend: Backend,
 }
 
-impl SqliteStore {
-    pub async fn open(
+impl SqlStore {
+    pub async fn open_sqlite(
         path: &Path,
         max_connections: u32,
         keyring: Arc<Keyring>,
@@ -64,13 +108,33 @@ impl SqliteStore {
             })
             .connect(&url)
             .await?;
-        Ok(Self { pool, keyring })
+        Ok(Self {
+            pool,
+            keyring,
+            backend: Backend::Sqlite,
+        })
     }
 
-    /// Write transactions take the write lock up front; a deferred one that upgrades later can fail
-    /// with SQLITE_BUSY without waiting, whatever the busy timeout.
+    pub async fn open_postgres(
+        url: &SecretString,
+        max_connections: u32,
+        keyring: Arc<Keyring>,
+    ) -> Result<Self, StoreError> {
+        use secrecy::ExposeSecret;
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .connect(url.expose_secret())
+            .await?;
+        Ok(Self {
+            pool,
+            keyring,
+            backend: Backend::Postgres,
+        })
+    }
+
     async fn write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.pool.begin_with(self.backend.begin()).await?)
     }
 
     async fn pipeline_connections(&self, id: &PipelineId) -> Result<Vec<ConnectionId>, StoreError> {
@@ -112,7 +176,7 @@ fn url_path(path: &Path) -> String {
     out
 }
 
-impl SqliteStore {
+impl SqlStore {
     /// Opens the sealed tokens of a row that has key_id, access_token, refresh_token and token_generation.
     fn tokens_from_row(&self, id: &ConnectionId, row: &AnyRow) -> Result<StoredTokens, StoreError> {
         let key_id: String = row.try_get("key_id")?;
@@ -136,9 +200,9 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Store for SqlStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await?;
+        self.backend.migrator().run(&self.pool).await?;
         Ok(())
     }
 
@@ -147,7 +211,13 @@ impl Store for SqliteStore {
             sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
                 .fetch_one(&self.pool)
                 .await?;
-        let expected = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let expected = self
+            .backend
+            .migrator()
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(0);
         match found.unwrap_or(0) {
             f if f >= expected => Ok(()),
             found => Err(StoreError::SchemaBehind { found, expected }),

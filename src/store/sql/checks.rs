@@ -4,7 +4,7 @@ use super::*;
 
 const CLAIM_COLUMNS: &str = "key_id, access_token, refresh_token";
 
-impl SqliteStore {
+impl SqlStore {
     async fn attempt(
         tx: &mut sqlx::AnyConnection,
         c: &Connection,
@@ -46,8 +46,9 @@ impl SqliteStore {
             "UPDATE connections SET lease_owner = $1, lease_expires_at = $2 \
              WHERE id IN (SELECT id FROM connections WHERE provider = $3 AND next_check_at <= $4 \
                           AND (lease_expires_at IS NULL OR lease_expires_at < $4) \
-                          ORDER BY next_check_at LIMIT $5) \
-             RETURNING {CONNECTION_COLUMNS}, {CLAIM_COLUMNS}"
+                          ORDER BY next_check_at LIMIT $5{}) \
+             RETURNING {CONNECTION_COLUMNS}, {CLAIM_COLUMNS}",
+            self.backend.skip_locked()
         ))
         .bind(&lease.owner)
         .bind(to_ms(lease.until))
@@ -358,10 +359,11 @@ impl SqliteStore {
         if overdue <= i64::from(keep) {
             return Ok(0);
         }
-        let moved = sqlx::query(
-            "UPDATE connections SET next_check_at = $1 + abs(random() % $2) \
+        let moved = sqlx::query(&format!(
+            "UPDATE connections SET next_check_at = $1 + {} \
              WHERE next_check_at < $1 AND (lease_expires_at IS NULL OR lease_expires_at < $1)",
-        )
+            self.backend.random_below("$2")
+        ))
         .bind(now)
         .bind(window)
         .execute(&mut *tx)
@@ -459,8 +461,8 @@ impl SqliteStore {
         let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         sqlx::query(
             "UPDATE provider_alerts SET attempts = attempts + 1, \
-               next_attempt_at = $1 + CASE WHEN attempts >= 20 OR $2 * (1 << attempts) > $3 THEN $3 \
-                 ELSE $2 * (1 << attempts) END \
+               next_attempt_at = $1 + CASE WHEN attempts >= 20 OR $2 * (1 << CAST(attempts AS INTEGER)) > $3 \
+                 THEN $3 ELSE $2 * (1 << CAST(attempts AS INTEGER)) END \
              WHERE provider = $4 AND kind = $5 AND closed_at IS NULL AND next_attempt_at <= $1",
         )
         .bind(to_ms(now))

@@ -4,7 +4,7 @@
 
 use super::*;
 
-impl SqliteStore {
+impl SqlStore {
     /// Pauses every running pipeline that uses `connection`, recording where it stood.
     pub(super) async fn pause_dependents(
         tx: &mut sqlx::AnyConnection,
@@ -95,7 +95,7 @@ impl SqliteStore {
     }
 }
 
-impl SqliteStore {
+impl SqlStore {
     pub(super) async fn pause_pipeline_impl(
         &self,
         id: &PipelineId,

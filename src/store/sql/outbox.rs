@@ -6,7 +6,7 @@ use super::*;
 const OUTBOX_COLUMNS: &str =
     "id, kind, recipient, connection_id, incident_id, payload, attempts, created_at";
 
-impl SqliteStore {
+impl SqlStore {
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn enqueue(
         tx: &mut sqlx::AnyConnection,
@@ -188,8 +188,9 @@ impl SqliteStore {
         let mut rows = sqlx::query(&format!(
             "UPDATE outbox SET lease_owner = $1, lease_expires_at = $2 \
              WHERE id IN (SELECT id FROM outbox WHERE {free} AND next_attempt_at <= $3 \
-                          ORDER BY next_attempt_at LIMIT $4) \
-             RETURNING {OUTBOX_COLUMNS}"
+                          ORDER BY next_attempt_at LIMIT $4{}) \
+             RETURNING {OUTBOX_COLUMNS}",
+            self.backend.skip_locked()
         ))
         .bind(&lease.owner)
         .bind(until)

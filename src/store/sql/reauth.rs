@@ -8,7 +8,7 @@ fn session_context(state_hash: &[u8]) -> String {
     format!("oauth_session/{hex}/verifier")
 }
 
-impl SqliteStore {
+impl SqlStore {
     pub(super) async fn reauth_link_impl(
         &self,
         token_hash: &[u8],
