@@ -36,6 +36,15 @@ where
 pub struct TestEnv {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
+    /// The PostgreSQL database, when the installation uses one.
+    pub postgres: Option<String>,
+}
+
+/// The backends scenario tests run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
 }
 
 impl TestEnv {
@@ -57,12 +66,28 @@ impl TestEnv {
 
     /// An installation whose config is the base sections followed by `extra`.
     pub fn with_config(extra: &str) -> Self {
+        Self::with_database(None, extra)
+    }
+
+    /// The same installation on either backend; PostgreSQL gets a fresh database of its own.
+    pub async fn with_config_on(db: Db, extra: &str) -> Self {
+        match db {
+            Db::Sqlite => Self::with_config(extra),
+            Db::Postgres => Self::with_database(Some(peers::postgres_database().await), extra),
+        }
+    }
+
+    fn with_database(postgres: Option<String>, extra: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("credwatch.toml");
-        let mut base = "[database]\nurl = \"sqlite://state/credwatch.db\"\n\n\
-                        [encryption]\nkey_file = \"credwatch.key\"\n\n\
-                        [log]\nlevel = \"credwatch=debug,info\"\n"
-            .to_owned();
+        let url = postgres
+            .clone()
+            .unwrap_or_else(|| "sqlite://state/credwatch.db".to_owned());
+        let mut base = format!(
+            "[database]\nurl = \"{url}\"\n\n\
+             [encryption]\nkey_file = \"credwatch.key\"\n\n\
+             [log]\nlevel = \"credwatch=debug,info\"\n"
+        );
         // Daemons of tests running side by side each need their own port.
         if !extra.contains("[http]") {
             let port = peers::free_port();
@@ -88,7 +113,11 @@ impl TestEnv {
             "key generate: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Self { dir, config }
+        Self {
+            dir,
+            config,
+            postgres,
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -207,37 +236,65 @@ impl TestEnv {
         out
     }
 
-    /// The rows of a query on the test database, each cell as text ("NULL" for null).
+    /// The rows of a query on the test database, each cell as text ("NULL" for null, booleans
+    /// as 1 and 0 on both backends).
     pub async fn rows(&self, sql: &str) -> Vec<Vec<String>> {
-        use sqlx::{Row, ValueRef};
-        let opts = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(self.db_path())
-            .read_only(true);
-        let pool = sqlx::SqlitePool::connect_with(opts)
-            .await
-            .expect("open test database");
-        let rows = sqlx::query(sql)
-            .fetch_all(&pool)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        pool.close().await;
-        rows.iter()
-            .map(|row| {
-                (0..row.columns().len())
-                    .map(|i| {
-                        let raw = row.try_get_raw(i).expect("cell");
-                        if raw.is_null() {
-                            return "NULL".to_owned();
-                        }
-                        row.try_get::<i64, _>(i)
-                            .map(|v| v.to_string())
-                            .or_else(|_| row.try_get::<String, _>(i))
-                            .or_else(|_| row.try_get::<Vec<u8>, _>(i).map(|b| format!("{b:?}")))
-                            .unwrap_or_else(|_| "?".to_owned())
+        use sqlx::{Connection, Row, ValueRef};
+        // Every cell as text, whatever the row type.
+        macro_rules! cells {
+            ($rows:expr) => {
+                $rows
+                    .iter()
+                    .map(|row| {
+                        (0..row.columns().len())
+                            .map(|i| {
+                                if row.try_get_raw(i).expect("cell").is_null() {
+                                    return "NULL".to_owned();
+                                }
+                                row.try_get::<i64, _>(i)
+                                    .map(|v| v.to_string())
+                                    .or_else(|_| {
+                                        row.try_get::<bool, _>(i).map(|b| i64::from(b).to_string())
+                                    })
+                                    .or_else(|_| row.try_get::<String, _>(i))
+                                    .or_else(|_| {
+                                        row.try_get::<Vec<u8>, _>(i).map(|b| format!("{b:?}"))
+                                    })
+                                    .unwrap_or_else(|_| "?".to_owned())
+                            })
+                            .collect()
                     })
                     .collect()
-            })
-            .collect()
+            };
+        }
+        let fail = |e: sqlx::Error| -> ! { panic!("{sql}: {e}") };
+        match &self.postgres {
+            Some(url) => {
+                let mut conn = sqlx::PgConnection::connect(url)
+                    .await
+                    .unwrap_or_else(|e| fail(e));
+                let rows = sqlx::query(sql)
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap_or_else(|e| fail(e));
+                let _ = conn.close().await;
+                cells!(rows)
+            }
+            None => {
+                let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(self.db_path())
+                    .read_only(true);
+                let mut conn = sqlx::SqliteConnection::connect_with(&opts)
+                    .await
+                    .unwrap_or_else(|e| fail(e));
+                let rows = sqlx::query(sql)
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap_or_else(|e| fail(e));
+                let _ = conn.close().await;
+                cells!(rows)
+            }
+        }
     }
 
     /// The first cell of the first row of a query.

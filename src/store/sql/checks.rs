@@ -420,7 +420,7 @@ impl SqlStore {
             "INSERT INTO provider_alerts (provider, kind, detail, opened_at, next_attempt_at) \
              SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS \
                (SELECT 1 FROM provider_alerts WHERE provider = $1 AND kind = $2 AND closed_at IS NULL) \
-             RETURNING id",
+             ON CONFLICT DO NOTHING RETURNING id",
         )
         .bind(provider.as_str())
         .bind(kind)
