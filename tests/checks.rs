@@ -4,21 +4,25 @@
 use std::time::Duration;
 
 use crate::helpers::peers::OidcServer;
-use crate::helpers::{TestEnv, wait_until};
+use crate::helpers::{Db, TestEnv, wait_until};
 
-fn env_for(oidc: &OidcServer, secret: &str, extra: &str) -> TestEnv {
-    TestEnv::with_config(&format!(
-        "{extra}\n[providers.acme]\ntoken_url = \"{}\"\nauthorize_url = \"{}\"\n\
+async fn env_for(db: Db, oidc: &OidcServer, secret: &str, extra: &str) -> TestEnv {
+    TestEnv::with_config_on(
+        db,
+        &format!(
+            "{extra}\n[providers.acme]\ntoken_url = \"{}\"\nauthorize_url = \"{}\"\n\
          revocation_url = \"{}\"\nintrospection_url = \"{}\"\nprobe_url = \"{}\"\n\
          client_id = \"credwatch\"\n\
          client_secret = \"{secret}\"\nscopes = \"openid email offline_access\"\n\
          rotates_refresh_tokens = true\n",
-        oidc.url("/token"),
-        oidc.url("/auth"),
-        oidc.url("/token/revocation"),
-        oidc.url("/token/introspection"),
-        oidc.url("/me"),
-    ))
+            oidc.url("/token"),
+            oidc.url("/auth"),
+            oidc.url("/token/revocation"),
+            oidc.url("/token/introspection"),
+            oidc.url("/me"),
+        ),
+    )
+    .await
 }
 
 struct Setup {
@@ -31,9 +35,19 @@ struct Setup {
 
 /// oidc-provider with `options`, a grant for `account`, and a connection to it in a fresh install.
 async fn setup(options: serde_json::Value, account: &str, secret: &str, extra: &str) -> Setup {
+    setup_on(Db::Sqlite, options, account, secret, extra).await
+}
+
+async fn setup_on(
+    db: Db,
+    options: serde_json::Value,
+    account: &str,
+    secret: &str,
+    extra: &str,
+) -> Setup {
     let oidc = OidcServer::spawn(options).await;
     let grant = oidc.grant(account).await;
-    let env = env_for(&oidc, secret, extra);
+    let env = env_for(db, &oidc, secret, extra).await;
     let id = env.add_connection("ada@example.com", &grant).await;
     Setup {
         oidc,
@@ -58,14 +72,17 @@ async fn generation(env: &TestEnv) -> u64 {
         .unwrap()
 }
 
-#[tokio::test]
-async fn a_fresh_grant_stays_healthy_over_many_refreshes_with_every_rotation_persisted() {
+crate::on_both_backends!(
+    a_fresh_grant_stays_healthy_over_many_refreshes_with_every_rotation_persisted
+);
+
+async fn a_fresh_grant_stays_healthy_over_many_refreshes_with_every_rotation_persisted(db: Db) {
     let Setup {
         oidc: _oidc,
         env,
         grant,
         id,
-    } = setup(serde_json::json!({}), "user-1", "credwatch-secret", "").await;
+    } = setup_on(db, serde_json::json!({}), "user-1", "credwatch-secret", "").await;
     // oidc-provider rotates on every refresh and revokes the whole grant when a rotated-away
     // token is presented: one rotation not persisted and the next check would find it broken.
     for round in 0..6 {
@@ -88,14 +105,16 @@ async fn a_fresh_grant_stays_healthy_over_many_refreshes_with_every_rotation_per
     );
 }
 
-#[tokio::test]
-async fn the_daemon_refreshes_ahead_of_expiry_and_releases_its_leases_on_sigterm() {
+crate::on_both_backends!(the_daemon_refreshes_ahead_of_expiry_and_releases_its_leases_on_sigterm);
+
+async fn the_daemon_refreshes_ahead_of_expiry_and_releases_its_leases_on_sigterm(db: Db) {
     let Setup {
         oidc: _oidc,
         env,
         grant: _,
         id: _,
-    } = setup(
+    } = setup_on(
+        db,
         serde_json::json!({"ttl": {"AccessToken": 6}}),
         "user-2",
         "credwatch-secret",
@@ -144,14 +163,15 @@ async fn a_grant_revoked_through_rfc_7009_becomes_broken() {
     assert_broken(&env, &r).await;
 }
 
-#[tokio::test]
-async fn a_user_revoking_the_app_at_the_provider_breaks_the_connection() {
+crate::on_both_backends!(a_user_revoking_the_app_at_the_provider_breaks_the_connection);
+
+async fn a_user_revoking_the_app_at_the_provider_breaks_the_connection(db: Db) {
     let Setup {
         oidc,
         env,
         grant: _,
         id,
-    } = setup(serde_json::json!({}), "user-4", "credwatch-secret", "").await;
+    } = setup_on(db, serde_json::json!({}), "user-4", "credwatch-secret", "").await;
     assert_eq!(env.check(&id).await["after"], "healthy");
     let revoked = reqwest::Client::new()
         .post(oidc.url("/test/accounts/user-4/revoke-app"))

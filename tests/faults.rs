@@ -5,18 +5,22 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::helpers::TestEnv;
 use crate::helpers::fake::{FakeProvider, Reply};
+use crate::helpers::{Db, TestEnv};
 
 const TOKENS: &str = r#"{"access_token":"fake-at-0-0123456789","refresh_token":"fake-rt-0-0123456789","expires_in":3600}"#;
 
 fn env_for(fake: &FakeProvider, limits: &str) -> TestEnv {
-    TestEnv::with_config(&format!(
+    TestEnv::with_config(&provider_config(fake, limits))
+}
+
+fn provider_config(fake: &FakeProvider, limits: &str) -> String {
+    format!(
         "\n[limits]\n{limits}\n\n[providers.acme]\ntoken_url = \"{}\"\n\
          authorize_url = \"http://127.0.0.1:9/authorize\"\nclient_id = \"credwatch\"\n\
          client_secret = \"credwatch-secret\"\n",
         fake.token_url()
-    ))
+    )
 }
 
 #[tokio::test]
@@ -133,11 +137,16 @@ async fn a_provider_that_is_down_degrades_and_heals_when_it_is_back() {
     assert_eq!(fake.token_calls(), 1);
 }
 
-#[tokio::test]
-async fn two_concurrent_checks_of_one_connection_make_a_single_refresh_call() {
+crate::on_both_backends!(two_concurrent_checks_of_one_connection_make_a_single_refresh_call);
+
+async fn two_concurrent_checks_of_one_connection_make_a_single_refresh_call(db: Db) {
     let fake = FakeProvider::spawn().await;
     fake.set_default(Reply::Slow(Duration::from_secs(3)));
-    let env = env_for(&fake, "request_timeout = \"10s\"\nlease = \"60s\"");
+    let env = TestEnv::with_config_on(
+        db,
+        &provider_config(&fake, "request_timeout = \"10s\"\nlease = \"60s\""),
+    )
+    .await;
     let id = env.add_connection("ada@example.com", TOKENS).await;
     let args = ["check", id.as_str(), "--json"];
     let (a, b) = tokio::join!(env.cli(&args), env.cli(&args));

@@ -13,6 +13,25 @@ use tokio::process::{Child, Command};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_credwatch");
 
+/// Runs the scenario `async fn NAME(db: Db)` as two tests, `NAME::sqlite` and `NAME::postgres`:
+/// same behaviour, same assertions, on both backends.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name($crate::helpers::Db::Sqlite).await
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                super::$name($crate::helpers::Db::Postgres).await
+            }
+        }
+    )+};
+}
+
 /// Waits for `cond` to hold, checking every `every`, failing the test with `what` at `deadline`.
 pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut cond: F)
 where
