@@ -6,10 +6,14 @@ use std::time::Duration;
 use sha2::Digest;
 
 use crate::helpers::peers::{OidcServer, SmtpServer};
-use crate::helpers::{Daemon, TestEnv, wait_until};
+use crate::helpers::{Daemon, Db, TestEnv, wait_until};
 
 fn env_for(oidc: &OidcServer, smtp_port: u16, digest: &str) -> TestEnv {
-    TestEnv::with_config(&format!(
+    TestEnv::with_config(&config_for(oidc, smtp_port, digest))
+}
+
+fn config_for(oidc: &OidcServer, smtp_port: u16, digest: &str) -> String {
+    format!(
         "\n[schedule]\nsweep = \"* * * * * *\"\n\n\
          [mail]\ntransport = \"smtp\"\nfrom = \"credwatch <credwatch@example.com>\"\n\n\
          [smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\ntls = \"none\"\ntimeout = \"5s\"\n\n\
@@ -21,7 +25,7 @@ fn env_for(oidc: &OidcServer, smtp_port: u16, digest: &str) -> TestEnv {
         crate::helpers::peers::free_port(),
         oidc.url("/token"),
         oidc.url("/auth"),
-    ))
+    )
 }
 
 async fn revoke(oidc: &OidcServer, account: &str) {
@@ -62,12 +66,13 @@ fn link_token(message: &str) -> String {
         .collect()
 }
 
-#[tokio::test]
-async fn a_revoked_grant_pauses_its_pipelines_and_emails_the_owner_exactly_once() {
+crate::on_both_backends!(a_revoked_grant_pauses_its_pipelines_and_emails_the_owner_exactly_once);
+
+async fn a_revoked_grant_pauses_its_pipelines_and_emails_the_owner_exactly_once(db: Db) {
     let oidc = OidcServer::spawn(serde_json::json!({})).await;
     let smtp = SmtpServer::spawn().await;
     let grant = oidc.grant("user-1").await;
-    let env = env_for(&oidc, smtp.port, "1s");
+    let env = TestEnv::with_config_on(db, &config_for(&oidc, smtp.port, "1s")).await;
     let conn = env.add_connection("ada@example.com", &grant).await;
     for (name, position) in [
         ("CRM to warehouse", "cursor=17"),

@@ -1,9 +1,9 @@
 //! A broken connection pauses its pipelines at their last positions in the same transaction; a
 //! healed one resumes them from there. The platform's own pauses are never lifted by us.
 
-use crate::helpers::TestEnv;
 use crate::helpers::fake::{FakeProvider, Reply};
 use crate::helpers::peers::OidcServer;
+use crate::helpers::{Db, TestEnv};
 
 const TOKENS: &str = r#"{"access_token":"fake-at-0-0123456789","refresh_token":"fake-rt-0-0123456789","expires_in":3600}"#;
 const DEAD: Reply = Reply::Json(
@@ -12,10 +12,14 @@ const DEAD: Reply = Reply::Json(
 );
 
 fn env_for(token_url: &str) -> TestEnv {
-    TestEnv::with_config(&format!(
+    TestEnv::with_config(&provider(token_url))
+}
+
+fn provider(token_url: &str) -> String {
+    format!(
         "\n[providers.acme]\ntoken_url = \"{token_url}\"\nauthorize_url = \"http://127.0.0.1:9/authorize\"\n\
          client_id = \"credwatch\"\nclient_secret = \"credwatch-secret\"\n"
-    ))
+    )
 }
 
 async fn pipeline(env: &TestEnv, name: &str, connections: &[&str], position: &str) -> String {
@@ -92,10 +96,13 @@ async fn a_revoked_grant_pauses_every_dependent_pipeline_at_its_last_position() 
     assert_eq!(events, "2");
 }
 
-#[tokio::test]
-async fn a_healed_connection_resumes_its_pipelines_once_all_their_connections_are_healthy() {
+crate::on_both_backends!(
+    a_healed_connection_resumes_its_pipelines_once_all_their_connections_are_healthy
+);
+
+async fn a_healed_connection_resumes_its_pipelines_once_all_their_connections_are_healthy(db: Db) {
     let crm = FakeProvider::spawn().await;
-    let env = env_for(&crm.token_url());
+    let env = TestEnv::with_config_on(db, &provider(&crm.token_url())).await;
     let c1 = env.add_connection("ada@example.com", TOKENS).await;
     let c2 = env.add_connection("ada@example.com", TOKENS).await;
     let solo = pipeline(&env, "CRM only", &[&c1], "cursor=1").await;

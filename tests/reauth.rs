@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::helpers::peers::{CALLBACK, OidcServer, SmtpServer, free_port};
-use crate::helpers::{Daemon, TestEnv, wait_until};
+use crate::helpers::{Daemon, Db, TestEnv, wait_until};
 
 struct Setup {
     oidc: OidcServer,
@@ -16,6 +16,10 @@ struct Setup {
 /// oidc-provider whose client may come back to a daemon on its own port, and a connection for
 /// `account` whose grant the user revoked.
 async fn setup(smtp_port: Option<u16>) -> Setup {
+    setup_on(Db::Sqlite, smtp_port).await
+}
+
+async fn setup_on(db: Db, smtp_port: Option<u16>) -> Setup {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let oidc = OidcServer::spawn(serde_json::json!({
@@ -35,7 +39,9 @@ async fn setup(smtp_port: Option<u16>) -> Setup {
         ),
         None => String::new(),
     };
-    let env = TestEnv::with_config(&format!(
+    let env = TestEnv::with_config_on(
+        db,
+        &format!(
         "\n[schedule]\nsweep = \"* * * * * *\"\n\n{mail}\n[notices]\ndigest_window = \"1s\"\n\n\
          [http]\nlisten = \"127.0.0.1:{port}\"\npublic_base_url = \"{base}/\"\n\n\
          [providers.acme]\ndisplay_name = \"Acme CRM\"\ntoken_url = \"{}\"\nauthorize_url = \"{}\"\n\
@@ -45,7 +51,9 @@ async fn setup(smtp_port: Option<u16>) -> Setup {
         oidc.url("/token"),
         oidc.url("/auth"),
         oidc.url("/token/revocation"),
-    ));
+        ),
+    )
+    .await;
     let grant = oidc.grant("user-1").await;
     let conn = env.add_connection("ada@example.com", &grant).await;
     reqwest::Client::new()
@@ -115,15 +123,18 @@ async fn broken(env: &TestEnv, daemon: &mut Option<Daemon>) {
     .await;
 }
 
-#[tokio::test]
-async fn an_owner_reconnects_from_the_email_and_the_pipelines_resume_where_they_stopped() {
+crate::on_both_backends!(
+    an_owner_reconnects_from_the_email_and_the_pipelines_resume_where_they_stopped
+);
+
+async fn an_owner_reconnects_from_the_email_and_the_pipelines_resume_where_they_stopped(db: Db) {
     let smtp = SmtpServer::spawn().await;
     let Setup {
         oidc: _oidc,
         env,
         base,
         conn,
-    } = setup(Some(smtp.port)).await;
+    } = setup_on(db, Some(smtp.port)).await;
     let mut positions = Vec::new();
     for (name, position) in [
         ("CRM to search", "offset=9000"),
