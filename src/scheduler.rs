@@ -244,7 +244,14 @@ async fn sweep_provider(
             in_flight.spawn(async move { checker.check(claimed, &shutdown).await });
         }
         match in_flight.join_next().await {
-            Some(r) => stats.add(r),
+            Some(r) => {
+                // A claim given back unused is due again at once: claiming on would loop.
+                if matches!(&r, Ok(Ok(report)) if matches!(report.outcome, ReportOutcome::Skipped { .. }))
+                {
+                    exhausted = true;
+                }
+                stats.add(r);
+            }
             None if (exhausted || shutdown.is_cancelled()) && queue.is_empty() => break,
             None => {}
         }

@@ -33,6 +33,22 @@ impl Pacer {
         tokio::time::sleep_until(at).await;
     }
 
+    /// Takes the next free slot if it comes by `deadline` and waits for it; false (and no slot
+    /// taken) when it would come later.
+    pub async fn wait_until(&self, deadline: Instant) -> bool {
+        let at = {
+            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+            let at = (*next).max(Instant::now());
+            if at > deadline {
+                return false;
+            }
+            *next = at + self.interval;
+            at
+        };
+        tokio::time::sleep_until(at).await;
+        true
+    }
+
     /// No request before `until`: the provider asked for a pause.
     pub fn hold_until(&self, until: Instant) {
         let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
@@ -57,5 +73,15 @@ mod tests {
         pacer.hold_until(Instant::now() + Duration::from_secs(30));
         pacer.wait().await;
         assert_eq!(Instant::now() - start, Duration::from_millis(30_400));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_past_the_deadline_is_refused_and_not_taken() {
+        let pacer = Pacer::new(1.0);
+        let start = Instant::now();
+        assert!(pacer.wait_until(start + Duration::from_millis(10)).await);
+        assert!(!pacer.wait_until(start + Duration::from_millis(500)).await);
+        assert!(pacer.wait_until(start + Duration::from_secs(2)).await);
+        assert_eq!(Instant::now() - start, Duration::from_secs(1));
     }
 }

@@ -263,24 +263,34 @@ impl Checker {
             self.store.release(&claimed).await?;
             return Ok(report("shutting down".into()));
         };
-        // Two requests, each up to the timeout, must fit in what is left of the lease.
-        let needed = self.limits.request_timeout * 2 + Duration::from_secs(5);
-        if (claimed.lease.until - Utc::now())
+        // Two requests, each up to the timeout, must end inside the lease: past it another
+        // replica may take the connection over, and two refreshes would look like token theft.
+        let margin = self.limits.request_timeout.min(Duration::from_secs(5));
+        let needed = self.limits.request_timeout * 2 + margin;
+        let left = (claimed.lease.until - Utc::now())
             .to_std()
-            .unwrap_or_default()
-            < needed
-        {
+            .unwrap_or_default();
+        let Some(start_by) = left.checked_sub(needed) else {
             self.store.release(&claimed).await?;
             return Ok(report("its lease ran short before a slot was free".into()));
-        }
+        };
         let paced = tokio::select! {
             biased;
-            _ = cancel.cancelled() => false,
-            _ = provider.pacer.wait() => true,
+            _ = cancel.cancelled() => None,
+            ok = provider.pacer.wait_until(tokio::time::Instant::now() + start_by) => Some(ok),
         };
-        if !paced {
-            self.store.release(&claimed).await?;
-            return Ok(report("shutting down".into()));
+        match paced {
+            Some(true) => {}
+            Some(false) => {
+                self.store.release(&claimed).await?;
+                return Ok(report(
+                    "the provider's request rate leaves no slot inside its lease".into(),
+                ));
+            }
+            None => {
+                self.store.release(&claimed).await?;
+                return Ok(report("shutting down".into()));
+            }
         }
         let started = tokio::time::Instant::now();
         let ran = self.run(&provider, &claimed).await?;

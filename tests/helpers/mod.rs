@@ -334,8 +334,19 @@ impl TestEnv {
 
     /// Starts `credwatch run` and waits until it says it has started.
     pub async fn spawn(&self) -> Daemon {
-        let mut child = self
-            .command(&["run"])
+        self.spawn_with(&self.config).await
+    }
+
+    /// Starts `credwatch run` with another config file (a second replica of this installation).
+    pub async fn spawn_with(&self, config: &Path) -> Daemon {
+        let mut child = Command::new(BIN);
+        child
+            .arg("--config")
+            .arg(config)
+            .arg("run")
+            .env_remove("RUST_LOG")
+            .kill_on_drop(true);
+        let mut child = child
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
