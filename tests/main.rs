@@ -11,4 +11,5 @@ mod notices;
 mod peers;
 mod pipelines;
 mod reauth;
+mod replicas;
 mod store;

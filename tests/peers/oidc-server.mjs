@@ -15,10 +15,79 @@ if (!Number.isInteger(port) || port <= 0) {
   process.exit(2);
 }
 const options = JSON.parse(process.env.OIDC_TEST_OPTIONS || '{}');
+
+// oidc-provider's bundled memory adapter keeps only the 1,000 most recently used entries: with a
+// few hundred grants, an idle refresh token is silently evicted and answers invalid_grant. This
+// one keeps everything until it expires.
+const entries = new Map();
+const grantMembers = new Map();
+class TestAdapter {
+  constructor(model) {
+    this.model = model;
+  }
+
+  key(id) {
+    return `${this.model}:${id}`;
+  }
+
+  get(key) {
+    const entry = entries.get(key);
+    if (!entry) return undefined;
+    if (entry.expiresAt <= Date.now()) {
+      entries.delete(key);
+      return undefined;
+    }
+    return entry.value;
+  }
+
+  set(key, value, expiresIn) {
+    entries.set(key, { value, expiresAt: expiresIn ? Date.now() + expiresIn * 1000 : Infinity });
+  }
+
+  async upsert(id, payload, expiresIn) {
+    const key = this.key(id);
+    this.set(key, payload, expiresIn);
+    if (payload.grantId) {
+      if (!grantMembers.has(payload.grantId)) grantMembers.set(payload.grantId, new Set());
+      grantMembers.get(payload.grantId).add(key);
+    }
+    if (payload.uid) this.set(`${this.model}:uid:${payload.uid}`, id, expiresIn);
+    if (payload.userCode) this.set(`${this.model}:userCode:${payload.userCode}`, id, expiresIn);
+  }
+
+  async find(id) {
+    return this.get(this.key(id));
+  }
+
+  async findByUid(uid) {
+    const id = this.get(`${this.model}:uid:${uid}`);
+    return id ? this.find(id) : undefined;
+  }
+
+  async findByUserCode(userCode) {
+    const id = this.get(`${this.model}:userCode:${userCode}`);
+    return id ? this.find(id) : undefined;
+  }
+
+  async consume(id) {
+    const payload = this.get(this.key(id));
+    if (payload) payload.consumed = Math.floor(Date.now() / 1000);
+  }
+
+  async destroy(id) {
+    entries.delete(this.key(id));
+  }
+
+  async revokeByGrantId(grantId) {
+    for (const key of grantMembers.get(grantId) ?? []) entries.delete(key);
+    grantMembers.delete(grantId);
+  }
+}
 const issuer = `http://127.0.0.1:${port}`;
 const grantsByAccount = new Map();
 
 const provider = new Provider(issuer, {
+  adapter: TestAdapter,
   clients: options.clients ?? [
     {
       client_id: 'credwatch',

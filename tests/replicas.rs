@@ -1,0 +1,205 @@
+//! Several daemons on one PostgreSQL share the work: with oidc-provider rotating refresh tokens
+//! and revoking a grant whose old token is presented again, a double refresh would show as a
+//! broken connection. A replica killed with its claims in flight loses nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use credwatch::config::{DatabaseConfig, DatabaseUrl};
+use credwatch::crypto::Keyring;
+use credwatch::store::{self, NewConnection};
+use credwatch::tokens::TokenSet;
+
+use crate::helpers::fake::{FakeProvider, Reply};
+use crate::helpers::peers::{OidcServer, free_port};
+use crate::helpers::{Db, TestEnv, wait_until};
+
+const CONNECTIONS: usize = 150;
+const REVOKED: usize = 4;
+
+fn config(token_url: &str, port: u16) -> String {
+    format!(
+        "\n[schedule]\nsweep = \"* * * * * *\"\nbatch_size = 10\ncatch_up = \"2s\"\n\n\
+         [limits]\nrequest_timeout = \"3s\"\nlease = \"10s\"\n\n\
+         [notices]\ndigest_window = \"1s\"\n\n\
+         [http]\nlisten = \"127.0.0.1:{port}\"\npublic_base_url = \"http://127.0.0.1:{port}/\"\n\n\
+         [providers.acme]\ntoken_url = \"{token_url}\"\nauthorize_url = \"http://127.0.0.1:9/a\"\n\
+         client_id = \"credwatch\"\nclient_secret = \"credwatch-secret\"\n\
+         rotates_refresh_tokens = true\nmax_concurrent = 8\nrequests_per_second = 500\n"
+    )
+}
+
+#[tokio::test]
+async fn three_replicas_refresh_each_connection_once_per_due_time_and_survive_a_kill() {
+    // Tokens live 8 s: each connection comes due about every 5.5 s during the test.
+    let oidc = OidcServer::spawn(serde_json::json!({"ttl": {"AccessToken": 8}})).await;
+    let env =
+        TestEnv::with_config_on(Db::Postgres, &config(&oidc.url("/token"), free_port())).await;
+    let db = DatabaseConfig {
+        url: DatabaseUrl::Postgres(env.postgres.clone().expect("postgres").into()),
+        max_connections: 4,
+    };
+    let keyring = Arc::new(Keyring::from_files(&env.path("credwatch.key"), &[]).unwrap());
+    let store = store::open(&db, keyring).await.unwrap();
+    for i in 0..CONNECTIONS {
+        let account = format!("user-{i}");
+        let grant = oidc.grant(&account).await;
+        let tokens = TokenSet::from_json(grant.as_bytes(), chrono::Utc::now()).unwrap();
+        let new = NewConnection {
+            provider: "acme".parse().unwrap(),
+            name: format!("source {i}"),
+            owner: format!("owner-{i}@example.com").parse().unwrap(),
+            account: Some(account),
+            tokens,
+        };
+        store.add_connection(new, chrono::Utc::now()).await.unwrap();
+    }
+    for i in 0..REVOKED {
+        reqwest::Client::new()
+            .post(oidc.url(&format!("/test/accounts/user-{i}/revoke-app")))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let mut replicas = vec![env.spawn().await];
+    for _ in 0..2 {
+        let other = env.path(&format!("replica-{}.toml", replicas.len()));
+        std::fs::write(&other, replica_config(&env, free_port())).unwrap();
+        replicas.push(env.spawn_with(&other).await);
+    }
+    // A fourth replica whose calls to the provider hang: killed with its claims in flight, it
+    // has sent nothing that rotated a token, so its connections must simply be taken over.
+    let hang = FakeProvider::spawn().await;
+    hang.set_default(Reply::Slow(Duration::from_secs(30)));
+    let victim_config = env.path("victim.toml");
+    let text = replica_config(&env, free_port()).replace(&oidc.url("/token"), &hang.token_url());
+    std::fs::write(&victim_config, &text).unwrap();
+    let victim = env.spawn_with(&victim_config).await;
+    let mine = format!("%:{}:%", victim.pid());
+    wait_until(
+        "the victim to hold claims",
+        Duration::from_secs(20),
+        || async {
+            env.value(&format!(
+                "SELECT COUNT(*) FROM connections WHERE lease_owner LIKE '{mine}'"
+            ))
+            .await
+                != "0"
+        },
+    )
+    .await;
+    let taken: Vec<String> = env
+        .rows(&format!(
+            "SELECT id FROM connections WHERE lease_owner LIKE '{mine}'"
+        ))
+        .await
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    victim.signal(libc::SIGKILL);
+    let killed_at = chrono::Utc::now().timestamp_millis();
+
+    // Its connections are checked by the others once its leases (10 s) have expired, and every
+    // connection goes through several due times.
+    wait_until("the victim's connections taken over", Duration::from_secs(60), || async {
+        let rows = env
+            .rows(&format!(
+                "SELECT COUNT(*) FROM connections WHERE id IN ('{}') AND (last_check_at IS NULL OR last_check_at < {killed_at})",
+                taken.join("','")
+            ))
+            .await;
+        rows[0][0] == "0"
+    })
+    .await;
+    wait_until(
+        "three rounds of refreshes",
+        Duration::from_secs(60),
+        || async {
+            env.value("SELECT MIN(token_generation) FROM connections WHERE status = 'healthy'")
+                .await
+                .parse::<i64>()
+                .unwrap()
+                >= 4
+        },
+    )
+    .await;
+    for r in &replicas {
+        r.signal(libc::SIGTERM);
+    }
+    for r in replicas {
+        assert_eq!(r.wait(Duration::from_secs(30)).await.0, Some(0));
+    }
+
+    // Only the revoked grants broke; nothing else was ever anything but healthy.
+    let statuses = env
+        .rows("SELECT status, COUNT(*) FROM connections GROUP BY status ORDER BY status")
+        .await;
+    assert_eq!(
+        statuses,
+        [
+            ["broken".to_owned(), REVOKED.to_string()],
+            ["healthy".to_owned(), (CONNECTIONS - REVOKED).to_string()]
+        ]
+    );
+    let bad = env
+        .rows(
+            "SELECT c.name, k.category, k.error FROM checks k JOIN connections c ON c.id = k.connection_id \
+             WHERE k.finished_at IS NOT NULL AND k.category != 'healthy' AND c.status != 'broken'",
+        )
+        .await;
+    assert!(
+        bad.is_empty(),
+        "checks that failed on healthy grants: {bad:?}"
+    );
+    // Exactly once per due time: no token generation was checked to a verdict twice.
+    let twice = env
+        .rows(
+            "SELECT connection_id, token_generation, COUNT(*) FROM checks WHERE finished_at IS NOT NULL \
+             GROUP BY connection_id, token_generation HAVING COUNT(*) > 1",
+        )
+        .await;
+    assert!(
+        twice.is_empty(),
+        "checked twice at one generation: {twice:?}"
+    );
+    assert_eq!(
+        env.value("SELECT COUNT(*) FROM connections WHERE lease_owner IS NOT NULL")
+            .await,
+        "0",
+        "every claim ended, the dead replica's included"
+    );
+    // Every notice once: one e-mail per broken connection, whichever replica sent it.
+    wait_until("the notices", Duration::from_secs(10), || async {
+        env.value("SELECT COUNT(*) FROM outbox WHERE sent_at IS NOT NULL")
+            .await
+            == REVOKED.to_string()
+    })
+    .await;
+    let mails = crate::helpers::read_dir_names(&env.path("mail"));
+    assert_eq!(
+        mails.iter().filter(|n| n.ends_with(".eml")).count(),
+        REVOKED,
+        "{mails:?}"
+    );
+}
+
+/// The installation's config with its own HTTP port: another replica on the same database.
+fn replica_config(env: &TestEnv, port: u16) -> String {
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let listen = text
+        .lines()
+        .find(|l| l.starts_with("listen"))
+        .unwrap()
+        .to_owned();
+    let base = text
+        .lines()
+        .find(|l| l.starts_with("public_base_url"))
+        .unwrap()
+        .to_owned();
+    text.replace(&listen, &format!("listen = \"127.0.0.1:{port}\""))
+        .replace(
+            &base,
+            &format!("public_base_url = \"http://127.0.0.1:{port}/\""),
+        )
+}
