@@ -104,11 +104,13 @@ impl SqlStore {
     ) -> Result<(), StoreError> {
         let now = to_ms(now);
         let mut tx = self.write().await?;
-        let state: Option<(String, Option<String>)> =
-            sqlx::query_as("SELECT state, paused_by FROM pipelines WHERE id = $1")
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+        let state: Option<(String, Option<String>)> = sqlx::query_as(&format!(
+            "SELECT state, paused_by FROM pipelines WHERE id = $1{}",
+            self.backend.for_update()
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
         let (state, paused_by) = state.ok_or_else(|| StoreError::PipelineNotFound(id.clone()))?;
         if paused_by.as_deref() == Some("platform") {
             return Ok(());
@@ -147,11 +149,13 @@ impl SqlStore {
     ) -> Result<(), StoreError> {
         let now = to_ms(now);
         let mut tx = self.write().await?;
-        let state: Option<(String, Option<String>)> =
-            sqlx::query_as("SELECT state, paused_by FROM pipelines WHERE id = $1")
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+        let state: Option<(String, Option<String>)> = sqlx::query_as(&format!(
+            "SELECT state, paused_by FROM pipelines WHERE id = $1{}",
+            self.backend.for_update()
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
         let (state, paused_by) = state.ok_or_else(|| StoreError::PipelineNotFound(id.clone()))?;
         let broken: Vec<String> = sqlx::query_scalar(
             "SELECT c.id FROM pipeline_connections pc JOIN connections c ON c.id = pc.connection_id \

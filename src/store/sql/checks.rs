@@ -217,10 +217,11 @@ impl SqlStore {
         .bind(r.attempt)
         .execute(&mut *tx)
         .await?;
-        let row = sqlx::query(
+        let row = sqlx::query(&format!(
             "SELECT status, reason, status_since, token_generation, lease_owner, consecutive_failures \
-             FROM connections WHERE id = $1",
-        )
+             FROM connections WHERE id = $1{}",
+            self.backend.for_update()
+        ))
         .bind(id.as_str())
         .fetch_optional(&mut *tx)
         .await?

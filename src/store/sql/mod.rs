@@ -54,6 +54,15 @@ impl Backend {
         }
     }
 
+    /// A row read in a transaction to be written back: locked on PostgreSQL; SQLite's write
+    /// transaction already excludes every other writer.
+    pub(super) fn for_update(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        }
+    }
+
     /// A random whole number in [0, `param`).
     pub(super) fn random_below(self, param: &str) -> String {
         match self {
