@@ -14,7 +14,7 @@ use crate::helpers::fake::{FakeProvider, Reply};
 use crate::helpers::peers::{OidcServer, free_port};
 use crate::helpers::{Db, TestEnv, wait_until};
 
-const CONNECTIONS: usize = 150;
+const CONNECTIONS: usize = 200;
 const REVOKED: usize = 4;
 
 fn config(token_url: &str, port: u16) -> String {
