@@ -17,4 +17,5 @@ pub mod metrics;
 pub mod notices;
 pub mod scheduler;
 pub mod store;
+pub mod systemd;
 pub mod tokens;

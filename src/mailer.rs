@@ -27,6 +27,8 @@ const LEASE: Duration = Duration::from_secs(300);
 const MAX_SLEEP: Duration = Duration::from_secs(600);
 const RETRY_START: Duration = Duration::from_secs(10);
 const RETRY_MAX: Duration = Duration::from_secs(1800);
+/// How long stopping waits for the last due notices.
+const FLUSH: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum MailerError {
@@ -194,6 +196,15 @@ impl Mailer {
                 _ = shutdown.cancelled() => break,
                 _ = signal.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        // Stopping: send what is due now (the checks that just finished may have queued some),
+        // without holding the stop up for long. The rest waits in the outbox.
+        match tokio::time::timeout(FLUSH, self.send_due()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!("mailer: {e}"),
+            Err(_) => {
+                tracing::warn!("mailer: stopped before every due notice went out; they stay queued")
             }
         }
     }

@@ -113,6 +113,21 @@ impl Checker {
         store: Arc<dyn Store>,
         instance: String,
     ) -> Result<Self, CheckError> {
+        Self::with_metrics(
+            config,
+            store,
+            instance,
+            Arc::new(crate::metrics::Metrics::new()),
+        )
+    }
+
+    /// A checker that counts into `metrics` (kept across config reloads).
+    pub fn with_metrics(
+        config: &Config,
+        store: Arc<dyn Store>,
+        instance: String,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Result<Self, CheckError> {
         Ok(Self {
             store,
             http: HttpClient::new(&config.limits)?,
@@ -128,7 +143,7 @@ impl Checker {
             operator: config.operator_email.clone(),
             instance,
             outbox: Arc::new(tokio::sync::Notify::new()),
-            metrics: Arc::new(crate::metrics::Metrics::new()),
+            metrics,
         })
     }
 

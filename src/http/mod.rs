@@ -30,13 +30,26 @@ pub enum HttpError {
 }
 
 pub struct AppState {
-    pub checker: Arc<Checker>,
+    /// Replaced when the config is reloaded.
+    checker: std::sync::RwLock<Arc<Checker>>,
     pub pages: Pages,
     pub base_url: Url,
     pub link_lifetime: std::time::Duration,
 }
 
 impl AppState {
+    pub fn checker(&self) -> Arc<Checker> {
+        self.checker
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// After a reload: requests from now on use the new providers.
+    pub fn set_checker(&self, checker: Arc<Checker>) {
+        *self.checker.write().unwrap_or_else(|p| p.into_inner()) = checker;
+    }
+
     /// Where providers send owners back: `<public_base_url>/oauth/callback`.
     fn callback_url(&self) -> Url {
         self.base_url
@@ -62,7 +75,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 pub async fn bind(
     config: &Config,
     checker: Arc<Checker>,
-) -> Result<(tokio::net::TcpListener, Router), HttpError> {
+) -> Result<(tokio::net::TcpListener, Router, Arc<AppState>), HttpError> {
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .map_err(|source| HttpError::Bind {
@@ -70,12 +83,12 @@ pub async fn bind(
             source,
         })?;
     let state = Arc::new(AppState {
-        checker,
+        checker: std::sync::RwLock::new(checker),
         pages: Pages::new()?,
         base_url: config.http.public_base_url.clone(),
         link_lifetime: config.notices.link_lifetime,
     });
-    Ok((listener, router(state)))
+    Ok((listener, router(state.clone()), state))
 }
 
 /// Serves until `shutdown`, then lets requests in progress finish.
@@ -93,19 +106,15 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    match state.checker.store().ready().await {
+    match state.checker().store().ready().await {
         Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
     }
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> axum::response::Response {
-    match state
-        .checker
-        .metrics()
-        .render(state.checker.store().as_ref())
-        .await
-    {
+    let checker = state.checker();
+    match checker.metrics().render(checker.store().as_ref()).await {
         Ok(text) => (
             [(
                 axum::http::header::CONTENT_TYPE,

@@ -40,7 +40,7 @@ async fn valid_link(
     token: &str,
 ) -> Result<(ReauthLink, Connection, Vec<u8>), Response> {
     let hash = links::hash(token);
-    let link = match state.checker.store().reauth_link(&hash).await {
+    let link = match state.checker().store().reauth_link(&hash).await {
         Ok(Some(l)) => l,
         Ok(None) => {
             return Err(state.pages.message(
@@ -52,7 +52,7 @@ async fn valid_link(
         }
         Err(e) => return Err(internal(state, "reading a link", e)),
     };
-    let connection = match state.checker.store().connection(&link.connection).await {
+    let connection = match state.checker().store().connection(&link.connection).await {
         Ok(c) => c,
         Err(crate::store::StoreError::ConnectionNotFound(_)) => {
             return Err(state.pages.message(
@@ -78,7 +78,7 @@ async fn valid_link(
 
 fn provider_name(state: &AppState, c: &Connection) -> String {
     state
-        .checker
+        .checker()
         .provider(&c.provider)
         .map(|p| p.config.display_name.clone())
         .unwrap_or_else(|| c.provider.to_string())
@@ -92,7 +92,7 @@ pub async fn page(State(state): State<Arc<AppState>>, Path(token): Path<String>)
     };
     let since = match link.incident {
         Some(id) => state
-            .checker
+            .checker()
             .store()
             .incident(id)
             .await
@@ -120,7 +120,7 @@ pub async fn start(State(state): State<Arc<AppState>>, Path(token): Path<String>
         Ok(v) => v,
         Err(page) => return page,
     };
-    let Some(provider) = state.checker.provider(&connection.provider).cloned() else {
+    let Some(provider) = state.checker().provider(&connection.provider).cloned() else {
         return internal(
             &state,
             "provider",
@@ -132,7 +132,7 @@ pub async fn start(State(state): State<Arc<AppState>>, Path(token): Path<String>
     let verifier = SecretString::from(verifier.secret().to_owned());
     let now = Utc::now();
     match state
-        .checker
+        .checker()
         .store()
         .start_oauth_session(
             &link_hash,
@@ -202,7 +202,8 @@ pub async fn callback(
     let Some(csrf) = q.state.as_deref() else {
         return invalid(&state);
     };
-    let store = state.checker.store();
+    let checker = state.checker();
+    let store = checker.store();
     let session = match store
         .take_oauth_session(&links::hash(csrf), Utc::now())
         .await
@@ -240,14 +241,14 @@ pub async fn callback(
     let Some(code) = q.code else {
         return invalid(&state);
     };
-    let Some(provider) = state.checker.provider(&connection.provider).cloned() else {
+    let Some(provider) = state.checker().provider(&connection.provider).cloned() else {
         return internal(
             &state,
             "provider",
             format!("{} is not configured", connection.provider),
         );
     };
-    let http = state.checker.http();
+    let http = checker.http();
     let outcome = match code_request(
         provider.oauth(),
         code,
@@ -327,7 +328,7 @@ pub async fn callback(
     let next = schedule::after_success(
         now,
         tokens.expires_at,
-        state.checker.schedule().check_interval,
+        state.checker().schedule().check_interval,
         &mut rand::thread_rng(),
     );
     let done = match store
@@ -337,7 +338,7 @@ pub async fn callback(
         Ok(d) => d,
         Err(e) => return internal(&state, "storing the new grant", e),
     };
-    state.checker.outbox_signal().notify_one();
+    state.checker().outbox_signal().notify_one();
     tracing::info!(connection = %connection.id, resumed = done.resumed.len(), "reauthorized by its owner");
     let resumed: Vec<ResumedView> = match store.pipelines_of(&connection.id).await {
         Ok(ps) => ps

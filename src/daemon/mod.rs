@@ -1,0 +1,334 @@
+//! `credwatch run`: opens the store, starts the workers, reloads the config on SIGHUP, and stops
+//! them all on SIGINT/SIGTERM, telling systemd about each step.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::check::{Checker, instance_id};
+use crate::config::{Config, ConfigError, DatabaseUrl, MailTransport};
+use crate::mailer::Mailer;
+use crate::metrics::Metrics;
+use crate::scheduler;
+use crate::store::{self, Store, StoreError};
+use crate::systemd::Notifier;
+
+/// Beyond two request timeouts: time to write results and send the notices that are due.
+const STOP_MARGIN: Duration = Duration::from_secs(15);
+/// How often STATUS= is refreshed under systemd (more often when the watchdog needs pings).
+const STATUS_EVERY: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("{0}")]
+    Check(#[from] crate::check::CheckError),
+    #[error("{0}")]
+    Schedule(#[from] crate::scheduler::ScheduleError),
+    #[error("{0}")]
+    Mailer(#[from] crate::mailer::MailerError),
+    #[error("{0}")]
+    Http(#[from] crate::http::HttpError),
+    #[error(
+        "another credwatch daemon is already running on {0} (SQLite allows one daemon per \
+         database file; use a postgres:// database for several replicas)"
+    )]
+    AlreadyRunning(String),
+    #[error("the scheduler stopped; see the error above")]
+    SchedulerStopped,
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+pub async fn run(config: Config) -> Result<(), DaemonError> {
+    let notifier = Arc::new(Notifier::from_env());
+    let mut signals = Signals::install().map_err(DaemonError::Signals)?;
+    let shutdown = CancellationToken::new();
+
+    // Held until we return: SQLite has no leases across hosts, so one daemon per file.
+    let _lock = match &config.database.url {
+        DatabaseUrl::Sqlite(path) => Some(lock_database(path)?),
+        DatabaseUrl::Postgres(_) => None,
+    };
+    let store = store::open(&config.database, config.keyring.clone()).await?;
+    let instance = instance_id("daemon");
+    let metrics = Arc::new(Metrics::new());
+    let workers = Workers::build(&config, &store, &instance, &metrics)?;
+    let (listener, app, http) = crate::http::bind(&config, workers.checker.clone()).await?;
+    log_started(&config, &store, &instance).await?;
+
+    // Every task is spawned on a tracker and watches a cancellation token; none is
+    // fire-and-forget. The HTTP server lives as long as the process; the workers are replaced
+    // on each reload.
+    let tasks = TaskTracker::new();
+    tasks.spawn(crate::http::serve(listener, app, shutdown.clone()));
+    let alive = Arc::new(AtomicBool::new(false));
+    let failed = CancellationToken::new();
+    let mut running = workers.start(&shutdown, &alive, &failed);
+    if notifier.enabled() {
+        tasks.spawn(report_to_systemd(
+            notifier.clone(),
+            store.clone(),
+            alive.clone(),
+            shutdown.clone(),
+        ));
+    }
+    notifier.notify("READY=1");
+    let mut config = config;
+    loop {
+        tokio::select! {
+            _ = signals.term.recv() => { tracing::info!("SIGTERM received"); break; }
+            _ = signals.int.recv() => { tracing::info!("SIGINT received"); break; }
+            _ = failed.cancelled() => break,
+            _ = signals.hup.recv() => {
+                tracing::info!("SIGHUP received: reloading {}", config.path.display());
+                notifier.notify("RELOADING=1");
+                match reload(&config, &store, &instance, &metrics) {
+                    Ok((new_config, workers)) => {
+                        running.stop(&config).await;
+                        http.set_checker(workers.checker.clone());
+                        running = workers.start(&shutdown, &alive, &failed);
+                        config = new_config;
+                        tracing::info!("config reloaded");
+                    }
+                    Err(e) => tracing::error!("the new config is refused, the running one is kept: {e}"),
+                }
+                notifier.notify("READY=1");
+            }
+        }
+    }
+    notifier.notify("STOPPING=1");
+    tracing::info!("shutting down");
+    running.stop(&config).await;
+    shutdown.cancel();
+    tasks.close();
+    tasks.wait().await;
+    if failed.is_cancelled() {
+        return Err(DaemonError::SchedulerStopped);
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// What a config generation runs: the checks (with their scheduler) and the mailer.
+struct Workers {
+    checker: Arc<Checker>,
+    mailer: Mailer,
+}
+
+impl Workers {
+    /// Builds everything the config describes, or refuses it whole.
+    fn build(
+        config: &Config,
+        store: &Arc<dyn Store>,
+        instance: &str,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Self, DaemonError> {
+        // Refused here rather than in the sweep task, so a bad cron stops the start (or the
+        // reload), not the sweeps.
+        scheduler::parse_cron(&config.schedule.sweep)?;
+        let checker = Arc::new(Checker::with_metrics(
+            config,
+            store.clone(),
+            instance.to_owned(),
+            metrics.clone(),
+        )?);
+        let mailer = Mailer::new(config, store.clone(), instance.to_owned(), metrics.clone())?;
+        Ok(Self { checker, mailer })
+    }
+
+    fn start(
+        self,
+        shutdown: &CancellationToken,
+        alive: &Arc<AtomicBool>,
+        failed: &CancellationToken,
+    ) -> Running {
+        let cancel = shutdown.child_token();
+        let tasks = TaskTracker::new();
+        tasks.spawn(
+            self.mailer
+                .run(self.checker.outbox_signal(), cancel.clone()),
+        );
+        let (alive, failed, stop) = (alive.clone(), failed.clone(), cancel.clone());
+        let checker = self.checker;
+        tasks.spawn(async move {
+            alive.store(true, Ordering::Relaxed);
+            let result = scheduler::run(checker, stop.clone()).await;
+            alive.store(false, Ordering::Relaxed);
+            if let Err(e) = result {
+                tracing::error!("the scheduler stopped: {e}");
+                failed.cancel();
+            }
+        });
+        tasks.close();
+        Running { cancel, tasks }
+    }
+}
+
+struct Running {
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Running {
+    /// Stops claiming, lets checks in flight finish (each is bounded by two request timeouts)
+    /// and gives back the ones not started, sends what is due, and waits, within a grace period.
+    async fn stop(self, config: &Config) {
+        self.cancel.cancel();
+        let grace = config.limits.request_timeout * 2 + STOP_MARGIN;
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                grace = %humantime::format_duration(grace),
+                "workers still busy after the grace period; their claims expire with their leases"
+            );
+        }
+    }
+}
+
+/// Reads the config file again; the database, the key and the HTTP listener stay as they were
+/// (they need a restart), everything else is rebuilt.
+fn reload(
+    current: &Config,
+    store: &Arc<dyn Store>,
+    instance: &str,
+    metrics: &Arc<Metrics>,
+) -> Result<(Config, Workers), DaemonError> {
+    let new = Config::load(&current.path)?;
+    let fixed = [
+        (
+            "database",
+            format!("{:?}", current.database.url) != format!("{:?}", new.database.url),
+        ),
+        (
+            "encryption",
+            current.keyring.current_id() != new.keyring.current_id(),
+        ),
+        (
+            "http",
+            current.http.listen != new.http.listen
+                || current.http.public_base_url != new.http.public_base_url,
+        ),
+        ("log", current.log.level != new.log.level),
+    ];
+    for (section, changed) in fixed {
+        if changed {
+            tracing::warn!("[{section}] changed: that takes a restart; the running value is kept");
+        }
+    }
+    let workers = Workers::build(&new, store, instance, metrics)?;
+    Ok((new, workers))
+}
+
+async fn log_started(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    instance: &str,
+) -> Result<(), DaemonError> {
+    let counts = store.counts().await?;
+    let mail = match &config.mail.transport {
+        MailTransport::File(dir) => format!("files in {}", dir.display()),
+        MailTransport::Smtp(smtp) => format!("smtp://{}:{}", smtp.host, smtp.port),
+    };
+    tracing::info!(
+        config = %config.path.display(),
+        providers = config.providers.len(),
+        connections = counts.connections,
+        healthy = counts.healthy,
+        degraded = counts.degraded,
+        broken = counts.broken,
+        pipelines = counts.pipelines,
+        paused = counts.paused,
+        mail = %mail,
+        http = %config.http.listen,
+        sweep = %config.schedule.sweep,
+        instance,
+        "credwatch started"
+    );
+    Ok(())
+}
+
+/// Under systemd only: STATUS= with the counts, and WATCHDOG=1 while the scheduler runs.
+async fn report_to_systemd(
+    notifier: Arc<Notifier>,
+    store: Arc<dyn Store>,
+    alive: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+) {
+    let every = notifier
+        .watchdog_interval()
+        .unwrap_or(STATUS_EVERY)
+        .min(STATUS_EVERY);
+    loop {
+        if alive.load(Ordering::Relaxed) {
+            notifier.notify("WATCHDOG=1");
+        }
+        match store.counts().await {
+            Ok(c) => notifier.status(&format!(
+                "{} connections: {} healthy, {} degraded, {} broken; {} of {} pipelines paused",
+                c.connections, c.healthy, c.degraded, c.broken, c.paused, c.pipelines
+            )),
+            Err(e) => notifier.status(&format!("cannot read the store: {e}")),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// An exclusive lock on `<database>.lock`, released by the kernel when the process ends, so a
+/// crashed daemon never leaves a stale lock behind.
+fn lock_database(db: &std::path::Path) -> Result<std::fs::File, DaemonError> {
+    let path = std::path::PathBuf::from(format!("{}.lock", db.display()));
+    let lock_error = |source| DaemonError::Lock {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(lock_error)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(lock_error)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(DaemonError::AlreadyRunning(db.display().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(lock_error(e)),
+    }
+}
+
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
