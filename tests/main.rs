@@ -13,3 +13,4 @@ mod pipelines;
 mod reauth;
 mod replicas;
 mod store;
+mod systemd;

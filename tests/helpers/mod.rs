@@ -339,12 +339,20 @@ impl TestEnv {
 
     /// Starts `credwatch run` with another config file (a second replica of this installation).
     pub async fn spawn_with(&self, config: &Path) -> Daemon {
+        self.spawn_with_env(config, &[]).await
+    }
+
+    /// Starts `credwatch run` with extra environment variables (as systemd would set them).
+    pub async fn spawn_with_env(&self, config: &Path, env: &[(&str, &str)]) -> Daemon {
         let mut child = Command::new(BIN);
         child
             .arg("--config")
             .arg(config)
             .arg("run")
             .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .envs(env.iter().copied())
             .kill_on_drop(true);
         let mut child = child
             .stdout(Stdio::null())

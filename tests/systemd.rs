@@ -1,0 +1,192 @@
+//! Running under systemd: the notify protocol, reloading on SIGHUP, stopping on SIGTERM.
+
+use std::os::unix::net::UnixDatagram;
+use std::time::Duration;
+
+use crate::helpers::fake::{FakeProvider, Reply};
+use crate::helpers::{TestEnv, wait_until};
+
+const TOKENS: &str =
+    r#"{"access_token":"at-0123456789","refresh_token":"rt-0123456789","expires_in":3600}"#;
+
+fn provider(id: &str, token_url: &str) -> String {
+    format!(
+        "\n[providers.{id}]\ntoken_url = \"{token_url}\"\nauthorize_url = \"http://127.0.0.1:9/a\"\n\
+         client_id = \"credwatch\"\nclient_secret = \"credwatch-secret\"\n"
+    )
+}
+
+/// The datagrams received so far, without waiting.
+fn received(socket: &UnixDatagram) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = socket.recv(&mut buf) {
+        out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_daemon_tells_systemd_it_is_ready_alive_and_stopping() {
+    let env = TestEnv::new();
+    let path = env.path("notify.sock");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let daemon = env
+        .spawn_with_env(
+            &env.config,
+            &[
+                ("NOTIFY_SOCKET", path.to_str().unwrap()),
+                ("WATCHDOG_USEC", "400000"),
+            ],
+        )
+        .await;
+    let mut seen = Vec::new();
+    wait_until(
+        "READY=1, a status and two watchdog pings",
+        Duration::from_secs(20),
+        || {
+            seen.extend(received(&socket));
+            let ready = seen.iter().any(|m| m == "READY=1");
+            let status = seen.iter().any(|m| m.starts_with("STATUS=0 connections"));
+            let pings = seen.iter().filter(|m| *m == "WATCHDOG=1").count();
+            std::future::ready(ready && status && pings >= 2)
+        },
+    )
+    .await;
+    daemon.signal(libc::SIGTERM);
+    let (code, _) = daemon.wait(Duration::from_secs(30)).await;
+    assert_eq!(code, Some(0));
+    let rest = received(&socket);
+    assert!(rest.iter().any(|m| m == "STOPPING=1"), "{rest:?}");
+}
+
+#[tokio::test]
+async fn sighup_applies_a_changed_config_and_keeps_the_old_one_when_the_new_is_broken() {
+    let acme = FakeProvider::spawn().await;
+    let beta = FakeProvider::spawn().await;
+    let base = "[schedule]\nsweep = \"* * * * * *\"\n";
+    let env = TestEnv::with_config(&format!("{base}{}", provider("acme", &acme.token_url())));
+    let with_beta = format!(
+        "{}{}",
+        std::fs::read_to_string(&env.config).unwrap(),
+        provider("beta", &beta.token_url())
+    );
+    // The connection is added with the new config; the daemon runs with the old one.
+    let next = env.path("next.toml");
+    std::fs::write(&next, &with_beta).unwrap();
+    let mut add = tokio::process::Command::new(crate::helpers::BIN)
+        .arg("--config")
+        .arg(&next)
+        .args(["connection", "add", "--provider", "beta", "--name", "Beta"])
+        .args(["--owner", "ada@example.com", "--tokens", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = add.stdin.take().unwrap();
+        stdin.write_all(TOKENS.as_bytes()).await.unwrap();
+    }
+    let out = add.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut daemon = env.spawn().await;
+    daemon
+        .log_until("two sweeps", Duration::from_secs(20), |log| {
+            log.iter().filter(|l| l.contains("sweep finished")).count() >= 2
+        })
+        .await;
+    assert_eq!(beta.token_calls(), 0, "beta is not in the running config");
+
+    std::fs::write(&env.config, &with_beta).unwrap();
+    daemon.signal(libc::SIGHUP);
+    daemon
+        .log_until("the reload", Duration::from_secs(20), |log| {
+            log.iter().any(|l| l.contains("config reloaded"))
+        })
+        .await;
+    wait_until(
+        "beta's connection checked",
+        Duration::from_secs(20),
+        || async { beta.token_calls() == 1 },
+    )
+    .await;
+
+    // A broken config is refused; the daemon goes on with the one it has.
+    let typo = with_beta.replace("sweep = \"* * * * * *\"", "sweep = \"now and then\"");
+    std::fs::write(&env.config, typo).unwrap();
+    daemon.signal(libc::SIGHUP);
+    let log = daemon
+        .log_until("the refusal", Duration::from_secs(20), |log| {
+            log.iter().any(|l| l.contains("the new config is refused"))
+        })
+        .await;
+    let refused = log
+        .iter()
+        .find(|l| l.contains("the new config is refused"))
+        .unwrap();
+    assert!(refused.contains("schedule.sweep"), "{refused}");
+    let before = log.iter().filter(|l| l.contains("sweep finished")).count();
+    daemon
+        .log_until("sweeps after the refusal", Duration::from_secs(20), |log| {
+            log.iter().filter(|l| l.contains("sweep finished")).count() >= before + 2
+        })
+        .await;
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait(Duration::from_secs(30)).await.0, Some(0));
+}
+
+#[tokio::test]
+async fn sigterm_in_the_middle_of_a_sweep_exits_0_and_leaves_nothing_leased() {
+    let fake = FakeProvider::spawn().await;
+    fake.set_default(Reply::Slow(Duration::from_secs(2)));
+    let env = TestEnv::with_config(&format!(
+        "[schedule]\nsweep = \"* * * * * *\"\n\n[limits]\nrequest_timeout = \"5s\"\n{}",
+        provider("acme", &fake.token_url()).replace(
+            "client_secret = \"credwatch-secret\"\n",
+            "client_secret = \"credwatch-secret\"\nmax_concurrent = 2\n"
+        )
+    ));
+    for _ in 0..10 {
+        env.add_connection("ada@example.com", TOKENS).await;
+    }
+    let daemon = env.spawn().await;
+    wait_until("checks in flight", Duration::from_secs(20), || async {
+        fake.token_calls() >= 1
+            && env
+                .value("SELECT COUNT(*) FROM connections WHERE lease_owner IS NOT NULL")
+                .await
+                != "0"
+    })
+    .await;
+    daemon.signal(libc::SIGTERM);
+    let (code, log) = daemon.wait(Duration::from_secs(30)).await;
+    assert_eq!(code, Some(0), "{}", log.join("\n"));
+    assert_eq!(
+        env.value("SELECT COUNT(*) FROM connections WHERE lease_owner IS NOT NULL")
+            .await,
+        "0",
+        "checks in flight finished, the others were given back"
+    );
+    assert_eq!(
+        env.value("SELECT COUNT(*) FROM checks WHERE finished_at IS NULL")
+            .await,
+        "0",
+        "no attempt left dangling"
+    );
+    let checked: u64 = env
+        .value("SELECT COUNT(*) FROM connections WHERE last_check_at IS NOT NULL")
+        .await
+        .parse()
+        .unwrap();
+    assert!(
+        (1..10).contains(&checked),
+        "some finished, the rest were given back: {checked}"
+    );
+}
