@@ -50,6 +50,7 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Connection(cmd) => connection(&Config::load(&cli.config)?, cmd).await,
         Command::Pipeline(cmd) => pipeline(&Config::load(&cli.config)?, cmd).await,
         Command::Status { json } => status(&Config::load(&cli.config)?, json).await,
+        Command::Sweep => super::check::sweep(&Config::load(&cli.config)?).await,
         Command::Check { all, ids, json } => {
             super::check::check(&Config::load(&cli.config)?, all, &ids, json).await
         }

@@ -56,6 +56,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run one sweep now, as the daemon's scheduler would (every due connection, within the
+    /// limits), print what it did, and exit.
+    Sweep,
     /// Every connection and pipeline with its health and state.
     Status {
         /// Machine-readable output (the shape is documented in the README).

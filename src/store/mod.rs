@@ -352,6 +352,12 @@ pub trait Store: Send + Sync + 'static {
         new: NewConnection,
         now: DateTime<Utc>,
     ) -> Result<ConnectionId, StoreError>;
+    /// Many at once, in one transaction (imports, and the benchmark's seeding).
+    async fn add_connections(
+        &self,
+        batch: Vec<NewConnection>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ConnectionId>, StoreError>;
     async fn connection(&self, id: &ConnectionId) -> Result<Connection, StoreError>;
     async fn connections(&self) -> Result<Vec<Connection>, StoreError>;
     async fn tokens(&self, id: &ConnectionId) -> Result<StoredTokens, StoreError>;

@@ -238,39 +238,55 @@ impl Store for SqlStore {
         new: NewConnection,
         now: DateTime<Utc>,
     ) -> Result<ConnectionId, StoreError> {
-        let id = ConnectionId::generate();
-        let access = self.keyring.seal(
-            &new.tokens.access_token,
-            &token_context(&id, "access_token"),
-        )?;
-        let refresh = new
-            .tokens
-            .refresh_token
-            .as_ref()
-            .map(|t| self.keyring.seal(t, &token_context(&id, "refresh_token")))
-            .transpose()?;
+        let mut ids = self.add_connections(vec![new], now).await?;
+        ids.pop()
+            .ok_or_else(|| StoreError::Corrupt("no connection was added".into()))
+    }
+
+    async fn add_connections(
+        &self,
+        batch: Vec<NewConnection>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ConnectionId>, StoreError> {
         let now = to_ms(now);
-        sqlx::query(
-            "INSERT INTO connections (id, provider, name, owner_email, account, scopes, key_id, access_token, \
-             refresh_token, access_expires_at, refresh_expires_at, tokens_updated_at, status, status_since, \
-             next_check_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'healthy', $12, $12, $12, $12)",
-        )
-        .bind(id.as_str())
-        .bind(new.provider.as_str())
-        .bind(&new.name)
-        .bind(new.owner.as_str())
-        .bind(&new.account)
-        .bind(new.tokens.scopes.join(" "))
-        .bind(access.key_id.as_str())
-        .bind(&access.blob)
-        .bind(refresh.as_ref().map(|s| &s.blob))
-        .bind(new.tokens.expires_at.map(to_ms))
-        .bind(new.tokens.refresh_expires_at.map(to_ms))
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(id)
+        let mut ids = Vec::with_capacity(batch.len());
+        let mut tx = self.write().await?;
+        for new in batch {
+            let id = ConnectionId::generate();
+            let access = self.keyring.seal(
+                &new.tokens.access_token,
+                &token_context(&id, "access_token"),
+            )?;
+            let refresh = new
+                .tokens
+                .refresh_token
+                .as_ref()
+                .map(|t| self.keyring.seal(t, &token_context(&id, "refresh_token")))
+                .transpose()?;
+            sqlx::query(
+                "INSERT INTO connections (id, provider, name, owner_email, account, scopes, key_id, access_token, \
+                 refresh_token, access_expires_at, refresh_expires_at, tokens_updated_at, status, status_since, \
+                 next_check_at, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'healthy', $12, $12, $12, $12)",
+            )
+            .bind(id.as_str())
+            .bind(new.provider.as_str())
+            .bind(&new.name)
+            .bind(new.owner.as_str())
+            .bind(&new.account)
+            .bind(new.tokens.scopes.join(" "))
+            .bind(access.key_id.as_str())
+            .bind(&access.blob)
+            .bind(refresh.as_ref().map(|s| &s.blob))
+            .bind(new.tokens.expires_at.map(to_ms))
+            .bind(new.tokens.refresh_expires_at.map(to_ms))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            ids.push(id);
+        }
+        tx.commit().await?;
+        Ok(ids)
     }
 
     async fn connection(&self, id: &ConnectionId) -> Result<Connection, StoreError> {

@@ -1,0 +1,354 @@
+//! How many connections one small server keeps healthy: one full sweep through the real code
+//! path (claim → refresh over HTTP → classify → persist encrypted tokens → history) against a
+//! fast local token endpoint in its own process.
+//!
+//!     cargo bench --bench sweep -- [--connections N] [--postgres URL] [--concurrency C]
+//!
+//! Prints the connections, wall time, checks per second, p50/p99 check latency, the sweeping
+//! process's peak RSS and the database size, beside the ceiling: the same endpoint's raw
+//! request rate with no credwatch around it.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use credwatch::config::{DatabaseConfig, DatabaseUrl};
+use credwatch::crypto::Keyring;
+use credwatch::store::{self, NewConnection};
+use credwatch::tokens::TokenSet;
+
+const BIN: &str = env!("CARGO_BIN_EXE_credwatch");
+const SEED_BATCH: usize = 5_000;
+
+struct Options {
+    connections: usize,
+    postgres: Option<String>,
+    concurrency: usize,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        connections: 100_000,
+        postgres: None,
+        concurrency: 64,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--connections" => {
+                o.connections = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--connections N")
+            }
+            "--postgres" => o.postgres = Some(args.next().expect("--postgres URL")),
+            "--concurrency" => {
+                o.concurrency = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--concurrency C")
+            }
+            // cargo bench passes --bench; nothing else is ours.
+            _ => {}
+        }
+    }
+    o
+}
+
+fn main() {
+    if std::env::args().nth(1).as_deref() == Some("token-server") {
+        let port: u16 = std::env::args()
+            .nth(2)
+            .and_then(|p| p.parse().ok())
+            .expect("port");
+        return token_server(port);
+    }
+    let o = options();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(bench(o));
+}
+
+/// The endpoint: answers every refresh with new tokens, as a rotating provider does.
+fn token_server(port: u16) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async move {
+        let issued = Arc::new(AtomicU64::new(0));
+        let app = axum::Router::new().route(
+            "/token",
+            axum::routing::post(move || {
+                let n = issued.fetch_add(1, Ordering::Relaxed);
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        format!(
+                            r#"{{"access_token":"bench-at-{n}-0123456789abcdef","refresh_token":"bench-rt-{n}-0123456789abcdef","expires_in":3600,"token_type":"Bearer"}}"#
+                        ),
+                    )
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+        println!("ready");
+        axum::serve(listener, app).await.expect("serve");
+    });
+}
+
+async fn bench(o: Options) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let mut server = Server(
+        std::process::Command::new(std::env::current_exe().expect("exe"))
+            .args(["token-server", &port.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the token server"),
+    );
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(server.0.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("token server ready");
+    }
+    let token_url = format!("http://127.0.0.1:{port}/token");
+
+    let backend = if o.postgres.is_some() {
+        "postgresql"
+    } else {
+        "sqlite"
+    };
+    let database_url = o
+        .postgres
+        .clone()
+        .unwrap_or_else(|| "sqlite://state/credwatch.db".to_owned());
+    let config = dir.path().join("credwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"{database_url}\"\nmax_connections = 8\n\n\
+             [encryption]\nkey_file = \"credwatch.key\"\ncreate_if_missing = true\n\n\
+             [schedule]\nbatch_size = 2000\n\n\
+             [limits]\nmax_concurrent_checks = {c}\nrequest_timeout = \"10s\"\n\n\
+             [mail]\ntransport = \"file\"\ndir = \"mail\"\n\n\
+             [providers.bench]\ntoken_url = \"{token_url}\"\nauthorize_url = \"http://127.0.0.1:9/a\"\n\
+             client_id = \"bench\"\nclient_secret = \"bench-secret\"\nrotates_refresh_tokens = true\n\
+             max_concurrent = {c}\nrequests_per_second = 100000\n",
+            c = o.concurrency
+        ),
+    )
+    .expect("config");
+    let loaded = credwatch::config::Config::load(&config).expect("config loads");
+
+    // Seeding is not measured: every connection is due, its access token already expired.
+    let seed_started = Instant::now();
+    seed(&loaded.database, loaded.keyring.clone(), o.connections).await;
+    let seeded_in = seed_started.elapsed();
+
+    let ceiling = raw_rate(&token_url, o.concurrency, Duration::from_secs(3)).await;
+
+    let started = Instant::now();
+    let out = std::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("sweep")
+        .output()
+        .expect("run credwatch sweep");
+    let wall = started.elapsed();
+    assert!(
+        out.status.success(),
+        "sweep failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let peak_rss_kib = children_peak_rss_kib();
+
+    let (latencies, db_bytes) = results(&loaded.database, loaded.keyring.clone(), dir.path()).await;
+    let checks = latencies.len();
+    let rate = checks as f64 / wall.as_secs_f64();
+    let pct = |p: f64| {
+        latencies
+            .get(((checks as f64 * p) as usize).min(checks.saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    drop(server);
+
+    println!("credwatch sweep benchmark ({backend})");
+    println!("  machine          {}", machine());
+    println!(
+        "  connections      {} (seeded in {:.1} s)",
+        o.connections,
+        seeded_in.as_secs_f64()
+    );
+    println!(
+        "  sweep            {}",
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
+    println!("  wall time        {:.2} s", wall.as_secs_f64());
+    println!("  checks/s         {rate:.0}");
+    println!(
+        "  latency          p50 {} ms, p99 {} ms",
+        pct(0.50),
+        pct(0.99)
+    );
+    println!("  peak RSS         {:.1} MiB", peak_rss_kib as f64 / 1024.0);
+    println!(
+        "  database         {:.1} MiB",
+        db_bytes as f64 / (1024.0 * 1024.0)
+    );
+    println!(
+        "  raw ceiling      {ceiling:.0} req/s (a client loop, {} concurrent, no credwatch)",
+        o.concurrency
+    );
+    println!("  ratio            {:.2} of the ceiling", rate / ceiling);
+}
+
+/// The token server's process, stopped however the benchmark ends.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn seed(db: &DatabaseConfig, keyring: Arc<Keyring>, n: usize) {
+    let store = store::open(db, keyring).await.expect("open store");
+    let past = chrono::Utc::now() - chrono::TimeDelta::hours(2);
+    let mut done = 0;
+    while done < n {
+        let batch: Vec<NewConnection> = (done..(done + SEED_BATCH).min(n))
+            .map(|i| NewConnection {
+                provider: "bench".parse().expect("provider id"),
+                name: format!("source {i}"),
+                owner: format!("owner-{}@example.com", i % 1000).parse().expect("address"),
+                account: Some(format!("account-{i}")),
+                tokens: TokenSet::from_json(
+                    format!(r#"{{"access_token":"seed-at-{i}-0123456789abcdef","refresh_token":"seed-rt-{i}-0123456789abcdef","expires_in":3600}}"#)
+                        .as_bytes(),
+                    past,
+                )
+                .expect("tokens"),
+            })
+            .collect();
+        done += batch.len();
+        store.add_connections(batch, past).await.expect("seed");
+    }
+}
+
+/// The endpoint's own rate: `concurrency` clients posting refresh-shaped forms for `period`.
+async fn raw_rate(url: &str, concurrency: usize, period: Duration) -> f64 {
+    let client = reqwest::Client::new();
+    let count = Arc::new(AtomicU64::new(0));
+    let until = Instant::now() + period;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (client, count, url) = (client.clone(), count.clone(), url.to_owned());
+        tasks.spawn(async move {
+            while Instant::now() < until {
+                let r = client
+                    .post(&url)
+                    .basic_auth("bench", Some("bench-secret"))
+                    .form(&[("grant_type", "refresh_token"), ("refresh_token", "rt")])
+                    .send()
+                    .await;
+                if let Ok(r) = r
+                    && r.bytes().await.is_ok()
+                {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    count.load(Ordering::Relaxed) as f64 / period.as_secs_f64()
+}
+
+/// Check latencies in ms, sorted, and the database's size on disk.
+async fn results(db: &DatabaseConfig, keyring: Arc<Keyring>, dir: &Path) -> (Vec<u64>, u64) {
+    use sqlx::Connection;
+    let _ = store::open(db, keyring).await.expect("open store");
+    sqlx::any::install_default_drivers();
+    let (url, size_sql) = match &db.url {
+        DatabaseUrl::Sqlite(path) => (format!("sqlite://{}", path.display()), None),
+        DatabaseUrl::Postgres(url) => {
+            use secrecy::ExposeSecret;
+            (
+                url.expose_secret().to_owned(),
+                Some("SELECT pg_database_size(current_database())"),
+            )
+        }
+    };
+    let mut conn = sqlx::AnyConnection::connect(&url).await.expect("connect");
+    let mut latencies: Vec<i64> =
+        sqlx::query_scalar("SELECT latency_ms FROM checks WHERE finished_at IS NOT NULL")
+            .fetch_all(&mut conn)
+            .await
+            .expect("latencies");
+    latencies.sort_unstable();
+    let bytes = match size_sql {
+        Some(sql) => sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(&mut conn)
+            .await
+            .expect("size") as u64,
+        None => [
+            "state/credwatch.db",
+            "state/credwatch.db-wal",
+            "state/credwatch.db-shm",
+        ]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+        .map(|m| m.len())
+        .sum(),
+    };
+    (
+        latencies.into_iter().map(|l| l.max(0) as u64).collect(),
+        bytes,
+    )
+}
+
+fn children_peak_rss_kib() -> i64 {
+    // SAFETY: getrusage writes into the struct we pass and has no other preconditions.
+    unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage.ru_maxrss
+    }
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<f64>().ok())
+        })
+        .map(|kib| kib / 1024.0 / 1024.0)
+        .unwrap_or(0.0);
+    format!("{cpus} cores, {model}, {mem_gib:.0} GiB")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a: SocketAddr| a.port())
+        .expect("free port")
+}
