@@ -82,6 +82,33 @@ pub struct SqlStore {
     pool: AnyPool,
     keyring: Arc<Keyring>,
     backend: Backend,
+    /// SQLite has one writer at a time; PostgreSQL locks rows.
+    writers: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+/// A write transaction, holding this process's turn to write while it lasts.
+pub(super) struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    pub(super) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
 }
 
 impl SqlStore {
@@ -121,6 +148,7 @@ impl SqlStore {
             pool,
             keyring,
             backend: Backend::Sqlite,
+            writers: Some(Arc::new(tokio::sync::Mutex::new(()))),
         })
     }
 
@@ -139,11 +167,21 @@ impl SqlStore {
             pool,
             keyring,
             backend: Backend::Postgres,
+            writers: None,
         })
     }
 
-    async fn write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
-        Ok(self.pool.begin_with(self.backend.begin()).await?)
+    /// A write transaction. On SQLite, writers take turns in a fair queue here rather than in
+    /// SQLite's busy handler, which sleeps and retries: under load that is most of the time.
+    async fn write(&self) -> Result<WriteTx, StoreError> {
+        let turn = match &self.writers {
+            Some(queue) => Some(queue.clone().lock_owned().await),
+            None => None,
+        };
+        Ok(WriteTx {
+            tx: self.pool.begin_with(self.backend.begin()).await?,
+            _turn: turn,
+        })
     }
 
     async fn pipeline_connections(&self, id: &PipelineId) -> Result<Vec<ConnectionId>, StoreError> {
