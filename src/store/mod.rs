@@ -40,6 +40,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    #[error("the database did not commit a write: {0}")]
+    Commit(String),
     #[error("the database schema is at version {found}, this build needs {expected}")]
     SchemaBehind { found: i64, expected: i64 },
     #[error("the database holds a value this version cannot read ({0})")]

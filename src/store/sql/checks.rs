@@ -129,70 +129,58 @@ impl SqlStore {
         claimed: &Claimed,
         rotation: Rotation<'_>,
     ) -> Result<i64, StoreError> {
-        let id = &claimed.connection.id;
+        let id = claimed.connection.id.clone();
+        let owner = claimed.lease.owner.clone();
         let t = rotation.tokens;
         let access = self
             .keyring
-            .seal(&t.access_token, &token_context(id, "access_token"))?;
+            .seal(&t.access_token, &token_context(&id, "access_token"))?;
         // A provider that does not rotate keeps the old refresh token; it is sealed again so
         // that both blobs are under the current key (this is how a key rotation spreads).
         let refresh = t
             .refresh_token
             .as_ref()
             .or(claimed.tokens.refresh_token.as_ref())
-            .map(|r| self.keyring.seal(r, &token_context(id, "refresh_token")))
+            .map(|r| self.keyring.seal(r, &token_context(&id, "refresh_token")))
             .transpose()?;
         let now = to_ms(rotation.now);
-        let mut tx = self.write().await?;
-        let generation: Option<i64> = sqlx::query_scalar(
-            "UPDATE connections SET key_id = $1, access_token = $2, refresh_token = $3, \
-               token_generation = token_generation + 1, access_expires_at = $4, \
-               refresh_expires_at = COALESCE($5, refresh_expires_at), \
-               scopes = CASE WHEN $6 = '' THEN scopes ELSE $6 END, \
-               tokens_updated_at = $7, updated_at = $7, refresh_uncertain_since = NULL \
-             WHERE id = $8 AND token_generation = $9 AND lease_owner = $10 \
-             RETURNING token_generation",
-        )
-        .bind(access.key_id.as_str())
-        .bind(&access.blob)
-        .bind(refresh.as_ref().map(|r| &r.blob))
-        .bind(t.expires_at.map(to_ms))
-        .bind(t.refresh_expires_at.map(to_ms))
-        .bind(t.scopes.join(" "))
-        .bind(now)
-        .bind(id.as_str())
-        .bind(rotation.expected_generation)
-        .bind(&claimed.lease.owner)
-        .fetch_optional(&mut *tx)
-        .await?;
-        match generation {
-            Some(g) => {
-                tx.commit().await?;
-                Ok(g)
-            }
-            None => Err(self.why_not_ours(&mut tx, claimed).await?),
-        }
-    }
-
-    /// After a guarded update touched nothing: was it the lease or the tokens?
-    async fn why_not_ours(
-        &self,
-        tx: &mut sqlx::AnyConnection,
-        claimed: &Claimed,
-    ) -> Result<StoreError, StoreError> {
-        let id = &claimed.connection.id;
-        let owner: Option<Option<String>> =
-            sqlx::query_scalar("SELECT lease_owner FROM connections WHERE id = $1")
+        let expected = rotation.expected_generation;
+        let (expires_at, refresh_expires_at) =
+            (t.expires_at.map(to_ms), t.refresh_expires_at.map(to_ms));
+        let scopes = t.scopes.join(" ");
+        self.batched(
+            |_| false,
+            move |tx| {
+                Box::pin(async move {
+                    let generation: Option<i64> = sqlx::query_scalar(
+                    "UPDATE connections SET key_id = $1, access_token = $2, refresh_token = $3, \
+                       token_generation = token_generation + 1, access_expires_at = $4, \
+                       refresh_expires_at = COALESCE($5, refresh_expires_at), \
+                       scopes = CASE WHEN $6 = '' THEN scopes ELSE $6 END, \
+                       tokens_updated_at = $7, updated_at = $7, refresh_uncertain_since = NULL \
+                     WHERE id = $8 AND token_generation = $9 AND lease_owner = $10 \
+                     RETURNING token_generation",
+                )
+                .bind(access.key_id.as_str())
+                .bind(&access.blob)
+                .bind(refresh.as_ref().map(|r| &r.blob))
+                .bind(expires_at)
+                .bind(refresh_expires_at)
+                .bind(scopes)
+                .bind(now)
                 .bind(id.as_str())
+                .bind(expected)
+                .bind(&owner)
                 .fetch_optional(&mut *tx)
                 .await?;
-        Ok(match owner {
-            None => StoreError::ConnectionNotFound(id.clone()),
-            Some(o) if o.as_deref() != Some(claimed.lease.owner.as_str()) => {
-                StoreError::LeaseLost(id.clone())
-            }
-            Some(_) => StoreError::TokensChanged(id.clone()),
-        })
+                    match generation {
+                        Some(g) => Ok(g),
+                        None => Err(why_not_ours(tx, &id, &owner).await?),
+                    }
+                })
+            },
+        )
+        .await
     }
 
     pub(super) async fn finish_check_impl(
@@ -200,9 +188,28 @@ impl SqlStore {
         claimed: &Claimed,
         r: &CheckResult,
     ) -> Result<Applied, StoreError> {
-        let id = &claimed.connection.id;
+        let (id, owner, r) = (
+            claimed.connection.id.clone(),
+            claimed.lease.owner.clone(),
+            r.clone(),
+        );
+        let backend = self.backend;
+        // A result that lost its lease still goes into the history.
+        let keep = |e: &StoreError| matches!(e, StoreError::LeaseLost(_));
+        self.batched(keep, move |tx| {
+            Box::pin(async move { Self::finish_check_in(backend, tx, &id, &owner, &r).await })
+        })
+        .await
+    }
+
+    async fn finish_check_in(
+        backend: Backend,
+        tx: &mut sqlx::AnyConnection,
+        id: &ConnectionId,
+        owner: &str,
+        r: &CheckResult,
+    ) -> Result<Applied, StoreError> {
         let now = to_ms(r.finished_at);
-        let mut tx = self.write().await?;
         sqlx::query(
             "UPDATE checks SET finished_at = $1, phase = $2, category = $3, http_status = $4, \
              latency_ms = $5, error = $6, token_generation = $7 WHERE id = $8",
@@ -220,16 +227,15 @@ impl SqlStore {
         let row = sqlx::query(&format!(
             "SELECT status, reason, status_since, token_generation, lease_owner, consecutive_failures \
              FROM connections WHERE id = $1{}",
-            self.backend.for_update()
+            backend.for_update()
         ))
         .bind(id.as_str())
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| StoreError::ConnectionNotFound(id.clone()))?;
-        let owner: Option<String> = row.try_get("lease_owner")?;
-        if owner.as_deref() != Some(claimed.lease.owner.as_str()) {
+        let lease_owner: Option<String> = row.try_get("lease_owner")?;
+        if lease_owner.as_deref() != Some(owner) {
             // The check happened and stays in the history; its verdict is not ours to apply.
-            tx.commit().await?;
             return Err(StoreError::LeaseLost(id.clone()));
         }
         let before: ConnectionStatus = parse(row.try_get("status")?)?;
@@ -309,8 +315,8 @@ impl SqlStore {
             .fetch_one(&mut *tx)
             .await?;
             let why = format!("connection {id} is broken: {}", r.category);
-            applied.paused = Self::pause_dependents(&mut tx, id, incident, &why, now).await?;
-            Self::notify_broken(&mut tx, id, incident, r, now).await?;
+            applied.paused = Self::pause_dependents(&mut *tx, id, incident, &why, now).await?;
+            Self::notify_broken(&mut *tx, id, incident, r, now).await?;
             applied.incident_opened = Some(incident);
         }
         if before == ConnectionStatus::Broken && after != ConnectionStatus::Broken {
@@ -324,10 +330,11 @@ impl SqlStore {
             .await?;
         }
         if after == ConnectionStatus::Healthy && before != ConnectionStatus::Healthy {
-            applied.resumed = Self::resume_ready(&mut tx, id, applied.incident_closed, now).await?;
+            applied.resumed =
+                Self::resume_ready(&mut *tx, id, applied.incident_closed, now).await?;
         }
         if let Some(incident) = applied.incident_closed {
-            Self::notify_reconnected(&mut tx, id, incident, &applied.resumed, now).await?;
+            Self::notify_reconnected(&mut *tx, id, incident, &applied.resumed, now).await?;
             // A link is for one incident: once it is over, the links sent about it end too.
             sqlx::query(
                 "UPDATE reauth_links SET expires_at = CASE WHEN expires_at < $1 THEN expires_at ELSE $1 END WHERE incident_id = $2",
@@ -337,7 +344,6 @@ impl SqlStore {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await?;
         Ok(applied)
     }
 
@@ -514,4 +520,22 @@ impl SqlStore {
             })
             .collect()
     }
+}
+
+/// After a guarded update touched nothing: was it the lease or the tokens?
+async fn why_not_ours(
+    tx: &mut sqlx::AnyConnection,
+    id: &ConnectionId,
+    owner: &str,
+) -> Result<StoreError, StoreError> {
+    let found: Option<Option<String>> =
+        sqlx::query_scalar("SELECT lease_owner FROM connections WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+    Ok(match found {
+        None => StoreError::ConnectionNotFound(id.clone()),
+        Some(o) if o.as_deref() != Some(owner) => StoreError::LeaseLost(id.clone()),
+        Some(_) => StoreError::TokensChanged(id.clone()),
+    })
 }

@@ -13,6 +13,7 @@ use sqlx::{AnyPool, Executor, Row};
 use super::*;
 
 mod actions;
+mod batch;
 mod checks;
 mod outbox;
 mod reauth;
@@ -84,6 +85,8 @@ pub struct SqlStore {
     backend: Backend,
     /// SQLite has one writer at a time; PostgreSQL locks rows.
     writers: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// SQLite's group commit (see `batch`).
+    batch: Option<tokio::sync::mpsc::Sender<batch::Queued>>,
 }
 
 /// A write transaction, holding this process's turn to write while it lasts.
@@ -144,11 +147,15 @@ impl SqlStore {
             })
             .connect(&url)
             .await?;
+        let turns = Arc::new(tokio::sync::Mutex::new(()));
+        let (queue, queued) = tokio::sync::mpsc::channel(4096);
+        tokio::spawn(batch::writer(pool.clone(), turns.clone(), queued));
         Ok(Self {
             pool,
             keyring,
             backend: Backend::Sqlite,
-            writers: Some(Arc::new(tokio::sync::Mutex::new(()))),
+            writers: Some(turns),
+            batch: Some(queue),
         })
     }
 
@@ -168,6 +175,7 @@ impl SqlStore {
             keyring,
             backend: Backend::Postgres,
             writers: None,
+            batch: None,
         })
     }
 
