@@ -151,7 +151,19 @@ async fn bench(o: Options) {
     let ceiling = raw_rate(&token_url, o.concurrency, Duration::from_secs(3)).await;
 
     let started = Instant::now();
-    let out = std::process::Command::new(BIN)
+    // CREDWATCH_BENCH_PERF=FILE records the sweep with `perf record` (where to look next).
+    let mut sweep = match std::env::var_os("CREDWATCH_BENCH_PERF") {
+        Some(file) => {
+            let mut c = std::process::Command::new("perf");
+            c.args(["record", "-F", "499", "-g", "-o"])
+                .arg(file)
+                .arg("--")
+                .arg(BIN);
+            c
+        }
+        None => std::process::Command::new(BIN),
+    };
+    let out = sweep
         .arg("--config")
         .arg(&config)
         .arg("sweep")
@@ -163,7 +175,7 @@ async fn bench(o: Options) {
         "sweep failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let peak_rss_kib = children_peak_rss_kib();
+    let (peak_rss_kib, cpu_secs) = children_usage();
 
     let (latencies, db_bytes) = results(&loaded.database, loaded.keyring.clone(), dir.path()).await;
     let checks = latencies.len();
@@ -195,6 +207,10 @@ async fn bench(o: Options) {
         pct(0.99)
     );
     println!("  peak RSS         {:.1} MiB", peak_rss_kib as f64 / 1024.0);
+    println!(
+        "  CPU              {cpu_secs:.2} s ({:.0} µs per check)",
+        cpu_secs * 1e6 / checks.max(1) as f64
+    );
     println!(
         "  database         {:.1} MiB",
         db_bytes as f64 / (1024.0 * 1024.0)
@@ -311,13 +327,16 @@ async fn results(db: &DatabaseConfig, keyring: Arc<Keyring>, dir: &Path) -> (Vec
     )
 }
 
-fn children_peak_rss_kib() -> i64 {
+/// Peak RSS (KiB) and CPU seconds of the children waited for so far: the sweep.
+fn children_usage() -> (i64, f64) {
     // SAFETY: getrusage writes into the struct we pass and has no other preconditions.
-    unsafe {
+    let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
         libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
-        usage.ru_maxrss
-    }
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (usage.ru_maxrss, secs(usage.ru_utime) + secs(usage.ru_stime))
 }
 
 fn machine() -> String {

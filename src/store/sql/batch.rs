@@ -20,6 +20,8 @@ type Job = Box<dyn for<'c> FnOnce(&'c mut sqlx::AnyConnection) -> BoxFut<'c, boo
 
 pub(super) struct Queued {
     run: Job,
+    /// Whether the write needs a savepoint: one that can fail after writing something.
+    savepoint: bool,
     done: oneshot::Sender<Result<(), String>>,
 }
 
@@ -63,17 +65,21 @@ pub(super) async fn writer(
         }
         let mut waiting = Vec::with_capacity(batch.len());
         for q in batch {
-            let ok = conn.execute("SAVEPOINT write").await.is_ok();
-            let keep = ok && (q.run)(&mut conn).await;
-            let end = if keep {
-                conn.execute("RELEASE write").await
+            if q.savepoint {
+                let ok = conn.execute("SAVEPOINT write").await.is_ok();
+                let keep = ok && (q.run)(&mut conn).await;
+                let end = if keep {
+                    conn.execute("RELEASE write").await
+                } else {
+                    // Nothing of a failed write is kept; the others in the batch are unaffected.
+                    let _ = conn.execute("ROLLBACK TO write").await;
+                    conn.execute("RELEASE write").await
+                };
+                if let Err(e) = end {
+                    tracing::error!("a batched write could not end its savepoint: {e}");
+                }
             } else {
-                // Nothing of a failed write is kept; the others in the batch are unaffected.
-                let _ = conn.execute("ROLLBACK TO write").await;
-                conn.execute("RELEASE write").await
-            };
-            if let Err(e) = end {
-                tracing::error!("a batched write could not end its savepoint: {e}");
+                (q.run)(&mut conn).await;
             }
             waiting.push(q.done);
         }
@@ -97,6 +103,7 @@ impl SqlStore {
     /// after its commit. `keep_on` says which errors still keep what `f` wrote.
     pub(super) async fn batched<X, F>(
         &self,
+        savepoint: bool,
         keep_on: fn(&StoreError) -> bool,
         f: F,
     ) -> Result<X, StoreError>
@@ -131,7 +138,11 @@ impl SqlStore {
         });
         let (done, committed) = oneshot::channel();
         queue
-            .send(Queued { run, done })
+            .send(Queued {
+                run,
+                savepoint,
+                done,
+            })
             .await
             .map_err(|_| StoreError::Commit("the store's writer has stopped".into()))?;
         let committed = committed

@@ -57,11 +57,35 @@ impl SqlStore {
         .bind(i64::from(q.limit))
         .fetch_all(&mut *tx)
         .await?;
-        let mut claimed = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let mut c = self.claimed_from_row(row, lease)?;
-            c.attempt = Self::attempt(&mut tx, &c.connection, lease, now).await?;
-            claimed.push(c);
+        let mut claimed = rows
+            .iter()
+            .map(|row| self.claimed_from_row(row, lease))
+            .collect::<Result<Vec<_>, _>>()?;
+        if !claimed.is_empty() {
+            // One statement writes every attempt row of the batch: per-row round trips to the
+            // database are what a sweep spends its time on.
+            let ids: Vec<String> = (0..claimed.len()).map(|i| format!("${}", i + 3)).collect();
+            let sql = format!(
+                "INSERT INTO checks (connection_id, provider, instance, token_generation, started_at) \
+                 SELECT id, provider, $1, token_generation, $2 FROM connections WHERE id IN ({}) \
+                 RETURNING id, connection_id",
+                ids.join(", ")
+            );
+            let mut insert = sqlx::query(&sql).bind(&lease.owner).bind(now);
+            for c in &claimed {
+                insert = insert.bind(c.connection.id.as_str());
+            }
+            let attempts: std::collections::HashMap<String, i64> = insert
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get("connection_id")?, r.try_get("id")?)))
+                .collect::<Result<_, StoreError>>()?;
+            for c in &mut claimed {
+                c.attempt = *attempts.get(c.connection.id.as_str()).ok_or_else(|| {
+                    StoreError::Corrupt(format!("no attempt row for {}", c.connection.id))
+                })?;
+            }
         }
         tx.commit().await?;
         claimed.sort_by_key(|c| c.connection.next_check_at);
@@ -148,7 +172,9 @@ impl SqlStore {
         let (expires_at, refresh_expires_at) =
             (t.expires_at.map(to_ms), t.refresh_expires_at.map(to_ms));
         let scopes = t.scopes.join(" ");
+        // One UPDATE, and its failure writes nothing: no savepoint needed.
         self.batched(
+            false,
             |_| false,
             move |tx| {
                 Box::pin(async move {
@@ -196,7 +222,7 @@ impl SqlStore {
         let backend = self.backend;
         // A result that lost its lease still goes into the history.
         let keep = |e: &StoreError| matches!(e, StoreError::LeaseLost(_));
-        self.batched(keep, move |tx| {
+        self.batched(true, keep, move |tx| {
             Box::pin(async move { Self::finish_check_in(backend, tx, &id, &owner, &r).await })
         })
         .await
@@ -210,20 +236,54 @@ impl SqlStore {
         r: &CheckResult,
     ) -> Result<Applied, StoreError> {
         let now = to_ms(r.finished_at);
-        sqlx::query(
-            "UPDATE checks SET finished_at = $1, phase = $2, category = $3, http_status = $4, \
-             latency_ms = $5, error = $6, token_generation = $7 WHERE id = $8",
-        )
-        .bind(now)
-        .bind(r.phase.as_str())
-        .bind(r.category.as_str())
-        .bind(r.http_status.map(i64::from))
-        .bind(i64::try_from(r.latency_ms).unwrap_or(i64::MAX))
-        .bind(&r.detail)
-        .bind(r.generation)
-        .bind(r.attempt)
-        .execute(&mut *tx)
-        .await?;
+        let record_check = async |tx: &mut sqlx::AnyConnection| -> Result<(), StoreError> {
+            sqlx::query(
+                "UPDATE checks SET finished_at = $1, phase = $2, category = $3, http_status = $4, \
+                 latency_ms = $5, error = $6, token_generation = $7 WHERE id = $8",
+            )
+            .bind(now)
+            .bind(r.phase.as_str())
+            .bind(r.category.as_str())
+            .bind(r.http_status.map(i64::from))
+            .bind(i64::try_from(r.latency_ms).unwrap_or(i64::MAX))
+            .bind(&r.detail)
+            .bind(r.generation)
+            .bind(r.attempt)
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        };
+        // The common case, healthy and still healthy, in one statement.
+        if r.transition == Transition::Healthy {
+            let done = sqlx::query(
+                "UPDATE connections SET consecutive_failures = 0, last_check_at = $1, \
+                   next_check_at = $2, lease_owner = NULL, lease_expires_at = NULL, updated_at = $1, \
+                   refresh_uncertain_since = CASE $3 WHEN 1 THEN COALESCE(refresh_uncertain_since, $1) \
+                     WHEN 0 THEN NULL ELSE refresh_uncertain_since END \
+                 WHERE id = $4 AND lease_owner = $5 AND status = 'healthy'",
+            )
+            .bind(now)
+            .bind(to_ms(r.next_check_at))
+            .bind(r.refresh_uncertain.map(i64::from))
+            .bind(id.as_str())
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 1 {
+                record_check(tx).await?;
+                return Ok(Applied {
+                    before: ConnectionStatus::Healthy,
+                    after: ConnectionStatus::Healthy,
+                    incident_opened: None,
+                    incident_closed: None,
+                    stale: false,
+                    paused: Vec::new(),
+                    resumed: Vec::new(),
+                });
+            }
+        }
+        record_check(tx).await?;
+
         let row = sqlx::query(&format!(
             "SELECT status, reason, status_since, token_generation, lease_owner, consecutive_failures \
              FROM connections WHERE id = $1{}",
