@@ -220,12 +220,91 @@ impl SqlStore {
             r.clone(),
         );
         let backend = self.backend;
+        if r.transition == Transition::Healthy {
+            // Most checks: one statement for the connection, one for the history, and no
+            // savepoint, since the first writes nothing unless it is the whole answer.
+            let (fast_id, fast_owner, fast_r) = (id.clone(), owner.clone(), r.clone());
+            let fast = self
+                .batched(
+                    false,
+                    |_| false,
+                    move |tx| {
+                        Box::pin(async move {
+                            Self::finish_healthy_in(tx, &fast_id, &fast_owner, &fast_r).await
+                        })
+                    },
+                )
+                .await?;
+            if let Some(applied) = fast {
+                return Ok(applied);
+            }
+        }
         // A result that lost its lease still goes into the history.
         let keep = |e: &StoreError| matches!(e, StoreError::LeaseLost(_));
         self.batched(true, keep, move |tx| {
             Box::pin(async move { Self::finish_check_in(backend, tx, &id, &owner, &r).await })
         })
         .await
+    }
+
+    async fn record_check(
+        tx: &mut sqlx::AnyConnection,
+        r: &CheckResult,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE checks SET finished_at = $1, phase = $2, category = $3, http_status = $4, \
+             latency_ms = $5, error = $6, token_generation = $7 WHERE id = $8",
+        )
+        .bind(now)
+        .bind(r.phase.as_str())
+        .bind(r.category.as_str())
+        .bind(r.http_status.map(i64::from))
+        .bind(i64::try_from(r.latency_ms).unwrap_or(i64::MAX))
+        .bind(&r.detail)
+        .bind(r.generation)
+        .bind(r.attempt)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+
+    /// The common case, healthy and still healthy: `None` (and nothing written) when the
+    /// connection is not healthy or not ours, for the full path to decide.
+    async fn finish_healthy_in(
+        tx: &mut sqlx::AnyConnection,
+        id: &ConnectionId,
+        owner: &str,
+        r: &CheckResult,
+    ) -> Result<Option<Applied>, StoreError> {
+        let now = to_ms(r.finished_at);
+        let done = sqlx::query(
+            "UPDATE connections SET consecutive_failures = 0, last_check_at = $1, \
+               next_check_at = $2, lease_owner = NULL, lease_expires_at = NULL, updated_at = $1, \
+               refresh_uncertain_since = CASE $3 WHEN 1 THEN COALESCE(refresh_uncertain_since, $1) \
+                 WHEN 0 THEN NULL ELSE refresh_uncertain_since END \
+             WHERE id = $4 AND lease_owner = $5 AND status = 'healthy'",
+        )
+        .bind(now)
+        .bind(to_ms(r.next_check_at))
+        .bind(r.refresh_uncertain.map(i64::from))
+        .bind(id.as_str())
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
+        Self::record_check(tx, r, now).await?;
+        Ok(Some(Applied {
+            before: ConnectionStatus::Healthy,
+            after: ConnectionStatus::Healthy,
+            incident_opened: None,
+            incident_closed: None,
+            stale: false,
+            paused: Vec::new(),
+            resumed: Vec::new(),
+        }))
     }
 
     async fn finish_check_in(
@@ -236,53 +315,7 @@ impl SqlStore {
         r: &CheckResult,
     ) -> Result<Applied, StoreError> {
         let now = to_ms(r.finished_at);
-        let record_check = async |tx: &mut sqlx::AnyConnection| -> Result<(), StoreError> {
-            sqlx::query(
-                "UPDATE checks SET finished_at = $1, phase = $2, category = $3, http_status = $4, \
-                 latency_ms = $5, error = $6, token_generation = $7 WHERE id = $8",
-            )
-            .bind(now)
-            .bind(r.phase.as_str())
-            .bind(r.category.as_str())
-            .bind(r.http_status.map(i64::from))
-            .bind(i64::try_from(r.latency_ms).unwrap_or(i64::MAX))
-            .bind(&r.detail)
-            .bind(r.generation)
-            .bind(r.attempt)
-            .execute(&mut *tx)
-            .await?;
-            Ok(())
-        };
-        // The common case, healthy and still healthy, in one statement.
-        if r.transition == Transition::Healthy {
-            let done = sqlx::query(
-                "UPDATE connections SET consecutive_failures = 0, last_check_at = $1, \
-                   next_check_at = $2, lease_owner = NULL, lease_expires_at = NULL, updated_at = $1, \
-                   refresh_uncertain_since = CASE $3 WHEN 1 THEN COALESCE(refresh_uncertain_since, $1) \
-                     WHEN 0 THEN NULL ELSE refresh_uncertain_since END \
-                 WHERE id = $4 AND lease_owner = $5 AND status = 'healthy'",
-            )
-            .bind(now)
-            .bind(to_ms(r.next_check_at))
-            .bind(r.refresh_uncertain.map(i64::from))
-            .bind(id.as_str())
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 1 {
-                record_check(tx).await?;
-                return Ok(Applied {
-                    before: ConnectionStatus::Healthy,
-                    after: ConnectionStatus::Healthy,
-                    incident_opened: None,
-                    incident_closed: None,
-                    stale: false,
-                    paused: Vec::new(),
-                    resumed: Vec::new(),
-                });
-            }
-        }
-        record_check(tx).await?;
+        Self::record_check(tx, r, now).await?;
 
         let row = sqlx::query(&format!(
             "SELECT status, reason, status_since, token_generation, lease_owner, consecutive_failures \
