@@ -14,6 +14,8 @@ use super::*;
 
 /// Writes that share one transaction at most.
 const MAX_BATCH: usize = 512;
+/// Scheduler turns the writer waits for more writes before it commits.
+const LINGER_TURNS: usize = 3;
 
 pub(super) type BoxFut<'c, T> = Pin<Box<dyn Future<Output = T> + Send + 'c>>;
 type Job = Box<dyn for<'c> FnOnce(&'c mut sqlx::AnyConnection) -> BoxFut<'c, bool> + Send>;
@@ -41,11 +43,16 @@ pub(super) async fn writer(
 ) {
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(q) => batch.push(q),
-                Err(_) => break,
+        // Let the checks running beside this one queue their writes too: a few scheduler turns
+        // cost microseconds, a commit costs a disk flush.
+        for _ in 0..LINGER_TURNS {
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(q) => batch.push(q),
+                    Err(_) => break,
+                }
             }
+            tokio::task::yield_now().await;
         }
         let _turn = turns.lock().await;
         let mut conn = match pool.acquire().await {
