@@ -1,0 +1,563 @@
+//! The `Store` trait for `SqlStore`: connections and pipelines here, the rest delegated to the
+//! files that own each part (checks, outbox, reauthorization, actions).
+
+use super::*;
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.backend.migrator().run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await?;
+        let expected = self
+            .backend
+            .migrator()
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(0);
+        match found.unwrap_or(0) {
+            f if f >= expected => Ok(()),
+            found => Err(StoreError::SchemaBehind { found, expected }),
+        }
+    }
+
+    async fn add_connection(
+        &self,
+        new: NewConnection,
+        now: DateTime<Utc>,
+    ) -> Result<ConnectionId, StoreError> {
+        let mut ids = self.add_connections(vec![new], now).await?;
+        ids.pop()
+            .ok_or_else(|| StoreError::Corrupt("no connection was added".into()))
+    }
+
+    async fn add_connections(
+        &self,
+        batch: Vec<NewConnection>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ConnectionId>, StoreError> {
+        let now = to_ms(now);
+        let mut ids = Vec::with_capacity(batch.len());
+        let mut tx = self.write().await?;
+        for new in batch {
+            let id = ConnectionId::generate();
+            let access = self.keyring.seal(
+                &new.tokens.access_token,
+                &token_context(&id, "access_token"),
+            )?;
+            let refresh = new
+                .tokens
+                .refresh_token
+                .as_ref()
+                .map(|t| self.keyring.seal(t, &token_context(&id, "refresh_token")))
+                .transpose()?;
+            sqlx::query(
+                "INSERT INTO connections (id, provider, name, owner_email, account, scopes, key_id, access_token, \
+                 refresh_token, access_expires_at, refresh_expires_at, tokens_updated_at, status, status_since, \
+                 next_check_at, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'healthy', $12, $12, $12, $12)",
+            )
+            .bind(id.as_str())
+            .bind(new.provider.as_str())
+            .bind(&new.name)
+            .bind(new.owner.as_str())
+            .bind(&new.account)
+            .bind(new.tokens.scopes.join(" "))
+            .bind(access.key_id.as_str())
+            .bind(&access.blob)
+            .bind(refresh.as_ref().map(|s| &s.blob))
+            .bind(new.tokens.expires_at.map(to_ms))
+            .bind(new.tokens.refresh_expires_at.map(to_ms))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            ids.push(id);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn connection(&self, id: &ConnectionId) -> Result<Connection, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM connections WHERE id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::ConnectionNotFound(id.clone()))?;
+        connection_from_row(&row)
+    }
+
+    async fn connections(&self) -> Result<Vec<Connection>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM connections ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(connection_from_row).collect()
+    }
+
+    async fn connection_ids(
+        &self,
+        after: Option<&ConnectionId>,
+        limit: u32,
+    ) -> Result<Vec<ConnectionId>, StoreError> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM connections WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(after.map_or("", ConnectionId::as_str))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+        ids.into_iter().map(parse).collect()
+    }
+
+    async fn tokens(&self, id: &ConnectionId) -> Result<StoredTokens, StoreError> {
+        let row = sqlx::query("SELECT key_id, access_token, refresh_token, token_generation FROM connections WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::ConnectionNotFound(id.clone()))?;
+        self.tokens_from_row(id, &row)
+    }
+
+    async fn remove_connection(&self, id: &ConnectionId) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        let users: Vec<String> = sqlx::query_scalar("SELECT pipeline_id FROM pipeline_connections WHERE connection_id = $1 ORDER BY pipeline_id")
+            .bind(id.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+        if !users.is_empty() {
+            return Err(StoreError::ConnectionInUse {
+                id: id.clone(),
+                pipelines: users.join(", "),
+            });
+        }
+        let removed = sqlx::query("DELETE FROM connections WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if removed.rows_affected() == 0 {
+            return Err(StoreError::ConnectionNotFound(id.clone()));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn add_pipeline(
+        &self,
+        new: NewPipeline,
+        now: DateTime<Utc>,
+    ) -> Result<PipelineId, StoreError> {
+        let id = PipelineId::generate();
+        let now = to_ms(now);
+        let mut connections = new.connections;
+        connections.sort();
+        connections.dedup();
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO pipelines (id, name, state, position, position_updated_at, created_at, updated_at) \
+             VALUES ($1, $2, 'running', $3, $4, $5, $5)",
+        )
+        .bind(id.as_str())
+        .bind(&new.name)
+        .bind(new.position.as_ref().map(Position::as_str))
+        .bind(new.position.as_ref().map(|_| now))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        for c in &connections {
+            let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM connections WHERE id = $1")
+                .bind(c.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_none() {
+                return Err(StoreError::ConnectionNotFound(c.clone()));
+            }
+            sqlx::query(
+                "INSERT INTO pipeline_connections (pipeline_id, connection_id) VALUES ($1, $2)",
+            )
+            .bind(id.as_str())
+            .bind(c.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn pipeline(&self, id: &PipelineId) -> Result<Pipeline, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::PipelineNotFound(id.clone()))?;
+        pipeline_from_row(&row, self.pipeline_connections(id).await?)
+    }
+
+    async fn pipelines(&self) -> Result<Vec<Pipeline>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {PIPELINE_COLUMNS} FROM pipelines ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        let links = sqlx::query("SELECT pipeline_id, connection_id FROM pipeline_connections ORDER BY pipeline_id, connection_id")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut by_pipeline: std::collections::HashMap<String, Vec<ConnectionId>> =
+            std::collections::HashMap::new();
+        for link in &links {
+            by_pipeline
+                .entry(link.try_get("pipeline_id")?)
+                .or_default()
+                .push(parse(link.try_get("connection_id")?)?);
+        }
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("id")?;
+                pipeline_from_row(r, by_pipeline.remove(&id).unwrap_or_default())
+            })
+            .collect()
+    }
+
+    async fn set_position(
+        &self,
+        id: &PipelineId,
+        position: &Position,
+        now: DateTime<Utc>,
+    ) -> Result<Pipeline, StoreError> {
+        let updated = sqlx::query("UPDATE pipelines SET position = $1, position_updated_at = $2, updated_at = $2 WHERE id = $3")
+            .bind(position.as_str())
+            .bind(to_ms(now))
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::PipelineNotFound(id.clone()));
+        }
+        self.pipeline(id).await
+    }
+
+    async fn remove_pipeline(&self, id: &PipelineId) -> Result<(), StoreError> {
+        let removed = sqlx::query("DELETE FROM pipelines WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        if removed.rows_affected() == 0 {
+            return Err(StoreError::PipelineNotFound(id.clone()));
+        }
+        Ok(())
+    }
+
+    async fn pause_pipeline(
+        &self,
+        id: &PipelineId,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.pause_pipeline_impl(id, reason, now).await
+    }
+
+    async fn resume_pipeline(&self, id: &PipelineId, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.resume_pipeline_impl(id, now).await
+    }
+
+    async fn pipeline_events(
+        &self,
+        id: &PipelineId,
+        limit: u32,
+    ) -> Result<Vec<PipelineEvent>, StoreError> {
+        self.pipeline_events_impl(id, limit).await
+    }
+
+    async fn metrics_snapshot(&self) -> Result<MetricsSnapshot, StoreError> {
+        let rows = sqlx::query(
+            "SELECT provider, status, reason, COUNT(*) AS n FROM connections \
+             GROUP BY provider, status, reason ORDER BY provider, status, reason",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let connections = rows
+            .iter()
+            .map(|r| {
+                Ok(ConnectionCount {
+                    provider: r.try_get("provider")?,
+                    status: r.try_get("status")?,
+                    reason: r.try_get("reason")?,
+                    count: r.try_get("n")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let (pending, failed): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(CASE WHEN sent_at IS NULL AND failed_at IS NULL THEN 1 END), \
+                    COUNT(CASE WHEN failed_at IS NOT NULL THEN 1 END) FROM outbox",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(MetricsSnapshot {
+            connections,
+            outbox_pending: pending,
+            outbox_failed: failed,
+        })
+    }
+
+    async fn counts(&self) -> Result<Counts, StoreError> {
+        let row = sqlx::query(
+            "SELECT \
+               (SELECT COUNT(*) FROM connections) AS connections, \
+               (SELECT COUNT(*) FROM connections WHERE status = 'healthy') AS healthy, \
+               (SELECT COUNT(*) FROM connections WHERE status = 'degraded') AS degraded, \
+               (SELECT COUNT(*) FROM connections WHERE status = 'broken') AS broken, \
+               (SELECT COUNT(*) FROM pipelines) AS pipelines, \
+               (SELECT COUNT(*) FROM pipelines WHERE state = 'paused') AS paused",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let n = |col: &str| -> Result<u64, StoreError> {
+            Ok(row.try_get::<i64, _>(col)?.max(0) as u64)
+        };
+        Ok(Counts {
+            connections: n("connections")?,
+            healthy: n("healthy")?,
+            degraded: n("degraded")?,
+            broken: n("broken")?,
+            pipelines: n("pipelines")?,
+            paused: n("paused")?,
+        })
+    }
+
+    async fn claim_due(&self, q: DueQuery<'_>, lease: &Lease) -> Result<Vec<Claimed>, StoreError> {
+        self.claim_due_impl(q, lease).await
+    }
+
+    async fn claim(
+        &self,
+        id: &ConnectionId,
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<ClaimOutcome, StoreError> {
+        self.claim_impl(id, lease, now).await
+    }
+
+    async fn release(&self, claimed: &Claimed) -> Result<(), StoreError> {
+        self.release_impl(claimed).await
+    }
+
+    async fn save_rotation(
+        &self,
+        claimed: &Claimed,
+        rotation: Rotation<'_>,
+    ) -> Result<i64, StoreError> {
+        self.save_rotation_impl(claimed, rotation).await
+    }
+
+    async fn finish_check(
+        &self,
+        claimed: &Claimed,
+        result: &CheckResult,
+    ) -> Result<Applied, StoreError> {
+        self.finish_check_impl(claimed, result).await
+    }
+
+    async fn spread_overdue(
+        &self,
+        now: DateTime<Utc>,
+        window: std::time::Duration,
+        keep: u32,
+    ) -> Result<u64, StoreError> {
+        self.spread_overdue_impl(now, window, keep).await
+    }
+
+    async fn recent_checks(
+        &self,
+        id: &ConnectionId,
+        limit: u32,
+    ) -> Result<Vec<CheckRecord>, StoreError> {
+        self.recent_checks_impl(id, limit).await
+    }
+
+    async fn open_provider_alert(
+        &self,
+        provider: &ProviderId,
+        kind: &str,
+        detail: &str,
+        now: DateTime<Utc>,
+        next_attempt_at: DateTime<Utc>,
+        operator: Option<&EmailAddress>,
+    ) -> Result<bool, StoreError> {
+        self.open_provider_alert_impl(provider, kind, detail, now, next_attempt_at, operator)
+            .await
+    }
+
+    async fn queue_reminders(
+        &self,
+        now: DateTime<Utc>,
+        reminders: &[std::time::Duration],
+    ) -> Result<u64, StoreError> {
+        self.queue_reminders_impl(now, reminders).await
+    }
+
+    async fn queue_expiring(
+        &self,
+        now: DateTime<Utc>,
+        horizon: std::time::Duration,
+    ) -> Result<u64, StoreError> {
+        self.queue_expiring_impl(now, horizon).await
+    }
+
+    async fn claim_outbox(
+        &self,
+        lease: &Lease,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        self.claim_outbox_impl(lease, now, limit).await
+    }
+
+    async fn next_outbox_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.next_outbox_due_impl().await
+    }
+
+    async fn outbox_sent(
+        &self,
+        ids: &[i64],
+        now: DateTime<Utc>,
+        note: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.outbox_sent_impl(ids, now, note).await
+    }
+
+    async fn outbox_retry(
+        &self,
+        ids: &[i64],
+        error: &str,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.outbox_retry_impl(ids, error, next_attempt_at).await
+    }
+
+    async fn outbox_failed(
+        &self,
+        ids: &[i64],
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.outbox_failed_impl(ids, error, now).await
+    }
+
+    async fn open_incident(&self, connection: &ConnectionId) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM incidents WHERE connection_id = $1 AND closed_at IS NULL",
+        )
+        .bind(connection.as_str())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn incident(&self, id: i64) -> Result<Incident, StoreError> {
+        self.incident_impl(id).await
+    }
+
+    async fn add_reauth_link(
+        &self,
+        token_hash: &[u8],
+        connection: &ConnectionId,
+        incident: Option<i64>,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.add_reauth_link_impl(token_hash, connection, incident, now, expires_at)
+            .await
+    }
+
+    async fn reauth_link(&self, token_hash: &[u8]) -> Result<Option<ReauthLink>, StoreError> {
+        self.reauth_link_impl(token_hash).await
+    }
+
+    async fn start_oauth_session(
+        &self,
+        link_hash: &[u8],
+        state_hash: &[u8],
+        verifier: &SecretString,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.start_oauth_session_impl(link_hash, state_hash, verifier, now, expires_at)
+            .await
+    }
+
+    async fn take_oauth_session(
+        &self,
+        state_hash: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Option<OAuthSession>, StoreError> {
+        self.take_oauth_session_impl(state_hash, now).await
+    }
+
+    async fn reauthorize(
+        &self,
+        connection: &ConnectionId,
+        link_hash: &[u8],
+        tokens: &TokenSet,
+        now: DateTime<Utc>,
+        next_check_at: DateTime<Utc>,
+    ) -> Result<Reauthorized, StoreError> {
+        self.reauthorize_impl(connection, link_hash, tokens, now, next_check_at)
+            .await
+    }
+
+    async fn pipelines_of(&self, connection: &ConnectionId) -> Result<Vec<Pipeline>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT pipeline_id FROM pipeline_connections WHERE connection_id = $1 ORDER BY pipeline_id",
+        )
+        .bind(connection.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.pipeline(&parse(id)?).await?);
+        }
+        Ok(out)
+    }
+
+    async fn postpone_provider_alert(
+        &self,
+        provider: &ProviderId,
+        kind: &str,
+        now: DateTime<Utc>,
+        base: std::time::Duration,
+        cap: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        self.postpone_provider_alert_impl(provider, kind, now, base, cap)
+            .await
+    }
+
+    async fn close_provider_alert(
+        &self,
+        provider: &ProviderId,
+        kind: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.close_provider_alert_impl(provider, kind, now).await
+    }
+
+    async fn open_provider_alerts(&self) -> Result<Vec<ProviderAlert>, StoreError> {
+        self.open_provider_alerts_impl().await
+    }
+
+    async fn key_ids(&self) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT DISTINCT key_id FROM connections")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+}
