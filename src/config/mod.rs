@@ -57,6 +57,20 @@ pub enum DatabaseUrl {
     Postgres(SecretString),
 }
 
+impl DatabaseUrl {
+    /// The same database: compared on the values, since `Debug` hides a PostgreSQL URL.
+    pub fn same_as(&self, other: &DatabaseUrl) -> bool {
+        use secrecy::ExposeSecret;
+        match (self, other) {
+            (DatabaseUrl::Sqlite(a), DatabaseUrl::Sqlite(b)) => a == b,
+            (DatabaseUrl::Postgres(a), DatabaseUrl::Postgres(b)) => {
+                a.expose_secret() == b.expose_secret()
+            }
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ScheduleConfig {
     /// Six-field cron (seconds first), read by croner with tokio-cron-scheduler's settings.

@@ -209,10 +209,7 @@ fn reload(
 ) -> Result<(Config, Workers), DaemonError> {
     let new = Config::load(&current.path)?;
     let fixed = [
-        (
-            "database",
-            format!("{:?}", current.database.url) != format!("{:?}", new.database.url),
-        ),
+        ("database", !current.database.url.same_as(&new.database.url)),
         (
             "encryption",
             current.keyring.current_id() != new.keyring.current_id(),
