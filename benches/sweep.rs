@@ -176,6 +176,7 @@ async fn bench(o: Options) {
         String::from_utf8_lossy(&out.stderr)
     );
     let (peak_rss_kib, cpu_secs) = children_usage();
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr).lines().filter(|l| l.contains("writer")).last().unwrap_or(""));
 
     let (latencies, db_bytes) = results(&loaded.database, loaded.keyring.clone(), dir.path()).await;
     let checks = latencies.len();

@@ -1,8 +1,9 @@
 //! Group commit for SQLite. A check writes twice (the rotated tokens, then its result), and
 //! with `synchronous = FULL` each commit waits for the disk: one transaction per write caps a
 //! sweep near a thousand checks a second. Writes queued at the same moment share one
-//! transaction instead, each under its own savepoint, and each caller is answered only once
-//! that transaction has committed, so "stored" still means on disk.
+//! transaction instead, and each caller is answered only once that transaction has committed,
+//! so "stored" still means on disk. The common writes come as rows merged into a few statements
+//! (see `merged`); any other runs under its own savepoint.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,6 +11,7 @@ use std::pin::Pin;
 use sqlx::Executor;
 use tokio::sync::{mpsc, oneshot};
 
+use super::merged::{self, HealthyRow, RotateRow};
 use super::*;
 
 /// Writes that share one transaction at most.
@@ -20,11 +22,15 @@ const LINGER_TURNS: usize = 3;
 pub(super) type BoxFut<'c, T> = Pin<Box<dyn Future<Output = T> + Send + 'c>>;
 type Job = Box<dyn for<'c> FnOnce(&'c mut sqlx::AnyConnection) -> BoxFut<'c, bool> + Send>;
 
-pub(super) struct Queued {
-    run: Job,
-    /// Whether the write needs a savepoint: one that can fail after writing something.
-    savepoint: bool,
-    done: oneshot::Sender<Result<(), String>>,
+pub(super) enum Queued {
+    Job {
+        run: Job,
+        /// Whether the write needs a savepoint: one that can fail after writing something.
+        savepoint: bool,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    Rotate(RotateRow, oneshot::Sender<Result<i64, StoreError>>),
+    Healthy(HealthyRow, oneshot::Sender<Result<bool, StoreError>>),
 }
 
 fn job<F>(f: F) -> Job
@@ -58,38 +64,59 @@ pub(super) async fn writer(
         let mut conn = match pool.acquire().await {
             Ok(c) => c,
             Err(e) => {
-                for q in batch {
-                    let _ = q.done.send(Err(e.to_string()));
-                }
+                fail(batch, &e);
                 continue;
             }
         };
         if let Err(e) = conn.execute("BEGIN IMMEDIATE").await {
-            for q in batch {
-                let _ = q.done.send(Err(e.to_string()));
-            }
+            fail(batch, &e);
             continue;
         }
+        let (mut rotations, mut rotated_to) = (Vec::new(), Vec::new());
+        let (mut healthy, mut healthy_to) = (Vec::new(), Vec::new());
         let mut waiting = Vec::with_capacity(batch.len());
         for q in batch {
-            if q.savepoint {
-                let ok = conn.execute("SAVEPOINT write").await.is_ok();
-                let keep = ok && (q.run)(&mut conn).await;
-                let end = if keep {
-                    conn.execute("RELEASE write").await
-                } else {
-                    // Nothing of a failed write is kept; the others in the batch are unaffected.
-                    let _ = conn.execute("ROLLBACK TO write").await;
-                    conn.execute("RELEASE write").await
-                };
-                if let Err(e) = end {
-                    tracing::error!("a batched write could not end its savepoint: {e}");
+            match q {
+                Queued::Rotate(row, done) => {
+                    rotations.push(row);
+                    rotated_to.push(done);
                 }
-            } else {
-                (q.run)(&mut conn).await;
+                Queued::Healthy(row, done) => {
+                    healthy.push(row);
+                    healthy_to.push(done);
+                }
+                Queued::Job {
+                    run,
+                    savepoint,
+                    done,
+                } => {
+                    run_job(&mut conn, run, savepoint).await;
+                    waiting.push(done);
+                }
             }
-            waiting.push(q.done);
         }
+        let rotated = if rotations.is_empty() {
+            Ok(Vec::new())
+        } else {
+            let began = savepoint(&mut conn).await;
+            let result = match began {
+                Ok(()) => merged::rotate(&mut conn, Backend::Sqlite, &rotations).await,
+                Err(e) => Err(e),
+            };
+            end_savepoint(&mut conn, result.is_ok()).await;
+            result
+        };
+        let healed = if healthy.is_empty() {
+            Ok(Vec::new())
+        } else {
+            let began = savepoint(&mut conn).await;
+            let result = match began {
+                Ok(()) => merged::finish_healthy(&mut conn, Backend::Sqlite, &healthy).await,
+                Err(e) => Err(e),
+            };
+            end_savepoint(&mut conn, result.is_ok()).await;
+            result.map(|applied| applied.into_iter().map(Ok).collect())
+        };
         let committed = conn
             .execute("COMMIT")
             .await
@@ -98,8 +125,78 @@ pub(super) async fn writer(
         if committed.is_err() {
             let _ = conn.execute("ROLLBACK").await;
         }
+        answer(rotated_to, rotated, &committed);
+        answer(healthy_to, healed, &committed);
         for done in waiting {
             let _ = done.send(committed.clone());
+        }
+    }
+}
+
+/// Answers every write of a batch that could not begin.
+fn fail(batch: Vec<Queued>, e: &sqlx::Error) {
+    let e = e.to_string();
+    for q in batch {
+        match q {
+            Queued::Job { done, .. } => drop(done.send(Err(e.clone()))),
+            Queued::Rotate(_, done) => drop(done.send(Err(StoreError::Commit(e.clone())))),
+            Queued::Healthy(_, done) => drop(done.send(Err(StoreError::Commit(e.clone())))),
+        }
+    }
+}
+
+async fn run_job(conn: &mut sqlx::AnyConnection, run: Job, savepoint: bool) {
+    if !savepoint {
+        run(conn).await;
+        return;
+    }
+    let ok = conn.execute("SAVEPOINT write").await.is_ok();
+    let keep = ok && run(conn).await;
+    end_savepoint_named(conn, "write", keep).await;
+}
+
+async fn savepoint(conn: &mut sqlx::AnyConnection) -> Result<(), StoreError> {
+    conn.execute("SAVEPOINT merged").await?;
+    Ok(())
+}
+
+async fn end_savepoint(conn: &mut sqlx::AnyConnection, keep: bool) {
+    end_savepoint_named(conn, "merged", keep).await
+}
+
+async fn end_savepoint_named(conn: &mut sqlx::AnyConnection, name: &str, keep: bool) {
+    if !keep {
+        // Nothing of a failed write is kept; the others in the batch are unaffected.
+        let _ = conn.execute(format!("ROLLBACK TO {name}").as_str()).await;
+    }
+    if let Err(e) = conn.execute(format!("RELEASE {name}").as_str()).await {
+        tracing::error!("a batched write could not end its savepoint: {e}");
+    }
+}
+
+/// Each merged row's own answer once the batch committed; a failed statement or commit is
+/// every row's answer.
+fn answer<T>(
+    to: Vec<oneshot::Sender<Result<T, StoreError>>>,
+    results: Result<Vec<Result<T, StoreError>>, StoreError>,
+    committed: &Result<(), String>,
+) {
+    match (committed, results) {
+        (Ok(()), Ok(results)) => {
+            for (done, result) in to.into_iter().zip(results) {
+                let _ = done.send(result);
+            }
+        }
+        (Err(e), _) => {
+            for done in to {
+                let _ = done.send(Err(StoreError::Commit(e.clone())));
+            }
+        }
+        (Ok(()), Err(e)) => {
+            let e = e.to_string();
+            for done in to {
+                let _ = done.send(Err(StoreError::Commit(e.clone())));
+            }
         }
     }
 }
@@ -145,16 +242,14 @@ impl SqlStore {
         });
         let (done, committed) = oneshot::channel();
         queue
-            .send(Queued {
+            .send(Queued::Job {
                 run,
                 savepoint,
                 done,
             })
             .await
-            .map_err(|_| StoreError::Commit("the store's writer has stopped".into()))?;
-        let committed = committed
-            .await
-            .map_err(|_| StoreError::Commit("the store's writer has stopped".into()))?;
+            .map_err(|_| stopped())?;
+        let committed = committed.await.map_err(|_| stopped())?;
         let result = slot
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -166,5 +261,53 @@ impl SqlStore {
             (Err(_), Err(e)) => Err(e),
             (Err(e), Ok(_)) => Err(StoreError::Commit(e)),
         }
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Commit("the store's writer has stopped".into())
+}
+
+impl SqlStore {
+    /// Stores rotated tokens: with the next group commit on SQLite, alone on PostgreSQL.
+    pub(super) async fn store_rotation(&self, row: RotateRow) -> Result<i64, StoreError> {
+        let Some(queue) = &self.batch else {
+            let mut tx = self.write().await?;
+            let result = merged::rotate(&mut tx, self.backend, std::slice::from_ref(&row))
+                .await?
+                .pop()
+                .unwrap_or_else(|| Err(StoreError::Commit("a write did not run".into())));
+            if result.is_ok() {
+                tx.commit().await?;
+            }
+            return result;
+        };
+        let (done, answer) = oneshot::channel();
+        queue
+            .send(Queued::Rotate(row, done))
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Finishes a check of a healthy connection found healthy: `false` (nothing written) when
+    /// it is not healthy or not ours any more.
+    pub(super) async fn store_healthy(&self, row: HealthyRow) -> Result<bool, StoreError> {
+        let Some(queue) = &self.batch else {
+            let mut tx = self.write().await?;
+            let applied = merged::finish_healthy(&mut tx, self.backend, std::slice::from_ref(&row))
+                .await?
+                .contains(&true);
+            if applied {
+                tx.commit().await?;
+            }
+            return Ok(applied);
+        };
+        let (done, answer) = oneshot::channel();
+        queue
+            .send(Queued::Healthy(row, done))
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 }

@@ -1,5 +1,6 @@
 //! Claims, rotations, check results and provider alerts on SQLite.
 
+use super::merged::{HealthyRow, RotateRow};
 use super::*;
 
 const CLAIM_COLUMNS: &str = "key_id, access_token, refresh_token";
@@ -168,44 +169,20 @@ impl SqlStore {
             .map(|r| self.keyring.seal(r, &token_context(&id, "refresh_token")))
             .transpose()?;
         let now = to_ms(rotation.now);
-        let expected = rotation.expected_generation;
         let (expires_at, refresh_expires_at) =
             (t.expires_at.map(to_ms), t.refresh_expires_at.map(to_ms));
-        let scopes = t.scopes.join(" ");
-        // One UPDATE, and its failure writes nothing: no savepoint needed.
-        self.batched(
-            false,
-            |_| false,
-            move |tx| {
-                Box::pin(async move {
-                    let generation: Option<i64> = sqlx::query_scalar(
-                    "UPDATE connections SET key_id = $1, access_token = $2, refresh_token = $3, \
-                       token_generation = token_generation + 1, access_expires_at = $4, \
-                       refresh_expires_at = COALESCE($5, refresh_expires_at), \
-                       scopes = CASE WHEN $6 = '' THEN scopes ELSE $6 END, \
-                       tokens_updated_at = $7, updated_at = $7, refresh_uncertain_since = NULL \
-                     WHERE id = $8 AND token_generation = $9 AND lease_owner = $10 \
-                     RETURNING token_generation",
-                )
-                .bind(access.key_id.as_str())
-                .bind(&access.blob)
-                .bind(refresh.as_ref().map(|r| &r.blob))
-                .bind(expires_at)
-                .bind(refresh_expires_at)
-                .bind(scopes)
-                .bind(now)
-                .bind(id.as_str())
-                .bind(expected)
-                .bind(&owner)
-                .fetch_optional(&mut *tx)
-                .await?;
-                    match generation {
-                        Some(g) => Ok(g),
-                        None => Err(why_not_ours(tx, &id, &owner).await?),
-                    }
-                })
-            },
-        )
+        self.store_rotation(RotateRow {
+            id,
+            owner,
+            expected: rotation.expected_generation,
+            key_id: access.key_id.as_str().to_owned(),
+            access: access.blob,
+            refresh: refresh.map(|r| r.blob),
+            expires_at,
+            refresh_expires_at,
+            scopes: t.scopes.join(" "),
+            now,
+        })
         .await
     }
 
@@ -221,22 +198,34 @@ impl SqlStore {
         );
         let backend = self.backend;
         if r.transition == Transition::Healthy {
-            // Most checks: one statement for the connection, one for the history, and no
-            // savepoint, since the first writes nothing unless it is the whole answer.
-            let (fast_id, fast_owner, fast_r) = (id.clone(), owner.clone(), r.clone());
-            let fast = self
-                .batched(
-                    false,
-                    |_| false,
-                    move |tx| {
-                        Box::pin(async move {
-                            Self::finish_healthy_in(tx, &fast_id, &fast_owner, &fast_r).await
-                        })
-                    },
-                )
+            // Most checks: merged with other checks' into a few statements (see `merged`).
+            let now = to_ms(r.finished_at);
+            let applied = self
+                .store_healthy(HealthyRow {
+                    id: id.clone(),
+                    owner: owner.clone(),
+                    now,
+                    next_check_at: to_ms(r.next_check_at),
+                    uncertain: r.refresh_uncertain.map(i64::from),
+                    attempt: r.attempt,
+                    phase: r.phase.as_str(),
+                    category: r.category.as_str(),
+                    http_status: r.http_status.map(i64::from),
+                    latency_ms: i64::try_from(r.latency_ms).unwrap_or(i64::MAX),
+                    detail: r.detail.clone(),
+                    generation: r.generation,
+                })
                 .await?;
-            if let Some(applied) = fast {
-                return Ok(applied);
+            if applied {
+                return Ok(Applied {
+                    before: ConnectionStatus::Healthy,
+                    after: ConnectionStatus::Healthy,
+                    incident_opened: None,
+                    incident_closed: None,
+                    stale: false,
+                    paused: Vec::new(),
+                    resumed: Vec::new(),
+                });
             }
         }
         // A result that lost its lease still goes into the history.
@@ -267,44 +256,6 @@ impl SqlStore {
         .execute(&mut *tx)
         .await?;
         Ok(())
-    }
-
-    /// The common case, healthy and still healthy: `None` (and nothing written) when the
-    /// connection is not healthy or not ours, for the full path to decide.
-    async fn finish_healthy_in(
-        tx: &mut sqlx::AnyConnection,
-        id: &ConnectionId,
-        owner: &str,
-        r: &CheckResult,
-    ) -> Result<Option<Applied>, StoreError> {
-        let now = to_ms(r.finished_at);
-        let done = sqlx::query(
-            "UPDATE connections SET consecutive_failures = 0, last_check_at = $1, \
-               next_check_at = $2, lease_owner = NULL, lease_expires_at = NULL, updated_at = $1, \
-               refresh_uncertain_since = CASE $3 WHEN 1 THEN COALESCE(refresh_uncertain_since, $1) \
-                 WHEN 0 THEN NULL ELSE refresh_uncertain_since END \
-             WHERE id = $4 AND lease_owner = $5 AND status = 'healthy'",
-        )
-        .bind(now)
-        .bind(to_ms(r.next_check_at))
-        .bind(r.refresh_uncertain.map(i64::from))
-        .bind(id.as_str())
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(None);
-        }
-        Self::record_check(tx, r, now).await?;
-        Ok(Some(Applied {
-            before: ConnectionStatus::Healthy,
-            after: ConnectionStatus::Healthy,
-            incident_opened: None,
-            incident_closed: None,
-            stale: false,
-            paused: Vec::new(),
-            resumed: Vec::new(),
-        }))
     }
 
     async fn finish_check_in(
@@ -505,22 +456,4 @@ impl SqlStore {
             })
             .collect()
     }
-}
-
-/// After a guarded update touched nothing: was it the lease or the tokens?
-async fn why_not_ours(
-    tx: &mut sqlx::AnyConnection,
-    id: &ConnectionId,
-    owner: &str,
-) -> Result<StoreError, StoreError> {
-    let found: Option<Option<String>> =
-        sqlx::query_scalar("SELECT lease_owner FROM connections WHERE id = $1")
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-    Ok(match found {
-        None => StoreError::ConnectionNotFound(id.clone()),
-        Some(o) if o.as_deref() != Some(owner) => StoreError::LeaseLost(id.clone()),
-        Some(_) => StoreError::TokensChanged(id.clone()),
-    })
 }

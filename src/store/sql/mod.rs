@@ -16,6 +16,7 @@ mod actions;
 mod alerts;
 mod batch;
 mod checks;
+mod merged;
 mod outbox;
 mod reauth;
 mod rows;

@@ -1,0 +1,277 @@
+//! The two writes nearly every check makes (its rotated tokens; "still healthy" with its history
+//! row), as rows that many checks share one statement for. One statement per check kept the
+//! single SQLite writer busy on round trips to its database thread, not on the database; merged,
+//! a group commit costs a few statements whatever its size.
+//!
+//! On PostgreSQL, which has no group commit of ours, the same statements carry one row.
+
+use std::collections::HashMap;
+
+use super::*;
+
+/// Rows in one statement at most (SQLite allows 32,766 parameters). Chunks are powers of two,
+/// so each kind of write has a handful of statement texts and they stay prepared.
+const MAX_ROWS: usize = 128;
+
+/// New tokens for a connection, compare-and-swapped on the generation and the lease.
+pub(super) struct RotateRow {
+    pub id: ConnectionId,
+    pub owner: String,
+    pub expected: i64,
+    pub key_id: String,
+    pub access: Vec<u8>,
+    pub refresh: Option<Vec<u8>>,
+    pub expires_at: Option<i64>,
+    pub refresh_expires_at: Option<i64>,
+    pub scopes: String,
+    pub now: i64,
+}
+
+/// A healthy connection found healthy again, and its history row.
+pub(super) struct HealthyRow {
+    pub id: ConnectionId,
+    pub owner: String,
+    pub now: i64,
+    pub next_check_at: i64,
+    pub uncertain: Option<i64>,
+    pub attempt: i64,
+    pub phase: &'static str,
+    pub category: &'static str,
+    pub http_status: Option<i64>,
+    pub latency_ms: i64,
+    pub detail: String,
+    pub generation: i64,
+}
+
+#[derive(Clone, Copy)]
+enum Ty {
+    Int,
+    Text,
+    Blob,
+}
+
+/// `(CAST($1 AS …), …), ($k, …), …`: the first row's casts give PostgreSQL the column types,
+/// which parameters alone (a NULL, say) do not.
+fn values(backend: Backend, types: &[Ty], rows: usize) -> String {
+    let mut out = String::with_capacity(rows * types.len() * 6);
+    let mut n = 0;
+    for row in 0..rows {
+        out.push_str(if row == 0 { "(" } else { ", (" });
+        for (i, ty) in types.iter().enumerate() {
+            n += 1;
+            if i > 0 {
+                out.push_str(", ");
+            }
+            if row == 0 {
+                let name = match (ty, backend) {
+                    (Ty::Int, _) => "BIGINT",
+                    (Ty::Text, _) => "TEXT",
+                    (Ty::Blob, Backend::Sqlite) => "BLOB",
+                    (Ty::Blob, Backend::Postgres) => "BYTEA",
+                };
+                out.push_str(&format!("CAST(${n} AS {name})"));
+            } else {
+                out.push_str(&format!("${n}"));
+            }
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// Powers of two, largest first: 43 rows go as 32 + 8 + 2 + 1.
+fn chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if rows.is_empty() {
+            return None;
+        }
+        let size = 1 << rows.len().min(MAX_ROWS).ilog2();
+        let (chunk, rest) = rows.split_at(size);
+        rows = rest;
+        Some(chunk)
+    })
+}
+
+/// Stores rotated tokens. The outer error is a failed statement (undo the whole call); an inner
+/// one says why a row was refused (its lease or its tokens changed), with nothing written for it.
+pub(super) async fn rotate(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    rows: &[RotateRow],
+) -> Result<Vec<Result<i64, StoreError>>, StoreError> {
+    let mut stored: HashMap<String, i64> = HashMap::with_capacity(rows.len());
+    // Writing key_id costs an index update even when it does not change, which is nearly
+    // always: rows still under their key go first without it, the rest (after a key rotation,
+    // or refused) with it.
+    rotate_pass(conn, backend, rows, false, &mut stored).await?;
+    let rest: Vec<&RotateRow> = rows
+        .iter()
+        .filter(|r| !stored.contains_key(r.id.as_str()))
+        .collect();
+    rotate_pass(conn, backend, &rest, true, &mut stored).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push(match stored.get(r.id.as_str()) {
+            Some(generation) => Ok(*generation),
+            None => Err(why_not_ours(conn, &r.id, &r.owner).await?),
+        });
+    }
+    Ok(out)
+}
+
+async fn rotate_pass<R: std::borrow::Borrow<RotateRow>>(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    rows: &[R],
+    new_key: bool,
+    stored: &mut HashMap<String, i64>,
+) -> Result<(), StoreError> {
+    use Ty::*;
+    let types = [Text, Text, Int, Text, Blob, Blob, Int, Int, Text, Int];
+    let (set_key, same_key) = if new_key {
+        ("key_id = v.kid, ", "")
+    } else {
+        ("", " AND connections.key_id = v.kid")
+    };
+    for chunk in chunks(rows) {
+        let sql = format!(
+            "WITH v (cid, lease, expected, kid, acc, ref, exp, rexp, scp, ts) AS (VALUES {}) \
+             UPDATE connections SET {set_key}access_token = v.acc, refresh_token = v.ref, \
+               token_generation = connections.token_generation + 1, access_expires_at = v.exp, \
+               refresh_expires_at = COALESCE(v.rexp, connections.refresh_expires_at), \
+               scopes = CASE WHEN v.scp = '' THEN connections.scopes ELSE v.scp END, \
+               tokens_updated_at = v.ts, updated_at = v.ts, refresh_uncertain_since = NULL \
+             FROM v WHERE connections.id = v.cid AND connections.token_generation = v.expected \
+               AND connections.lease_owner = v.lease{same_key} \
+             RETURNING connections.id, connections.token_generation",
+            values(backend, &types, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            let r = r.borrow();
+            q = q
+                .bind(r.id.as_str())
+                .bind(r.owner.as_str())
+                .bind(r.expected)
+                .bind(r.key_id.as_str())
+                .bind(r.access.as_slice())
+                .bind(r.refresh.as_deref())
+                .bind(r.expires_at)
+                .bind(r.refresh_expires_at)
+                .bind(r.scopes.as_str())
+                .bind(r.now);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            stored.insert(row.try_get(0)?, row.try_get(1)?);
+        }
+    }
+    Ok(())
+}
+
+/// Marks checks of healthy connections done: `false` for a row not applied (and nothing written
+/// for it) because the connection is no longer healthy or no longer ours, for the full path to
+/// decide. An error is a failed statement: undo the whole call.
+pub(super) async fn finish_healthy(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    rows: &[HealthyRow],
+) -> Result<Vec<bool>, StoreError> {
+    use Ty::*;
+    let mut applied = std::collections::HashSet::with_capacity(rows.len());
+    for chunk in chunks(rows) {
+        let sql = format!(
+            "WITH v (cid, lease, ts, next_at, uncertain) AS (VALUES {}) \
+             UPDATE connections SET consecutive_failures = 0, last_check_at = v.ts, \
+               next_check_at = v.next_at, lease_owner = NULL, lease_expires_at = NULL, \
+               updated_at = v.ts, refresh_uncertain_since = CASE v.uncertain \
+                 WHEN 1 THEN COALESCE(connections.refresh_uncertain_since, v.ts) \
+                 WHEN 0 THEN NULL ELSE connections.refresh_uncertain_since END \
+             FROM v WHERE connections.id = v.cid AND connections.lease_owner = v.lease \
+               AND connections.status = 'healthy' \
+             RETURNING connections.id",
+            values(backend, &[Text, Text, Int, Int, Int], chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            q = q
+                .bind(r.id.as_str())
+                .bind(r.owner.as_str())
+                .bind(r.now)
+                .bind(r.next_check_at)
+                .bind(r.uncertain);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            applied.insert(row.try_get::<String, _>(0)?);
+        }
+    }
+    let done: Vec<&HealthyRow> = rows
+        .iter()
+        .filter(|r| applied.contains(r.id.as_str()))
+        .collect();
+    let types = [Int, Int, Text, Text, Int, Int, Text, Int];
+    for chunk in chunks(&done) {
+        let sql = format!(
+            "WITH v (aid, ts, ph, cat, st, lat, err, gen) AS (VALUES {}) \
+             UPDATE checks SET finished_at = v.ts, phase = v.ph, category = v.cat, \
+               http_status = v.st, latency_ms = v.lat, error = v.err, token_generation = v.gen \
+             FROM v WHERE checks.id = v.aid",
+            values(backend, &types, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            q = q
+                .bind(r.attempt)
+                .bind(r.now)
+                .bind(r.phase)
+                .bind(r.category)
+                .bind(r.http_status)
+                .bind(r.latency_ms)
+                .bind(r.detail.as_str())
+                .bind(r.generation);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(rows
+        .iter()
+        .map(|r| applied.contains(r.id.as_str()))
+        .collect())
+}
+
+/// After a guarded update touched nothing: was it the lease or the tokens?
+pub(super) async fn why_not_ours(
+    tx: &mut sqlx::AnyConnection,
+    id: &ConnectionId,
+    owner: &str,
+) -> Result<StoreError, StoreError> {
+    let found: Option<Option<String>> =
+        sqlx::query_scalar("SELECT lease_owner FROM connections WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+    Ok(match found {
+        None => StoreError::ConnectionNotFound(id.clone()),
+        Some(o) if o.as_deref() != Some(owner) => StoreError::LeaseLost(id.clone()),
+        Some(_) => StoreError::TokensChanged(id.clone()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_powers_of_two_largest_first() {
+        let rows: Vec<u32> = (0..300).collect();
+        let sizes: Vec<usize> = chunks(&rows).map(<[u32]>::len).collect();
+        assert_eq!(sizes, [128, 128, 32, 8, 4]);
+        assert_eq!(chunks(&rows[..0]).count(), 0);
+        let all: Vec<u32> = chunks(&rows).flatten().copied().collect();
+        assert_eq!(all, rows);
+    }
+
+    #[test]
+    fn values_cast_the_first_row_only() {
+        let sql = values(Backend::Postgres, &[Ty::Text, Ty::Blob], 2);
+        assert_eq!(sql, "(CAST($1 AS TEXT), CAST($2 AS BYTEA)), ($3, $4)");
+    }
+}
