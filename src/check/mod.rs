@@ -2,6 +2,7 @@
 //! fresh access token, classify what came back, and apply the verdict through the store.
 
 pub mod alerts;
+mod apply;
 mod http;
 mod limits;
 mod report;
@@ -26,6 +27,7 @@ use crate::store::{
     ALERT_CLIENT_MISCONFIGURED, CheckResult, ClaimOutcome, Claimed, Lease, Rotation, Store,
     StoreError, Transition,
 };
+use crate::tokens::TokenSet;
 
 pub use http::{HttpClient, OAuthClient, code_request, oauth_client};
 pub use limits::Pacer;
@@ -323,6 +325,7 @@ impl Checker {
             generation: claimed.tokens.generation,
             expires_at: conn.access_expires_at,
             refresh_uncertain: None,
+            pending: None,
         };
         let mut access: SecretString = claimed.tokens.access_token.clone();
         if let Some(refresh) = &claimed.tokens.refresh_token {
@@ -362,41 +365,21 @@ impl Checker {
                 ran.verdict = verdict;
                 return Ok(ran);
             };
-            let rotation = Rotation {
-                expected_generation: ran.generation,
-                tokens: &tokens,
-                now: Utc::now(),
-            };
-            match self.store.save_rotation(claimed, rotation).await {
-                Ok(g) => {
-                    ran.generation = g;
-                    ran.expires_at = tokens.expires_at;
-                    access = tokens.access_token.clone();
-                }
-                Err(e @ (StoreError::LeaseLost(_) | StoreError::TokensChanged(_))) => {
-                    tracing::error!(
-                        connection = %conn.id,
-                        "refreshed, but the new tokens were not stored: {e}"
-                    );
-                    let detail = format!("refreshed, but the new tokens were not stored: {e}");
-                    ran.verdict =
-                        Classification::new(Category::Transient, detail, verdict.http_status);
-                    return Ok(ran);
-                }
-                Err(e) => {
-                    // The provider may have rotated the refresh token we could not store.
-                    tracing::error!(
-                        connection = %conn.id,
-                        "refreshed, but storing the new tokens failed: {e}; if the provider \
-                         rotates refresh tokens, this connection may need reauthorization"
-                    );
-                    return Err(e.into());
-                }
-            }
             if provider.config.probe_url.is_none() {
+                // The refresh is the whole check: its tokens are stored with its result, in
+                // one write (see `apply`).
                 ran.verdict = verdict;
+                ran.pending = Some(tokens);
                 return Ok(ran);
             }
+            let status = verdict.http_status;
+            if !self
+                .persist_rotation(claimed, &mut ran, &tokens, status)
+                .await?
+            {
+                return Ok(ran);
+            }
+            access = tokens.access_token.clone();
         }
         ran.phase = Phase::Probe;
         let Some(probe_url) = &provider.config.probe_url else {
@@ -460,101 +443,6 @@ impl Checker {
             )
         })
     }
-
-    async fn apply(
-        &self,
-        provider: &Provider,
-        claimed: &Claimed,
-        ran: Ran,
-        latency_ms: u64,
-    ) -> Result<Report, CheckError> {
-        let Ran {
-            phase,
-            verdict,
-            generation,
-            expires_at,
-            refresh_uncertain,
-        } = ran;
-        let conn = &claimed.connection;
-        let now = Utc::now();
-        let category = verdict.category;
-        let (transition, next_check_at) = {
-            let mut rng = rand::thread_rng();
-            match category.consequence() {
-                Consequence::Healthy => (
-                    Transition::Healthy,
-                    schedule::after_success(
-                        now,
-                        expires_at,
-                        self.schedule.check_interval,
-                        &mut rng,
-                    ),
-                ),
-                Consequence::Degraded if conn.status == ConnectionStatus::Broken => (
-                    Transition::Degraded,
-                    schedule::after_broken(now, self.schedule.broken_recheck, &mut rng),
-                ),
-                Consequence::Degraded => (
-                    Transition::Degraded,
-                    schedule::after_failure(
-                        now,
-                        conn.consecutive_failures.saturating_add(1),
-                        self.schedule.backoff_max,
-                        verdict.retry_after,
-                        &mut rng,
-                    ),
-                ),
-                Consequence::Broken => (
-                    Transition::Broken,
-                    schedule::after_broken(now, self.schedule.broken_recheck, &mut rng),
-                ),
-                // Still due: once the operator fixes the client, the connection is checked.
-                Consequence::Operator => (Transition::Unchanged, conn.next_check_at),
-            }
-        };
-        let detail = redact(verdict.detail, claimed);
-        let result = CheckResult {
-            attempt: claimed.attempt,
-            generation,
-            phase,
-            category,
-            http_status: verdict.http_status,
-            latency_ms,
-            detail: detail.clone(),
-            transition,
-            next_check_at,
-            finished_at: now,
-            notify_at: now + delta(self.notices.digest_window),
-            first_reminder_at: self.notices.reminders.first().map(|r| now + delta(*r)),
-            refresh_uncertain,
-        };
-        self.metrics
-            .check(provider.id(), category, latency_ms as f64 / 1000.0);
-        let applied = self.store.finish_check(claimed, &result).await?;
-        if applied.incident_opened.is_some() || applied.incident_closed.is_some() {
-            self.outbox.notify_one();
-        }
-        report::log(&conn.id, provider.id(), &result, &applied);
-        alerts::client_refused(self, provider, category, &detail, now).await?;
-        Ok(Report {
-            connection: conn.id.clone(),
-            name: conn.name.clone(),
-            provider: conn.provider.clone(),
-            outcome: ReportOutcome::Checked {
-                category,
-                phase,
-                detail,
-                http_status: verdict.http_status,
-                latency_ms,
-                before: applied.before,
-                after: applied.after,
-                stale: applied.stale,
-                next_check_at: if applied.stale { now } else { next_check_at },
-                paused: applied.paused,
-                resumed: applied.resumed,
-            },
-        })
-    }
 }
 
 fn delta(d: Duration) -> TimeDelta {
@@ -568,6 +456,8 @@ struct Ran {
     generation: i64,
     expires_at: Option<DateTime<Utc>>,
     refresh_uncertain: Option<bool>,
+    /// Refreshed tokens not stored yet: the refresh was the whole check.
+    pending: Option<TokenSet>,
 }
 
 /// Whether the provider may have acted on a refresh whose answer we did not get: the request

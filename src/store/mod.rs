@@ -233,6 +233,21 @@ pub struct Applied {
     pub resumed: Vec<PipelineId>,
 }
 
+impl Applied {
+    /// A result that changed nothing but the schedule.
+    pub fn unchanged(status: ConnectionStatus) -> Self {
+        Self {
+            before: status,
+            after: status,
+            incident_opened: None,
+            incident_closed: None,
+            stale: false,
+            paused: Vec::new(),
+            resumed: Vec::new(),
+        }
+    }
+}
+
 /// New tokens from a refresh, stored at once (compare-and-swap on the generation).
 #[derive(Debug)]
 pub struct Rotation<'a> {
@@ -427,6 +442,16 @@ pub trait Store: Send + Sync + 'static {
         claimed: &Claimed,
         rotation: Rotation<'_>,
     ) -> Result<i64, StoreError>;
+    /// A healthy connection whose refresh was the whole check and found it healthy: the new
+    /// tokens (as `save_rotation`) and the result (as `finish_check`) in one transaction.
+    /// `false`, with nothing written, when anything is not as claimed (the lease, the tokens,
+    /// the status, the key): store them apart then, which also says why.
+    async fn finish_refreshed(
+        &self,
+        claimed: &Claimed,
+        rotation: Rotation<'_>,
+        result: &CheckResult,
+    ) -> Result<bool, StoreError>;
     /// Records the check, applies its transition, and ends the lease, in one transaction.
     async fn finish_check(
         &self,

@@ -11,7 +11,7 @@ use std::pin::Pin;
 use sqlx::Executor;
 use tokio::sync::{mpsc, oneshot};
 
-use super::merged::{self, HealthyRow, RotateRow};
+use super::merged::{self, HealthyRow, RefreshedRow, RotateRow};
 use super::*;
 
 /// Writes that share one transaction at most.
@@ -31,6 +31,7 @@ pub(super) enum Queued {
     },
     Rotate(RotateRow, oneshot::Sender<Result<i64, StoreError>>),
     Healthy(HealthyRow, oneshot::Sender<Result<bool, StoreError>>),
+    Refreshed(RefreshedRow, oneshot::Sender<Result<bool, StoreError>>),
 }
 
 fn job<F>(f: F) -> Job
@@ -38,6 +39,20 @@ where
     F: for<'c> FnOnce(&'c mut sqlx::AnyConnection) -> BoxFut<'c, bool> + Send + 'static,
 {
     Box::new(f)
+}
+
+/// Runs one kind of merged write under a savepoint: a failed statement undoes that kind only.
+macro_rules! savepointed {
+    ($conn:ident, $write:expr) => {
+        match $conn.execute("SAVEPOINT merged").await {
+            Ok(_) => {
+                let result = $write.await;
+                end_savepoint_named(&mut $conn, "merged", result.is_ok()).await;
+                result
+            }
+            Err(e) => Err(StoreError::from(e)),
+        }
+    };
 }
 
 /// The one writer: takes what is queued, runs it in one transaction, commits, answers.
@@ -74,6 +89,7 @@ pub(super) async fn writer(
         }
         let (mut rotations, mut rotated_to) = (Vec::new(), Vec::new());
         let (mut healthy, mut healthy_to) = (Vec::new(), Vec::new());
+        let (mut refreshed, mut refreshed_to) = (Vec::new(), Vec::new());
         let mut waiting = Vec::with_capacity(batch.len());
         for q in batch {
             match q {
@@ -84,6 +100,10 @@ pub(super) async fn writer(
                 Queued::Healthy(row, done) => {
                     healthy.push(row);
                     healthy_to.push(done);
+                }
+                Queued::Refreshed(row, done) => {
+                    refreshed.push(row);
+                    refreshed_to.push(done);
                 }
                 Queued::Job {
                     run,
@@ -98,24 +118,25 @@ pub(super) async fn writer(
         let rotated = if rotations.is_empty() {
             Ok(Vec::new())
         } else {
-            let began = savepoint(&mut conn).await;
-            let result = match began {
-                Ok(()) => merged::rotate(&mut conn, Backend::Sqlite, &rotations).await,
-                Err(e) => Err(e),
-            };
-            end_savepoint(&mut conn, result.is_ok()).await;
-            result
+            savepointed!(conn, merged::rotate(&mut conn, Backend::Sqlite, &rotations))
         };
         let healed = if healthy.is_empty() {
             Ok(Vec::new())
         } else {
-            let began = savepoint(&mut conn).await;
-            let result = match began {
-                Ok(()) => merged::finish_healthy(&mut conn, Backend::Sqlite, &healthy).await,
-                Err(e) => Err(e),
-            };
-            end_savepoint(&mut conn, result.is_ok()).await;
-            result.map(|applied| applied.into_iter().map(Ok).collect())
+            savepointed!(
+                conn,
+                merged::finish_healthy(&mut conn, Backend::Sqlite, &healthy)
+            )
+            .map(|applied| applied.into_iter().map(Ok).collect())
+        };
+        let done = if refreshed.is_empty() {
+            Ok(Vec::new())
+        } else {
+            savepointed!(
+                conn,
+                merged::refreshed(&mut conn, Backend::Sqlite, &refreshed)
+            )
+            .map(|applied| applied.into_iter().map(Ok).collect())
         };
         let committed = conn
             .execute("COMMIT")
@@ -127,6 +148,7 @@ pub(super) async fn writer(
         }
         answer(rotated_to, rotated, &committed);
         answer(healthy_to, healed, &committed);
+        answer(refreshed_to, done, &committed);
         for done in waiting {
             let _ = done.send(committed.clone());
         }
@@ -140,7 +162,9 @@ fn fail(batch: Vec<Queued>, e: &sqlx::Error) {
         match q {
             Queued::Job { done, .. } => drop(done.send(Err(e.clone()))),
             Queued::Rotate(_, done) => drop(done.send(Err(StoreError::Commit(e.clone())))),
-            Queued::Healthy(_, done) => drop(done.send(Err(StoreError::Commit(e.clone())))),
+            Queued::Healthy(_, done) | Queued::Refreshed(_, done) => {
+                drop(done.send(Err(StoreError::Commit(e.clone()))))
+            }
         }
     }
 }
@@ -153,15 +177,6 @@ async fn run_job(conn: &mut sqlx::AnyConnection, run: Job, savepoint: bool) {
     let ok = conn.execute("SAVEPOINT write").await.is_ok();
     let keep = ok && run(conn).await;
     end_savepoint_named(conn, "write", keep).await;
-}
-
-async fn savepoint(conn: &mut sqlx::AnyConnection) -> Result<(), StoreError> {
-    conn.execute("SAVEPOINT merged").await?;
-    Ok(())
-}
-
-async fn end_savepoint(conn: &mut sqlx::AnyConnection, keep: bool) {
-    end_savepoint_named(conn, "merged", keep).await
 }
 
 async fn end_savepoint_named(conn: &mut sqlx::AnyConnection, name: &str, keep: bool) {
@@ -285,6 +300,27 @@ impl SqlStore {
         let (done, answer) = oneshot::channel();
         queue
             .send(Queued::Rotate(row, done))
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Stores refreshed tokens with a healthy result: `false` (nothing written) when anything
+    /// is not as claimed.
+    pub(super) async fn store_refreshed(&self, row: RefreshedRow) -> Result<bool, StoreError> {
+        let Some(queue) = &self.batch else {
+            let mut tx = self.write().await?;
+            let applied = merged::refreshed(&mut tx, self.backend, std::slice::from_ref(&row))
+                .await?
+                .contains(&true);
+            if applied {
+                tx.commit().await?;
+            }
+            return Ok(applied);
+        };
+        let (done, answer) = oneshot::channel();
+        queue
+            .send(Queued::Refreshed(row, done))
             .await
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?

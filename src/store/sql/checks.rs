@@ -1,6 +1,6 @@
 //! Claims, rotations, check results and provider alerts on SQLite.
 
-use super::merged::{HealthyRow, RotateRow};
+use super::merged::{HealthyRow, RefreshedRow, RotateRow};
 use super::*;
 
 const CLAIM_COLUMNS: &str = "key_id, access_token, refresh_token";
@@ -154,8 +154,28 @@ impl SqlStore {
         claimed: &Claimed,
         rotation: Rotation<'_>,
     ) -> Result<i64, StoreError> {
+        let row = self.rotate_row(claimed, rotation)?;
+        self.store_rotation(row).await
+    }
+
+    pub(super) async fn finish_refreshed_impl(
+        &self,
+        claimed: &Claimed,
+        rotation: Rotation<'_>,
+        result: &CheckResult,
+    ) -> Result<bool, StoreError> {
+        let tokens = self.rotate_row(claimed, rotation)?;
+        let check = healthy_row(claimed, result);
+        self.store_refreshed(RefreshedRow { tokens, check }).await
+    }
+
+    /// New tokens sealed for storing.
+    fn rotate_row(
+        &self,
+        claimed: &Claimed,
+        rotation: Rotation<'_>,
+    ) -> Result<RotateRow, StoreError> {
         let id = claimed.connection.id.clone();
-        let owner = claimed.lease.owner.clone();
         let t = rotation.tokens;
         let access = self
             .keyring
@@ -168,22 +188,18 @@ impl SqlStore {
             .or(claimed.tokens.refresh_token.as_ref())
             .map(|r| self.keyring.seal(r, &token_context(&id, "refresh_token")))
             .transpose()?;
-        let now = to_ms(rotation.now);
-        let (expires_at, refresh_expires_at) =
-            (t.expires_at.map(to_ms), t.refresh_expires_at.map(to_ms));
-        self.store_rotation(RotateRow {
+        Ok(RotateRow {
             id,
-            owner,
+            owner: claimed.lease.owner.clone(),
             expected: rotation.expected_generation,
             key_id: access.key_id.as_str().to_owned(),
             access: access.blob,
             refresh: refresh.map(|r| r.blob),
-            expires_at,
-            refresh_expires_at,
+            expires_at: t.expires_at.map(to_ms),
+            refresh_expires_at: t.refresh_expires_at.map(to_ms),
             scopes: t.scopes.join(" "),
-            now,
+            now: to_ms(rotation.now),
         })
-        .await
     }
 
     pub(super) async fn finish_check_impl(
@@ -191,43 +207,18 @@ impl SqlStore {
         claimed: &Claimed,
         r: &CheckResult,
     ) -> Result<Applied, StoreError> {
+        if r.transition == Transition::Healthy
+            && self.store_healthy(healthy_row(claimed, r)).await?
+        {
+            // Most checks: merged with other checks' into a few statements (see `merged`).
+            return Ok(Applied::unchanged(ConnectionStatus::Healthy));
+        }
         let (id, owner, r) = (
             claimed.connection.id.clone(),
             claimed.lease.owner.clone(),
             r.clone(),
         );
         let backend = self.backend;
-        if r.transition == Transition::Healthy {
-            // Most checks: merged with other checks' into a few statements (see `merged`).
-            let now = to_ms(r.finished_at);
-            let applied = self
-                .store_healthy(HealthyRow {
-                    id: id.clone(),
-                    owner: owner.clone(),
-                    now,
-                    next_check_at: to_ms(r.next_check_at),
-                    uncertain: r.refresh_uncertain.map(i64::from),
-                    attempt: r.attempt,
-                    phase: r.phase.as_str(),
-                    category: r.category.as_str(),
-                    http_status: r.http_status.map(i64::from),
-                    latency_ms: i64::try_from(r.latency_ms).unwrap_or(i64::MAX),
-                    detail: r.detail.clone(),
-                    generation: r.generation,
-                })
-                .await?;
-            if applied {
-                return Ok(Applied {
-                    before: ConnectionStatus::Healthy,
-                    after: ConnectionStatus::Healthy,
-                    incident_opened: None,
-                    incident_closed: None,
-                    stale: false,
-                    paused: Vec::new(),
-                    resumed: Vec::new(),
-                });
-            }
-        }
         // A result that lost its lease still goes into the history.
         let keep = |e: &StoreError| matches!(e, StoreError::LeaseLost(_));
         self.batched(true, keep, move |tx| {
@@ -455,5 +446,22 @@ impl SqlStore {
                 })
             })
             .collect()
+    }
+}
+
+fn healthy_row(claimed: &Claimed, r: &CheckResult) -> HealthyRow {
+    HealthyRow {
+        id: claimed.connection.id.clone(),
+        owner: claimed.lease.owner.clone(),
+        now: to_ms(r.finished_at),
+        next_check_at: to_ms(r.next_check_at),
+        uncertain: r.refresh_uncertain.map(i64::from),
+        attempt: r.attempt,
+        phase: r.phase.as_str(),
+        category: r.category.as_str(),
+        http_status: r.http_status.map(i64::from),
+        latency_ms: i64::try_from(r.latency_ms).unwrap_or(i64::MAX),
+        detail: r.detail.clone(),
+        generation: r.generation,
     }
 }

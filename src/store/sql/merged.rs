@@ -43,6 +43,12 @@ pub(super) struct HealthyRow {
     pub generation: i64,
 }
 
+/// A refresh that was the whole check: its tokens and its (healthy) result together.
+pub(super) struct RefreshedRow {
+    pub tokens: RotateRow,
+    pub check: HealthyRow,
+}
+
 #[derive(Clone, Copy)]
 enum Ty {
     Int,
@@ -208,8 +214,80 @@ pub(super) async fn finish_healthy(
         .iter()
         .filter(|r| applied.contains(r.id.as_str()))
         .collect();
+    record(conn, backend, &done).await?;
+    Ok(rows
+        .iter()
+        .map(|r| applied.contains(r.id.as_str()))
+        .collect())
+}
+
+/// Stores refreshed tokens with a healthy result: `false` for a row not applied (nothing written
+/// for it) because anything is not as claimed: the lease, the tokens, the status or the key.
+pub(super) async fn refreshed(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    rows: &[RefreshedRow],
+) -> Result<Vec<bool>, StoreError> {
+    use Ty::*;
+    let types = [Text, Text, Int, Text, Blob, Blob, Int, Int, Text, Int, Int];
+    let mut applied = std::collections::HashSet::with_capacity(rows.len());
+    for chunk in chunks(rows) {
+        let sql = format!(
+            "WITH v (cid, lease, expected, kid, acc, ref, exp, rexp, scp, ts, next_at) \
+               AS (VALUES {}) \
+             UPDATE connections SET access_token = v.acc, refresh_token = v.ref, \
+               token_generation = connections.token_generation + 1, access_expires_at = v.exp, \
+               refresh_expires_at = COALESCE(v.rexp, connections.refresh_expires_at), \
+               scopes = CASE WHEN v.scp = '' THEN connections.scopes ELSE v.scp END, \
+               tokens_updated_at = v.ts, updated_at = v.ts, refresh_uncertain_since = NULL, \
+               consecutive_failures = 0, last_check_at = v.ts, next_check_at = v.next_at, \
+               lease_owner = NULL, lease_expires_at = NULL \
+             FROM v WHERE connections.id = v.cid AND connections.token_generation = v.expected \
+               AND connections.lease_owner = v.lease AND connections.key_id = v.kid \
+               AND connections.status = 'healthy' \
+             RETURNING connections.id",
+            values(backend, &types, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for RefreshedRow { tokens: r, check } in chunk {
+            q = q
+                .bind(r.id.as_str())
+                .bind(r.owner.as_str())
+                .bind(r.expected)
+                .bind(r.key_id.as_str())
+                .bind(r.access.as_slice())
+                .bind(r.refresh.as_deref())
+                .bind(r.expires_at)
+                .bind(r.refresh_expires_at)
+                .bind(r.scopes.as_str())
+                .bind(check.now)
+                .bind(check.next_check_at);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            applied.insert(row.try_get::<String, _>(0)?);
+        }
+    }
+    let done: Vec<&HealthyRow> = rows
+        .iter()
+        .map(|r| &r.check)
+        .filter(|r| applied.contains(r.id.as_str()))
+        .collect();
+    record(conn, backend, &done).await?;
+    Ok(rows
+        .iter()
+        .map(|r| applied.contains(r.tokens.id.as_str()))
+        .collect())
+}
+
+/// The history rows of finished checks.
+async fn record(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    done: &[&HealthyRow],
+) -> Result<(), StoreError> {
+    use Ty::*;
     let types = [Int, Int, Text, Text, Int, Int, Text, Int];
-    for chunk in chunks(&done) {
+    for chunk in chunks(done) {
         let sql = format!(
             "WITH v (aid, ts, ph, cat, st, lat, err, gen) AS (VALUES {}) \
              UPDATE checks SET finished_at = v.ts, phase = v.ph, category = v.cat, \
@@ -231,10 +309,7 @@ pub(super) async fn finish_healthy(
         }
         q.execute(&mut *conn).await?;
     }
-    Ok(rows
-        .iter()
-        .map(|r| applied.contains(r.id.as_str()))
-        .collect())
+    Ok(())
 }
 
 /// After a guarded update touched nothing: was it the lease or the tokens?

@@ -359,6 +359,15 @@ impl Store for SqlStore {
         self.save_rotation_impl(claimed, rotation).await
     }
 
+    async fn finish_refreshed(
+        &self,
+        claimed: &Claimed,
+        rotation: Rotation<'_>,
+        result: &CheckResult,
+    ) -> Result<bool, StoreError> {
+        self.finish_refreshed_impl(claimed, rotation, result).await
+    }
+
     async fn finish_check(
         &self,
         claimed: &Claimed,

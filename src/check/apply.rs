@@ -1,0 +1,211 @@
+//! Applying what a check found: the verdict becomes a transition and a next time, the store
+//! records it (with the rotated tokens, when the refresh was the whole check, in the same
+//! write), and the outcome is logged and reported.
+
+use super::*;
+use crate::store::Applied;
+use crate::tokens::TokenSet;
+
+impl Checker {
+    pub(super) async fn apply(
+        &self,
+        provider: &Provider,
+        claimed: &Claimed,
+        mut ran: Ran,
+        latency_ms: u64,
+    ) -> Result<Report, CheckError> {
+        if let Some(tokens) = ran.pending.take() {
+            // Healthy and still healthy, the common case: the new tokens and the result in one
+            // write. Otherwise (or if the connection changed meanwhile) the tokens go first,
+            // alone, as when there is a probe.
+            let healthy = claimed.connection.status == ConnectionStatus::Healthy;
+            if healthy {
+                let kept = ran.expires_at;
+                ran.expires_at = tokens.expires_at;
+                let result = self.result(claimed, &ran, ran.generation + 1, latency_ms);
+                let rotation = Rotation {
+                    expected_generation: ran.generation,
+                    tokens: &tokens,
+                    now: Utc::now(),
+                };
+                match self
+                    .store
+                    .finish_refreshed(claimed, rotation, &result)
+                    .await
+                {
+                    Ok(true) => {
+                        let applied = Applied::unchanged(ConnectionStatus::Healthy);
+                        return self.report(provider, claimed, result, applied).await;
+                    }
+                    Ok(false) => ran.expires_at = kept,
+                    Err(e) => return Err(self.rotation_failed(claimed, e)),
+                }
+            }
+            let status = ran.verdict.http_status;
+            self.persist_rotation(claimed, &mut ran, &tokens, status)
+                .await?;
+        }
+        let result = self.result(claimed, &ran, ran.generation, latency_ms);
+        let applied = self.store.finish_check(claimed, &result).await?;
+        self.report(provider, claimed, result, applied).await
+    }
+
+    /// Stores rotated tokens at once. `false` when they were refused (our lease or the tokens
+    /// changed meanwhile), and the verdict then says so.
+    pub(super) async fn persist_rotation(
+        &self,
+        claimed: &Claimed,
+        ran: &mut Ran,
+        tokens: &TokenSet,
+        http_status: Option<u16>,
+    ) -> Result<bool, CheckError> {
+        let rotation = Rotation {
+            expected_generation: ran.generation,
+            tokens,
+            now: Utc::now(),
+        };
+        match self.store.save_rotation(claimed, rotation).await {
+            Ok(g) => {
+                ran.generation = g;
+                ran.expires_at = tokens.expires_at;
+                Ok(true)
+            }
+            Err(e @ (StoreError::LeaseLost(_) | StoreError::TokensChanged(_))) => {
+                tracing::error!(
+                    connection = %claimed.connection.id,
+                    "refreshed, but the new tokens were not stored: {e}"
+                );
+                let detail = format!("refreshed, but the new tokens were not stored: {e}");
+                ran.verdict = Classification::new(Category::Transient, detail, http_status);
+                Ok(false)
+            }
+            Err(e) => Err(self.rotation_failed(claimed, e)),
+        }
+    }
+
+    fn rotation_failed(&self, claimed: &Claimed, e: StoreError) -> CheckError {
+        // The provider may have rotated the refresh token we could not store.
+        tracing::error!(
+            connection = %claimed.connection.id,
+            "refreshed, but storing the new tokens failed: {e}; if the provider \
+             rotates refresh tokens, this connection may need reauthorization"
+        );
+        e.into()
+    }
+
+    /// The verdict as the store records it: a transition and the next time to check.
+    fn result(
+        &self,
+        claimed: &Claimed,
+        ran: &Ran,
+        generation: i64,
+        latency_ms: u64,
+    ) -> CheckResult {
+        let Ran {
+            phase,
+            verdict,
+            expires_at,
+            refresh_uncertain,
+            ..
+        } = ran;
+        let (phase, expires_at, refresh_uncertain) = (*phase, *expires_at, *refresh_uncertain);
+        let conn = &claimed.connection;
+        let now = Utc::now();
+        let category = verdict.category;
+        let (transition, next_check_at) = {
+            let mut rng = rand::thread_rng();
+            match category.consequence() {
+                Consequence::Healthy => (
+                    Transition::Healthy,
+                    schedule::after_success(
+                        now,
+                        expires_at,
+                        self.schedule.check_interval,
+                        &mut rng,
+                    ),
+                ),
+                Consequence::Degraded if conn.status == ConnectionStatus::Broken => (
+                    Transition::Degraded,
+                    schedule::after_broken(now, self.schedule.broken_recheck, &mut rng),
+                ),
+                Consequence::Degraded => (
+                    Transition::Degraded,
+                    schedule::after_failure(
+                        now,
+                        conn.consecutive_failures.saturating_add(1),
+                        self.schedule.backoff_max,
+                        verdict.retry_after,
+                        &mut rng,
+                    ),
+                ),
+                Consequence::Broken => (
+                    Transition::Broken,
+                    schedule::after_broken(now, self.schedule.broken_recheck, &mut rng),
+                ),
+                // Still due: once the operator fixes the client, the connection is checked.
+                Consequence::Operator => (Transition::Unchanged, conn.next_check_at),
+            }
+        };
+        let detail = redact(verdict.detail.clone(), claimed);
+        CheckResult {
+            attempt: claimed.attempt,
+            generation,
+            phase,
+            category,
+            http_status: verdict.http_status,
+            latency_ms,
+            detail: detail.clone(),
+            transition,
+            next_check_at,
+            finished_at: now,
+            notify_at: now + delta(self.notices.digest_window),
+            first_reminder_at: self.notices.reminders.first().map(|r| now + delta(*r)),
+            refresh_uncertain,
+        }
+    }
+
+    /// What follows a stored result: wake the mailer, log, alert, report.
+    async fn report(
+        &self,
+        provider: &Provider,
+        claimed: &Claimed,
+        result: CheckResult,
+        applied: Applied,
+    ) -> Result<Report, CheckError> {
+        let conn = &claimed.connection;
+        let CheckResult {
+            category,
+            phase,
+            http_status,
+            latency_ms,
+            next_check_at,
+            finished_at: now,
+            ..
+        } = result;
+        self.metrics
+            .check(provider.id(), category, latency_ms as f64 / 1000.0);
+        if applied.incident_opened.is_some() || applied.incident_closed.is_some() {
+            self.outbox.notify_one();
+        }
+        report::log(&conn.id, provider.id(), &result, &applied);
+        alerts::client_refused(self, provider, category, &result.detail, now).await?;
+        Ok(Report {
+            connection: conn.id.clone(),
+            name: conn.name.clone(),
+            provider: conn.provider.clone(),
+            outcome: ReportOutcome::Checked {
+                category,
+                phase,
+                detail: result.detail,
+                http_status,
+                latency_ms,
+                before: applied.before,
+                after: applied.after,
+                stale: applied.stale,
+                next_check_at: if applied.stale { now } else { next_check_at },
+                paused: applied.paused,
+                resumed: applied.resumed,
+            },
+        })
+    }
+}
