@@ -381,3 +381,156 @@ async fn the_database_is_in_wal_mode_with_foreign_keys_even_from_a_relative_path
         "foreign keys on: a removed connection takes its history with it"
     );
 }
+
+#[tokio::test]
+async fn a_refresh_that_is_the_whole_check_stores_tokens_and_result_together_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    refreshed_and_rotated_tokens_are_stored_under_their_guards(sqlite(dir.path()), dir.path())
+        .await;
+}
+
+#[tokio::test]
+async fn a_refresh_that_is_the_whole_check_stores_tokens_and_result_together_on_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    refreshed_and_rotated_tokens_are_stored_under_their_guards(postgres().await, dir.path()).await;
+}
+
+/// The merged writes of a sweep: tokens and a healthy result in one write, refused as a whole
+/// when the tokens or the status are not as claimed; and a rotation after a key rotation,
+/// which the common write (same key) leaves to a second one.
+async fn refreshed_and_rotated_tokens_are_stored_under_their_guards(
+    db: DatabaseConfig,
+    dir: &std::path::Path,
+) {
+    use credwatch::domain::{Category, Phase};
+    use store::{CheckResult, DueQuery, Rotation, Transition};
+    let old_key = dir.join("old.key");
+    let new_key = dir.join("new.key");
+    credwatch::crypto::generate_key_file(&old_key).unwrap();
+    credwatch::crypto::generate_key_file(&new_key).unwrap();
+    let old_keyring = Arc::new(Keyring::from_files(&old_key, &[]).unwrap());
+    let store = store::open(&db, old_keyring.clone()).await.unwrap();
+    for _ in 0..3 {
+        store.add_connection(new_connection(), now()).await.unwrap();
+    }
+    let provider = "acme".parse().unwrap();
+    let at = now() + TimeDelta::seconds(1);
+    let claimed = store
+        .claim_due(
+            DueQuery {
+                provider: &provider,
+                now: at,
+                limit: 3,
+            },
+            &lease("w", at + TimeDelta::minutes(5)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 3);
+    let fresh = TokenSet::from_json(
+        br#"{"access_token":"access-after-refresh","refresh_token":"refresh-after-refresh","expires_in":600}"#,
+        at,
+    )
+    .unwrap();
+    let next = at + TimeDelta::minutes(7);
+    let result = |c: &store::Claimed, generation| CheckResult {
+        attempt: c.attempt,
+        generation,
+        phase: Phase::Refresh,
+        category: Category::Healthy,
+        http_status: Some(200),
+        latency_ms: 3,
+        detail: "refreshed".into(),
+        transition: Transition::Healthy,
+        next_check_at: next,
+        finished_at: at,
+        notify_at: at,
+        first_reminder_at: None,
+        refresh_uncertain: Some(false),
+    };
+    let rotation = |c: &store::Claimed, expected| Rotation {
+        expected_generation: c.tokens.generation + expected,
+        tokens: &fresh,
+        now: at,
+    };
+
+    // Stored: the new tokens, generation + 1, the schedule, the history row, the lease gone.
+    let ok = &claimed[0];
+    let applied = store
+        .finish_refreshed(ok, rotation(ok, 0), &result(ok, ok.tokens.generation + 1))
+        .await
+        .unwrap();
+    assert!(applied);
+    let c = store.connection(&ok.connection.id).await.unwrap();
+    assert_eq!(c.token_generation, ok.tokens.generation + 1);
+    assert_eq!(c.next_check_at, next);
+    assert_eq!(c.access_expires_at, Some(at + TimeDelta::seconds(600)));
+    let tokens = store.tokens(&ok.connection.id).await.unwrap();
+    assert_eq!(tokens.access_token.expose_secret(), "access-after-refresh");
+    assert_eq!(
+        tokens.refresh_token.unwrap().expose_secret(),
+        "refresh-after-refresh"
+    );
+    let history = store.recent_checks(&ok.connection.id, 5).await.unwrap();
+    assert_eq!(history[0].finished_at, Some(at));
+    assert_eq!(history[0].category, Some(Category::Healthy));
+    assert_eq!(history[0].latency_ms, Some(3));
+    assert!(
+        store
+            .claim(&ok.connection.id, &lease("x", next), at)
+            .await
+            .is_ok_and(|o| matches!(o, store::ClaimOutcome::Claimed(_))),
+        "the lease ended with the write"
+    );
+
+    // Tokens that changed meanwhile: refused, and nothing of it written.
+    let stale = &claimed[1];
+    let refused = store
+        .finish_refreshed(stale, rotation(stale, 5), &result(stale, 99))
+        .await
+        .unwrap();
+    assert!(!refused);
+    let c = store.connection(&stale.connection.id).await.unwrap();
+    assert_eq!(c.token_generation, stale.tokens.generation);
+    assert_eq!(c.next_check_at, stale.connection.next_check_at);
+    assert_eq!(
+        store
+            .tokens(&stale.connection.id)
+            .await
+            .unwrap()
+            .access_token
+            .expose_secret(),
+        ACCESS
+    );
+    assert_eq!(
+        store.recent_checks(&stale.connection.id, 5).await.unwrap()[0].finished_at,
+        None
+    );
+
+    // After a key rotation a rotation re-seals under the new key: once the rows still under
+    // the old key are gone, the new key alone opens the store (it refuses unknown keys).
+    drop(store);
+    let rotated = Arc::new(Keyring::from_files(&new_key, &[old_key.clone()]).unwrap());
+    let store = store::open(&db, rotated).await.unwrap();
+    let moved = &claimed[2];
+    let generation = store
+        .save_rotation(moved, rotation(moved, 0))
+        .await
+        .unwrap();
+    assert_eq!(generation, moved.tokens.generation + 1);
+    for other in &claimed[..2] {
+        store.remove_connection(&other.connection.id).await.unwrap();
+    }
+    drop(store);
+    let only_new = Arc::new(Keyring::from_files(&new_key, &[]).unwrap());
+    let store = store::open(&db, only_new).await.unwrap();
+    assert_eq!(
+        store
+            .tokens(&moved.connection.id)
+            .await
+            .unwrap()
+            .access_token
+            .expose_secret(),
+        "access-after-refresh"
+    );
+}
