@@ -510,7 +510,7 @@ async fn refreshed_and_rotated_tokens_are_stored_under_their_guards(
     // After a key rotation a rotation re-seals under the new key: once the rows still under
     // the old key are gone, the new key alone opens the store (it refuses unknown keys).
     drop(store);
-    let rotated = Arc::new(Keyring::from_files(&new_key, &[old_key.clone()]).unwrap());
+    let rotated = Arc::new(Keyring::from_files(&new_key, std::slice::from_ref(&old_key)).unwrap());
     let store = store::open(&db, rotated).await.unwrap();
     let moved = &claimed[2];
     let generation = store

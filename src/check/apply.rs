@@ -18,28 +18,30 @@ impl Checker {
             // Healthy and still healthy, the common case: the new tokens and the result in one
             // write. Otherwise (or if the connection changed meanwhile) the tokens go first,
             // alone, as when there is a probe.
-            let healthy = claimed.connection.status == ConnectionStatus::Healthy;
-            if healthy {
+            if claimed.connection.status == ConnectionStatus::Healthy {
                 let kept = ran.expires_at;
                 ran.expires_at = tokens.expires_at;
                 let result = self.result(claimed, &ran, ran.generation + 1, latency_ms);
-                let rotation = Rotation {
-                    expected_generation: ran.generation,
-                    tokens: &tokens,
-                    now: Utc::now(),
-                };
-                match self
-                    .store
-                    .finish_refreshed(claimed, rotation, &result)
-                    .await
-                {
-                    Ok(true) => {
-                        let applied = Applied::unchanged(ConnectionStatus::Healthy);
-                        return self.report(provider, claimed, result, applied).await;
+                if result.transition == Transition::Healthy {
+                    let rotation = Rotation {
+                        expected_generation: ran.generation,
+                        tokens: &tokens,
+                        now: Utc::now(),
+                    };
+                    match self
+                        .store
+                        .finish_refreshed(claimed, rotation, &result)
+                        .await
+                    {
+                        Ok(true) => {
+                            let applied = Applied::unchanged(ConnectionStatus::Healthy);
+                            return self.report(provider, claimed, result, applied).await;
+                        }
+                        Ok(false) => {}
+                        Err(e) => return Err(self.rotation_failed(claimed, e)),
                     }
-                    Ok(false) => ran.expires_at = kept,
-                    Err(e) => return Err(self.rotation_failed(claimed, e)),
                 }
+                ran.expires_at = kept;
             }
             let status = ran.verdict.http_status;
             self.persist_rotation(claimed, &mut ran, &tokens, status)

@@ -1,4 +1,4 @@
-//! Group commit for SQLite. A check writes twice (the rotated tokens, then its result), and
+//! Group commit for SQLite. A check writes once or twice (its rotated tokens, its result), and
 //! with `synchronous = FULL` each commit waits for the disk: one transaction per write caps a
 //! sweep near a thousand checks a second. Writes queued at the same moment share one
 //! transaction instead, and each caller is answered only once that transaction has committed,
@@ -47,7 +47,7 @@ macro_rules! savepointed {
         match $conn.execute("SAVEPOINT merged").await {
             Ok(_) => {
                 let result = $write.await;
-                end_savepoint_named(&mut $conn, "merged", result.is_ok()).await;
+                end_savepoint(&mut $conn, "merged", result.is_ok()).await;
                 result
             }
             Err(e) => Err(StoreError::from(e)),
@@ -176,10 +176,10 @@ async fn run_job(conn: &mut sqlx::AnyConnection, run: Job, savepoint: bool) {
     }
     let ok = conn.execute("SAVEPOINT write").await.is_ok();
     let keep = ok && run(conn).await;
-    end_savepoint_named(conn, "write", keep).await;
+    end_savepoint(conn, "write", keep).await;
 }
 
-async fn end_savepoint_named(conn: &mut sqlx::AnyConnection, name: &str, keep: bool) {
+async fn end_savepoint(conn: &mut sqlx::AnyConnection, name: &str, keep: bool) {
     if !keep {
         // Nothing of a failed write is kept; the others in the batch are unaffected.
         let _ = conn.execute(format!("ROLLBACK TO {name}").as_str()).await;
@@ -283,67 +283,82 @@ fn stopped() -> StoreError {
     StoreError::Commit("the store's writer has stopped".into())
 }
 
+/// Queues a merged write and waits for its answer, given after the commit.
+async fn enqueue<T>(
+    queue: &mpsc::Sender<Queued>,
+    write: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Queued,
+) -> Result<T, StoreError> {
+    let (done, answer) = oneshot::channel();
+    queue.send(write(done)).await.map_err(|_| stopped())?;
+    answer.await.map_err(|_| stopped())?
+}
+
 impl SqlStore {
-    /// Stores rotated tokens: with the next group commit on SQLite, alone on PostgreSQL.
-    pub(super) async fn store_rotation(&self, row: RotateRow) -> Result<i64, StoreError> {
-        let Some(queue) = &self.batch else {
-            let mut tx = self.write().await?;
-            let result = merged::rotate(&mut tx, self.backend, std::slice::from_ref(&row))
-                .await?
-                .pop()
-                .unwrap_or_else(|| Err(StoreError::Commit("a write did not run".into())));
-            if result.is_ok() {
-                tx.commit().await?;
-            }
-            return result;
-        };
-        let (done, answer) = oneshot::channel();
-        queue
-            .send(Queued::Rotate(row, done))
-            .await
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+    /// A merged write of one row in a transaction of its own (PostgreSQL), committed when `keep`.
+    async fn alone<T, F>(&self, keep: fn(&T) -> bool, f: F) -> Result<T, StoreError>
+    where
+        F: for<'c> FnOnce(&'c mut sqlx::AnyConnection) -> BoxFut<'c, Result<T, StoreError>>,
+    {
+        let mut tx = self.write().await?;
+        let result = f(&mut tx).await?;
+        if keep(&result) {
+            tx.commit().await?;
+        }
+        Ok(result)
     }
 
-    /// Stores refreshed tokens with a healthy result: `false` (nothing written) when anything
-    /// is not as claimed.
-    pub(super) async fn store_refreshed(&self, row: RefreshedRow) -> Result<bool, StoreError> {
-        let Some(queue) = &self.batch else {
-            let mut tx = self.write().await?;
-            let applied = merged::refreshed(&mut tx, self.backend, std::slice::from_ref(&row))
-                .await?
-                .contains(&true);
-            if applied {
-                tx.commit().await?;
-            }
-            return Ok(applied);
-        };
-        let (done, answer) = oneshot::channel();
-        queue
-            .send(Queued::Refreshed(row, done))
-            .await
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+    /// Stores rotated tokens: with the next group commit on SQLite, alone on PostgreSQL.
+    pub(super) async fn store_rotation(&self, row: RotateRow) -> Result<i64, StoreError> {
+        if let Some(queue) = &self.batch {
+            return enqueue(queue, |done| Queued::Rotate(row, done)).await;
+        }
+        let backend = self.backend;
+        self.alone(Result::is_ok, move |tx| {
+            Box::pin(async move {
+                let mut answers = merged::rotate(tx, backend, std::slice::from_ref(&row)).await?;
+                Ok(answers
+                    .pop()
+                    .unwrap_or_else(|| Err(StoreError::Commit("a write did not run".into()))))
+            })
+        })
+        .await?
     }
 
     /// Finishes a check of a healthy connection found healthy: `false` (nothing written) when
     /// it is not healthy or not ours any more.
     pub(super) async fn store_healthy(&self, row: HealthyRow) -> Result<bool, StoreError> {
-        let Some(queue) = &self.batch else {
-            let mut tx = self.write().await?;
-            let applied = merged::finish_healthy(&mut tx, self.backend, std::slice::from_ref(&row))
-                .await?
-                .contains(&true);
-            if applied {
-                tx.commit().await?;
-            }
-            return Ok(applied);
-        };
-        let (done, answer) = oneshot::channel();
-        queue
-            .send(Queued::Healthy(row, done))
-            .await
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        if let Some(queue) = &self.batch {
+            return enqueue(queue, |done| Queued::Healthy(row, done)).await;
+        }
+        let backend = self.backend;
+        self.alone(
+            |applied| *applied,
+            move |tx| {
+                Box::pin(async move {
+                    let applied = merged::finish_healthy(tx, backend, std::slice::from_ref(&row));
+                    Ok(applied.await?.contains(&true))
+                })
+            },
+        )
+        .await
+    }
+
+    /// Stores refreshed tokens with a healthy result: `false` (nothing written) when anything
+    /// is not as claimed.
+    pub(super) async fn store_refreshed(&self, row: RefreshedRow) -> Result<bool, StoreError> {
+        if let Some(queue) = &self.batch {
+            return enqueue(queue, |done| Queued::Refreshed(row, done)).await;
+        }
+        let backend = self.backend;
+        self.alone(
+            |applied| *applied,
+            move |tx| {
+                Box::pin(async move {
+                    let applied = merged::refreshed(tx, backend, std::slice::from_ref(&row));
+                    Ok(applied.await?.contains(&true))
+                })
+            },
+        )
+        .await
     }
 }
