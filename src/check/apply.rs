@@ -26,7 +26,7 @@ impl Checker {
                     let rotation = Rotation {
                         expected_generation: ran.generation,
                         tokens: &tokens,
-                        now: Utc::now(),
+                        now: result.finished_at,
                     };
                     match self
                         .store

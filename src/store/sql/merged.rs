@@ -1,7 +1,8 @@
-//! The two writes nearly every check makes (its rotated tokens; "still healthy" with its history
-//! row), as rows that many checks share one statement for. One statement per check kept the
-//! single SQLite writer busy on round trips to its database thread, not on the database; merged,
-//! a group commit costs a few statements whatever its size.
+//! The writes nearly every check makes (its rotated tokens; "still healthy" with its history row;
+//! or both at once when the refresh is the whole check), as rows that the checks of one group
+//! commit share a few statements for. What a check costs the single SQLite writer is the rows and
+//! index pages it dirties, so the merged writes touch as few as they can: one write of the
+//! connection row per check where possible, and no index whose column does not change (key_id).
 //!
 //! On PostgreSQL, which has no group commit of ours, the same statements carry one row.
 
@@ -47,6 +48,36 @@ pub(super) struct HealthyRow {
 pub(super) struct RefreshedRow {
     pub tokens: RotateRow,
     pub check: HealthyRow,
+}
+
+/// A `RotateRow`'s columns in `v`, their types, and what they set: the tokens' part of a write.
+const TOKEN_COLUMNS: &str = "cid, lease, expected, kid, acc, ref, exp, rexp, scp, ts";
+const TOKEN_TYPES: [Ty; 10] = {
+    use Ty::*;
+    [Text, Text, Int, Text, Blob, Blob, Int, Int, Text, Int]
+};
+const SET_TOKENS: &str = "access_token = v.acc, refresh_token = v.ref, \
+     token_generation = connections.token_generation + 1, access_expires_at = v.exp, \
+     refresh_expires_at = COALESCE(v.rexp, connections.refresh_expires_at), \
+     scopes = CASE WHEN v.scp = '' THEN connections.scopes ELSE v.scp END, \
+     tokens_updated_at = v.ts, updated_at = v.ts, refresh_uncertain_since = NULL";
+/// The guards every token write has: our lease, and the tokens we refreshed still stored.
+const TOKENS_UNCHANGED: &str = "connections.id = v.cid AND connections.token_generation = v.expected \
+     AND connections.lease_owner = v.lease";
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+fn bind_tokens<'q>(q: AnyQuery<'q>, r: &'q RotateRow) -> AnyQuery<'q> {
+    q.bind(r.id.as_str())
+        .bind(r.owner.as_str())
+        .bind(r.expected)
+        .bind(r.key_id.as_str())
+        .bind(r.access.as_slice())
+        .bind(r.refresh.as_deref())
+        .bind(r.expires_at)
+        .bind(r.refresh_expires_at)
+        .bind(r.scopes.as_str())
+        .bind(r.now)
 }
 
 #[derive(Clone, Copy)]
@@ -132,8 +163,6 @@ async fn rotate_pass<R: std::borrow::Borrow<RotateRow>>(
     new_key: bool,
     stored: &mut HashMap<String, i64>,
 ) -> Result<(), StoreError> {
-    use Ty::*;
-    let types = [Text, Text, Int, Text, Blob, Blob, Int, Int, Text, Int];
     let (set_key, same_key) = if new_key {
         ("key_id = v.kid, ", "")
     } else {
@@ -141,31 +170,15 @@ async fn rotate_pass<R: std::borrow::Borrow<RotateRow>>(
     };
     for chunk in chunks(rows) {
         let sql = format!(
-            "WITH v (cid, lease, expected, kid, acc, ref, exp, rexp, scp, ts) AS (VALUES {}) \
-             UPDATE connections SET {set_key}access_token = v.acc, refresh_token = v.ref, \
-               token_generation = connections.token_generation + 1, access_expires_at = v.exp, \
-               refresh_expires_at = COALESCE(v.rexp, connections.refresh_expires_at), \
-               scopes = CASE WHEN v.scp = '' THEN connections.scopes ELSE v.scp END, \
-               tokens_updated_at = v.ts, updated_at = v.ts, refresh_uncertain_since = NULL \
-             FROM v WHERE connections.id = v.cid AND connections.token_generation = v.expected \
-               AND connections.lease_owner = v.lease{same_key} \
+            "WITH v ({TOKEN_COLUMNS}) AS (VALUES {}) \
+             UPDATE connections SET {set_key}{SET_TOKENS} \
+             FROM v WHERE {TOKENS_UNCHANGED}{same_key} \
              RETURNING connections.id, connections.token_generation",
-            values(backend, &types, chunk.len())
+            values(backend, &TOKEN_TYPES, chunk.len())
         );
         let mut q = sqlx::query(&sql);
         for r in chunk {
-            let r = r.borrow();
-            q = q
-                .bind(r.id.as_str())
-                .bind(r.owner.as_str())
-                .bind(r.expected)
-                .bind(r.key_id.as_str())
-                .bind(r.access.as_slice())
-                .bind(r.refresh.as_deref())
-                .bind(r.expires_at)
-                .bind(r.refresh_expires_at)
-                .bind(r.scopes.as_str())
-                .bind(r.now);
+            q = bind_tokens(q, r.borrow());
         }
         for row in q.fetch_all(&mut *conn).await? {
             stored.insert(row.try_get(0)?, row.try_get(1)?);
@@ -228,40 +241,23 @@ pub(super) async fn refreshed(
     backend: Backend,
     rows: &[RefreshedRow],
 ) -> Result<Vec<bool>, StoreError> {
-    use Ty::*;
-    let types = [Text, Text, Int, Text, Blob, Blob, Int, Int, Text, Int, Int];
+    let mut types = TOKEN_TYPES.to_vec();
+    types.push(Ty::Int);
     let mut applied = std::collections::HashSet::with_capacity(rows.len());
     for chunk in chunks(rows) {
         let sql = format!(
-            "WITH v (cid, lease, expected, kid, acc, ref, exp, rexp, scp, ts, next_at) \
-               AS (VALUES {}) \
-             UPDATE connections SET access_token = v.acc, refresh_token = v.ref, \
-               token_generation = connections.token_generation + 1, access_expires_at = v.exp, \
-               refresh_expires_at = COALESCE(v.rexp, connections.refresh_expires_at), \
-               scopes = CASE WHEN v.scp = '' THEN connections.scopes ELSE v.scp END, \
-               tokens_updated_at = v.ts, updated_at = v.ts, refresh_uncertain_since = NULL, \
-               consecutive_failures = 0, last_check_at = v.ts, next_check_at = v.next_at, \
+            "WITH v ({TOKEN_COLUMNS}, next_at) AS (VALUES {}) \
+             UPDATE connections SET {SET_TOKENS}, consecutive_failures = 0, \
+               last_check_at = v.ts, next_check_at = v.next_at, \
                lease_owner = NULL, lease_expires_at = NULL \
-             FROM v WHERE connections.id = v.cid AND connections.token_generation = v.expected \
-               AND connections.lease_owner = v.lease AND connections.key_id = v.kid \
+             FROM v WHERE {TOKENS_UNCHANGED} AND connections.key_id = v.kid \
                AND connections.status = 'healthy' \
              RETURNING connections.id",
             values(backend, &types, chunk.len())
         );
         let mut q = sqlx::query(&sql);
-        for RefreshedRow { tokens: r, check } in chunk {
-            q = q
-                .bind(r.id.as_str())
-                .bind(r.owner.as_str())
-                .bind(r.expected)
-                .bind(r.key_id.as_str())
-                .bind(r.access.as_slice())
-                .bind(r.refresh.as_deref())
-                .bind(r.expires_at)
-                .bind(r.refresh_expires_at)
-                .bind(r.scopes.as_str())
-                .bind(check.now)
-                .bind(check.next_check_at);
+        for RefreshedRow { tokens, check } in chunk {
+            q = bind_tokens(q, tokens).bind(check.next_check_at);
         }
         for row in q.fetch_all(&mut *conn).await? {
             applied.insert(row.try_get::<String, _>(0)?);
