@@ -65,11 +65,14 @@ impl SqlStore {
         if !claimed.is_empty() {
             // One statement writes every attempt row of the batch: per-row round trips to the
             // database are what a sweep spends its time on.
-            let ids: Vec<String> = (0..claimed.len()).map(|i| format!("${}", i + 3)).collect();
+            let b = self.backend;
+            let ids: Vec<String> = (0..claimed.len()).map(|i| b.param(i + 3)).collect();
             let sql = format!(
                 "INSERT INTO checks (connection_id, provider, instance, token_generation, started_at) \
-                 SELECT id, provider, $1, token_generation, $2 FROM connections WHERE id IN ({}) \
+                 SELECT id, provider, {}, token_generation, {} FROM connections WHERE id IN ({}) \
                  RETURNING id, connection_id",
+                b.param(1),
+                b.param(2),
                 ids.join(", ")
             );
             let mut insert = sqlx::query(&sql).bind(&lease.owner).bind(now);

@@ -99,6 +99,7 @@ fn values(backend: Backend, types: &[Ty], rows: usize) -> String {
             if i > 0 {
                 out.push_str(", ");
             }
+            let param = backend.param(n);
             if row == 0 {
                 let name = match (ty, backend) {
                     (Ty::Int, _) => "BIGINT",
@@ -106,9 +107,9 @@ fn values(backend: Backend, types: &[Ty], rows: usize) -> String {
                     (Ty::Blob, Backend::Sqlite) => "BLOB",
                     (Ty::Blob, Backend::Postgres) => "BYTEA",
                 };
-                out.push_str(&format!("CAST(${n} AS {name})"));
+                out.push_str(&format!("CAST({param} AS {name})"));
             } else {
-                out.push_str(&format!("${n}"));
+                out.push_str(&param);
             }
         }
         out.push(')');
@@ -344,5 +345,7 @@ mod tests {
     fn values_cast_the_first_row_only() {
         let sql = values(Backend::Postgres, &[Ty::Text, Ty::Blob], 2);
         assert_eq!(sql, "(CAST($1 AS TEXT), CAST($2 AS BYTEA)), ($3, $4)");
+        let sql = values(Backend::Sqlite, &[Ty::Int, Ty::Blob], 2);
+        assert_eq!(sql, "(CAST(? AS BIGINT), CAST(? AS BLOB)), (?, ?)");
     }
 }

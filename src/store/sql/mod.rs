@@ -67,6 +67,16 @@ impl Backend {
         }
     }
 
+    /// The `n`th parameter (from 1), for statements with hundreds of them: SQLite looks a
+    /// numbered parameter's name up in a list once per parameter bound, which is quadratic
+    /// there; its `?` are plain positions, so they must appear in the order they are bound.
+    pub(super) fn param(self, n: usize) -> String {
+        match self {
+            Backend::Sqlite => "?".to_owned(),
+            Backend::Postgres => format!("${n}"),
+        }
+    }
+
     /// A random whole number in [0, `param`).
     pub(super) fn random_below(self, param: &str) -> String {
         match self {
