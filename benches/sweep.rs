@@ -6,7 +6,7 @@
 //!
 //! Prints the connections, wall time, checks per second, p50/p99 check latency, the sweeping
 //! process's peak RSS and the database size, beside the ceiling: the same endpoint's raw
-//! request rate with no credwatch around it.
+//! request rate with no credwatch around it (from `wrk` when installed, else a client loop).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -148,8 +148,6 @@ async fn bench(o: Options) {
     seed(&loaded.database, loaded.keyring.clone(), o.connections).await;
     let seeded_in = seed_started.elapsed();
 
-    let ceiling = raw_rate(&token_url, o.concurrency, Duration::from_secs(3)).await;
-
     let started = Instant::now();
     // CREDWATCH_BENCH_PERF=FILE records the sweep with `perf record` (where to look next).
     let mut sweep = match std::env::var_os("CREDWATCH_BENCH_PERF") {
@@ -176,6 +174,16 @@ async fn bench(o: Options) {
         String::from_utf8_lossy(&out.stderr)
     );
     let (peak_rss_kib, cpu_secs) = children_usage();
+
+    // After the sweep's usage is read: wrk is a child too.
+    let period = Duration::from_secs(3);
+    let (ceiling, measured_by) = match wrk_rate(&token_url, o.concurrency, period, dir.path()) {
+        Some(rate) => (rate, "wrk"),
+        None => (
+            raw_rate(&token_url, o.concurrency, period).await,
+            "a client loop",
+        ),
+    };
 
     let (calls, stored, db_bytes) =
         results(&loaded.database, loaded.keyring.clone(), dir.path()).await;
@@ -219,7 +227,7 @@ async fn bench(o: Options) {
         db_bytes as f64 / (1024.0 * 1024.0)
     );
     println!(
-        "  raw ceiling      {ceiling:.0} req/s (a client loop, {} concurrent, no credwatch)",
+        "  raw ceiling      {ceiling:.0} req/s ({measured_by}, {} concurrent, no credwatch)",
         o.concurrency
     );
     println!("  ratio            {:.2} of the ceiling", rate / ceiling);
@@ -257,6 +265,37 @@ async fn seed(db: &DatabaseConfig, keyring: Arc<Keyring>, n: usize) {
         done += batch.len();
         store.add_connections(batch, past).await.expect("seed");
     }
+}
+
+/// The endpoint's own rate measured by `wrk`, when it is installed: the same refresh-shaped
+/// form, `concurrency` connections, 2 threads. `None` when there is no wrk or it failed.
+fn wrk_rate(url: &str, concurrency: usize, period: Duration, dir: &Path) -> Option<f64> {
+    let script = dir.join("refresh.lua");
+    std::fs::write(
+        &script,
+        "wrk.method = \"POST\"\n\
+         wrk.body = \"grant_type=refresh_token&refresh_token=rt\"\n\
+         wrk.headers[\"Content-Type\"] = \"application/x-www-form-urlencoded\"\n\
+         wrk.headers[\"Authorization\"] = \"Basic YmVuY2g6YmVuY2gtc2VjcmV0\"\n",
+    )
+    .ok()?;
+    let out = std::process::Command::new("wrk")
+        .arg("-t2")
+        .arg(format!("-c{concurrency}"))
+        .arg(format!("-d{}s", period.as_secs().max(1)))
+        .arg("-s")
+        .arg(&script)
+        .arg(url)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    // "Requests/sec:  71234.56"
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// The endpoint's own rate: `concurrency` clients posting refresh-shaped forms for `period`.
