@@ -1,5 +1,7 @@
-//! Checking one connection: refresh it (persisting rotated tokens at once), probe it with the
-//! fresh access token, classify what came back, and apply the verdict through the store.
+//! Checking one connection: refresh it (persisting rotated tokens before anything else), probe
+//! it with the fresh access token, classify what came back, and apply the verdict through the
+//! store (`apply`). When the refresh is the whole check, its tokens go with the verdict, in one
+//! write: nothing happens between them.
 
 pub mod alerts;
 mod apply;
