@@ -1,6 +1,6 @@
 //! Claims, rotations, check results and provider alerts on SQLite.
 
-use super::merged::{HealthyRow, RefreshedRow, RotateRow};
+use super::merged::{self, HealthyRow, RefreshedRow, RotateRow};
 use super::*;
 
 const CLAIM_COLUMNS: &str = "key_id, access_token, refresh_token";
@@ -168,7 +168,7 @@ impl SqlStore {
         result: &CheckResult,
     ) -> Result<bool, StoreError> {
         let tokens = self.rotate_row(claimed, rotation)?;
-        let check = healthy_row(claimed, result);
+        let check = healthy_row(&claimed.connection.id, &claimed.lease.owner, result);
         self.store_refreshed(RefreshedRow { tokens, check }).await
     }
 
@@ -211,7 +211,9 @@ impl SqlStore {
         r: &CheckResult,
     ) -> Result<Applied, StoreError> {
         if r.transition == Transition::Healthy
-            && self.store_healthy(healthy_row(claimed, r)).await?
+            && self
+                .store_healthy(healthy_row(&claimed.connection.id, &claimed.lease.owner, r))
+                .await?
         {
             // Most checks: merged with other checks' into a few statements (see `merged`).
             return Ok(Applied::unchanged(ConnectionStatus::Healthy));
@@ -230,28 +232,6 @@ impl SqlStore {
         .await
     }
 
-    async fn record_check(
-        tx: &mut sqlx::AnyConnection,
-        r: &CheckResult,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE checks SET finished_at = $1, phase = $2, category = $3, http_status = $4, \
-             latency_ms = $5, error = $6, token_generation = $7 WHERE id = $8",
-        )
-        .bind(now)
-        .bind(r.phase.as_str())
-        .bind(r.category.as_str())
-        .bind(r.http_status.map(i64::from))
-        .bind(i64::try_from(r.latency_ms).unwrap_or(i64::MAX))
-        .bind(&r.detail)
-        .bind(r.generation)
-        .bind(r.attempt)
-        .execute(&mut *tx)
-        .await?;
-        Ok(())
-    }
-
     async fn finish_check_in(
         backend: Backend,
         tx: &mut sqlx::AnyConnection,
@@ -260,7 +240,7 @@ impl SqlStore {
         r: &CheckResult,
     ) -> Result<Applied, StoreError> {
         let now = to_ms(r.finished_at);
-        Self::record_check(tx, r, now).await?;
+        merged::record(tx, backend, &[&healthy_row(id, owner, r)]).await?;
 
         let row = sqlx::query(&format!(
             "SELECT status, reason, status_since, token_generation, lease_owner, consecutive_failures \
@@ -452,10 +432,11 @@ impl SqlStore {
     }
 }
 
-fn healthy_row(claimed: &Claimed, r: &CheckResult) -> HealthyRow {
+/// A result as merged rows carry it (its history part is every result's).
+fn healthy_row(id: &ConnectionId, owner: &str, r: &CheckResult) -> HealthyRow {
     HealthyRow {
-        id: claimed.connection.id.clone(),
-        owner: claimed.lease.owner.clone(),
+        id: id.clone(),
+        owner: owner.to_owned(),
         now: to_ms(r.finished_at),
         next_check_at: to_ms(r.next_check_at),
         uncertain: r.refresh_uncertain.map(i64::from),

@@ -276,8 +276,8 @@ pub(super) async fn refreshed(
         .collect())
 }
 
-/// The history rows of finished checks.
-async fn record(
+/// The history rows of finished checks (the `HealthyRow` fields every result has).
+pub(super) async fn record(
     conn: &mut sqlx::AnyConnection,
     backend: Backend,
     done: &[&HealthyRow],
