@@ -253,7 +253,9 @@ text_enum!(
 );
 
 text_enum!(
-    /// What a check found, in the words of BRIEF §3. The classifier's output, stored with every check.
+    /// What a check found: the classifier's output, stored with every check. `rotation_lost` is
+    /// ours, not the provider's: it rotated the refresh token and the new one was lost on our
+    /// side (a crash or a stalled worker between its answer and our commit).
     Category {
         Healthy => "healthy",
         Transient => "transient",
@@ -264,6 +266,7 @@ text_enum!(
         AccessChanged => "access_changed",
         ReconsentRequired => "reconsent_required",
         AccountDisabled => "account_disabled",
+        RotationLost => "rotation_lost",
         ClientMisconfigured => "client_misconfigured",
         Unknown => "unknown",
     }
@@ -288,7 +291,7 @@ impl Category {
             Healthy => Consequence::Healthy,
             Transient | RateLimited | Unknown => Consequence::Degraded,
             Expired | Revoked | PasswordChanged | AccessChanged | ReconsentRequired
-            | AccountDisabled => Consequence::Broken,
+            | AccountDisabled | RotationLost => Consequence::Broken,
             ClientMisconfigured => Consequence::Operator,
         }
     }

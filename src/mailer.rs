@@ -7,22 +7,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use lettre::message::{Mailbox, MultiPart};
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use secrecy::ExposeSecret;
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, MailTransport, NoticesConfig, SmtpTls, Url};
+use crate::config::{Config, MailTransport, NoticesConfig, Url};
 use crate::domain::{ConnectionId, PausedBy, PipelineState, ProviderId};
 use crate::notices::{NoticeError, Rendered, Templates, explain};
 use crate::store::{Connection, Lease, NoticeKind, OutboxItem, Store, StoreError};
 
+mod smtp;
+
 /// Notices claimed at once.
 const BATCH: u32 = 50;
-/// How long a claimed notice stays ours if we die while sending it.
-const LEASE: Duration = Duration::from_secs(300);
 /// A safety net for notices queued by another replica; our own wake the mailer at once.
 const MAX_SLEEP: Duration = Duration::from_secs(600);
 const RETRY_START: Duration = Duration::from_secs(10);
@@ -53,7 +52,7 @@ struct SendError {
 }
 
 enum Transport {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp(Box<smtp::Smtp>),
     File(AsyncFileTransport<Tokio1Executor>),
 }
 
@@ -67,40 +66,24 @@ impl Transport {
                 })?;
                 Transport::File(AsyncFileTransport::new(dir))
             }
-            MailTransport::Smtp(s) => {
-                let builder = match s.tls {
-                    SmtpTls::StartTls => {
-                        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&s.host)?
-                    }
-                    SmtpTls::Implicit => AsyncSmtpTransport::<Tokio1Executor>::relay(&s.host)?,
-                    SmtpTls::None => {
-                        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host)
-                    }
-                };
-                let mut builder = builder.port(s.port).timeout(Some(s.timeout));
-                if let Some((user, pass)) = &s.credentials {
-                    builder = builder.credentials(
-                        lettre::transport::smtp::authentication::Credentials::new(
-                            user.clone(),
-                            pass.expose_secret().to_owned(),
-                        ),
-                    );
-                }
-                Transport::Smtp(builder.build())
-            }
+            MailTransport::Smtp(s) => Transport::Smtp(Box::new(smtp::Smtp::new(s))),
         })
     }
 
     async fn send(&self, message: Message) -> Result<(), SendError> {
         match self {
-            Transport::Smtp(t) => t.send(message).await.map(drop).map_err(|e| SendError {
-                permanent: e.is_permanent(),
-                message: e.to_string(),
-            }),
+            Transport::Smtp(t) => t.send(&message).await,
             Transport::File(t) => t.send(message).await.map(drop).map_err(|e| SendError {
                 permanent: false,
                 message: e.to_string(),
             }),
+        }
+    }
+
+    /// Ends a round of sends (closes the SMTP connection it kept open).
+    async fn close(&self) {
+        if let Transport::Smtp(t) = self {
+            t.close().await;
         }
     }
 }
@@ -114,6 +97,8 @@ pub struct Mailer {
     notices: NoticesConfig,
     providers: BTreeMap<ProviderId, String>,
     instance: String,
+    /// How long a claimed notice stays ours if we die while sending it (`limits.lease`).
+    lease: Duration,
     metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -163,6 +148,7 @@ impl Mailer {
                 .map(|p| (p.id.clone(), p.display_name.clone()))
                 .collect(),
             instance,
+            lease: config.limits.lease,
             metrics,
         })
     }
@@ -171,7 +157,13 @@ impl Mailer {
     /// retry is due.
     pub async fn run(self, signal: Arc<Notify>, shutdown: CancellationToken) {
         loop {
-            let claimed = match self.send_due().await {
+            // A stop does not wait for a slow mail server: what was claimed and not sent is
+            // taken up again when its lease ends.
+            let sent = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                sent = self.send_due() => sent,
+            };
+            let claimed = match sent {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::error!("mailer: {e}");
@@ -211,10 +203,16 @@ impl Mailer {
 
     /// Claims due notices and sends them; returns how many were claimed.
     pub async fn send_due(&self) -> Result<usize, MailerError> {
+        let sent = self.send_claimed().await;
+        self.transport.close().await;
+        sent
+    }
+
+    async fn send_claimed(&self) -> Result<usize, MailerError> {
         let now = Utc::now();
         let lease = Lease {
             owner: self.instance.clone(),
-            until: now + delta(LEASE),
+            until: now + delta(self.lease),
         };
         let items = self.store.claim_outbox(&lease, now, BATCH).await?;
         let claimed = items.len();
@@ -399,13 +397,16 @@ impl Mailer {
                     .await?);
             }
         };
+        // MIME headers on every message (UTF-8 text arrives intact), and a Message-ID, which
+        // spam filters expect.
         let builder = Message::builder()
             .from(self.from.clone())
             .to(to)
-            .subject(r.subject);
+            .subject(r.subject)
+            .message_id(Some(self.message_id()));
         let message = match r.html {
             Some(html) => builder.multipart(MultiPart::alternative_plain_html(r.text, html)),
-            None => builder.body(r.text),
+            None => builder.singlepart(SinglePart::plain(r.text)),
         };
         let message = match message {
             Ok(m) => m,
@@ -458,6 +459,13 @@ impl Mailer {
             incident,
         )
         .await?)
+    }
+
+    /// `<random@sender's domain>`: unique, and of a domain we may speak for.
+    fn message_id(&self) -> String {
+        use rand::Rng;
+        let random: u128 = rand::thread_rng().r#gen();
+        format!("<{random:032x}@{}>", self.from.email.domain())
     }
 
     fn provider_name(&self, c: &Connection) -> String {

@@ -230,6 +230,11 @@ async fn sweep_provider(
                     exhausted |= limit.is_some_and(|l| claimed_total >= l);
                     queue.extend(claimed);
                 }
+                // A database outage is logged once, when it starts, by the store.
+                Err(e) if e.is_outage() => {
+                    tracing::debug!(provider = %provider.id(), "cannot claim due connections: {e}");
+                    exhausted = true;
+                }
                 Err(e) => {
                     tracing::error!(provider = %provider.id(), "cannot claim due connections: {e}");
                     exhausted = true;

@@ -394,7 +394,7 @@ async fn a_rotation_lost_in_a_hang_is_reported_honestly() {
     let r = env.check(&id).await;
     assert_eq!(
         (&r["category"], &r["after"]),
-        (&"revoked".into(), &"broken".into()),
+        (&"rotation_lost".into(), &"broken".into()),
         "{r}"
     );
     assert!(

@@ -8,6 +8,7 @@ mod config;
 mod daemon;
 mod faults;
 mod notices;
+mod own_faults;
 mod peers;
 mod pipelines;
 mod reauth;

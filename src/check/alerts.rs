@@ -19,6 +19,8 @@ use crate::store::StoreError;
 
 pub const ALERT_PROVIDER_OUTAGE: &str = "provider_outage";
 pub const ALERT_MASS_BREAKAGE: &str = "mass_breakage";
+/// A rotation lost on our side: ours to look into (crashes, stalls), never the owner's doing.
+pub const ALERT_ROTATION_LOST: &str = "rotation_lost";
 
 /// The first wait before a held provider is tried again; it doubles up to `ALERT_RETRY_MAX`.
 const ALERT_RETRY_START: Duration = Duration::from_secs(300);
@@ -104,13 +106,51 @@ pub async fn review(
             }
         }
         Verdict::Fine => {
-            for kind in [ALERT_PROVIDER_OUTAGE, ALERT_MASS_BREAKAGE] {
+            for kind in [
+                ALERT_PROVIDER_OUTAGE,
+                ALERT_MASS_BREAKAGE,
+                ALERT_ROTATION_LOST,
+            ] {
                 if store.close_provider_alert(provider, kind, now).await? {
                     tracing::info!(provider = %provider, kind, "provider {provider} is fine again");
                 }
             }
         }
         Verdict::Quiet | Verdict::Mixed => {}
+    }
+    Ok(())
+}
+
+/// A connection broken because we lost its rotated tokens: the operator hears of it (once per
+/// provider until a sweep of it is healthy again), since the cause is on our side.
+pub(super) async fn rotation_lost(
+    checker: &Checker,
+    provider: &Provider,
+    connection: &crate::store::Connection,
+    detail: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let id = provider.id();
+    let detail = format!(
+        "connection {} (\"{}\", owner {}) broke because credwatch lost tokens the provider had \
+         rotated: {detail}. Look for a crash, a kill or a stalled replica at that time; the \
+         owner was asked to reconnect",
+        connection.id, connection.name, connection.owner
+    );
+    tracing::error!(provider = %id, connection = %connection.id, "{detail}");
+    if checker
+        .store()
+        .open_provider_alert(
+            id,
+            ALERT_ROTATION_LOST,
+            &detail,
+            now,
+            now,
+            checker.operator(),
+        )
+        .await?
+    {
+        checker.outbox_signal().notify_one();
     }
     Ok(())
 }

@@ -37,8 +37,13 @@ impl Checker {
                             let applied = Applied::unchanged(ConnectionStatus::Healthy);
                             return self.report(provider, claimed, result, applied).await;
                         }
+                        // Not as claimed, or the write failed: the tokens go alone, and
+                        // are retried there until stored.
                         Ok(false) => {}
-                        Err(e) => return Err(self.rotation_failed(claimed, e)),
+                        Err(e) => tracing::warn!(
+                            connection = %claimed.connection.id,
+                            "storing refreshed tokens with the check's result failed: {e}"
+                        ),
                     }
                 }
                 ran.expires_at = kept;
@@ -52,8 +57,8 @@ impl Checker {
         self.report(provider, claimed, result, applied).await
     }
 
-    /// Stores rotated tokens at once. `false` when they were refused (our lease or the tokens
-    /// changed meanwhile), and the verdict then says so.
+    /// Stores rotated tokens at once. `false` when they were refused (someone else stored
+    /// other tokens meanwhile), and the verdict then says so.
     pub(super) async fn persist_rotation(
         &self,
         claimed: &Claimed,
@@ -61,18 +66,13 @@ impl Checker {
         tokens: &TokenSet,
         http_status: Option<u16>,
     ) -> Result<bool, CheckError> {
-        let rotation = Rotation {
-            expected_generation: ran.generation,
-            tokens,
-            now: Utc::now(),
-        };
-        match self.store.save_rotation(claimed, rotation).await {
+        match self.store_tokens(claimed, ran.generation, tokens).await {
             Ok(g) => {
                 ran.generation = g;
                 ran.expires_at = tokens.expires_at;
                 Ok(true)
             }
-            Err(e @ (StoreError::LeaseLost(_) | StoreError::TokensChanged(_))) => {
+            Err(e) => {
                 tracing::error!(
                     connection = %claimed.connection.id,
                     "refreshed, but the new tokens were not stored: {e}"
@@ -81,18 +81,73 @@ impl Checker {
                 ran.verdict = Classification::new(Category::Transient, detail, http_status);
                 Ok(false)
             }
-            Err(e) => Err(self.rotation_failed(claimed, e)),
         }
     }
 
-    fn rotation_failed(&self, claimed: &Claimed, e: StoreError) -> CheckError {
-        // The provider may have rotated the refresh token we could not store.
-        tracing::error!(
-            connection = %claimed.connection.id,
-            "refreshed, but storing the new tokens failed: {e}; if the provider \
-             rotates refresh tokens, this connection may need reauthorization"
-        );
-        e.into()
+    /// New tokens in hand are the ones the provider now considers live, and a rotating
+    /// provider has already killed the stored ones: they are never dropped while they can
+    /// still be stored. A failed write is retried (the database may be back in a moment),
+    /// and tokens whose lease was lost meanwhile are stored all the same while the stored
+    /// tokens are still the ones they replace. They are given up only when someone else
+    /// stored other tokens, the connection is gone, or they cannot be sealed.
+    async fn store_tokens(
+        &self,
+        claimed: &Claimed,
+        generation: i64,
+        tokens: &TokenSet,
+    ) -> Result<i64, StoreError> {
+        const FIRST_WAIT: Duration = Duration::from_millis(100);
+        const MAX_WAIT: Duration = Duration::from_secs(5);
+        let id = &claimed.connection.id;
+        let rotation = || Rotation {
+            expected_generation: generation,
+            tokens,
+            now: Utc::now(),
+        };
+        let mut wait = FIRST_WAIT;
+        let mut failing = false;
+        loop {
+            let stored = match self.store.save_rotation(claimed, rotation()).await {
+                Err(StoreError::LeaseLost(_)) => {
+                    let rescued = self.store.rescue_rotation(claimed, rotation()).await;
+                    if rescued.is_ok() {
+                        tracing::warn!(
+                            connection = %id,
+                            "refreshed tokens were stored after this worker's lease ran out; \
+                             the connection is checked again at once"
+                        );
+                    }
+                    rescued
+                }
+                other => other,
+            };
+            match stored {
+                Ok(generation) => {
+                    if failing {
+                        tracing::info!(connection = %id, "the refreshed tokens are stored now");
+                    }
+                    return Ok(generation);
+                }
+                Err(
+                    e @ (StoreError::TokensChanged(_)
+                    | StoreError::ConnectionNotFound(_)
+                    | StoreError::Crypto(_)),
+                ) => return Err(e),
+                Err(e) => {
+                    if !failing {
+                        tracing::error!(
+                            connection = %id,
+                            "refreshed, but storing the new tokens failed: {e}; the provider \
+                             may already have retired the stored ones, so they are kept and \
+                             retried until they are stored"
+                        );
+                        failing = true;
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(MAX_WAIT);
+                }
+            }
+        }
     }
 
     /// The verdict as the store records it: a transition and the next time to check.
@@ -114,7 +169,9 @@ impl Checker {
         let conn = &claimed.connection;
         let now = Utc::now();
         let category = verdict.category;
-        let (transition, next_check_at) = {
+        let (transition, next_check_at) = if let Some(until) = ran.hold_until {
+            (Transition::Unchanged, until)
+        } else {
             let mut rng = rand::thread_rng();
             match category.consequence() {
                 Consequence::Healthy => (
@@ -191,6 +248,9 @@ impl Checker {
         }
         report::log(&conn.id, provider.id(), &result, &applied);
         alerts::client_refused(self, provider, category, &result.detail, now).await?;
+        if category == Category::RotationLost && applied.incident_opened.is_some() {
+            alerts::rotation_lost(self, provider, conn, &result.detail, now).await?;
+        }
         Ok(Report {
             connection: conn.id.clone(),
             name: conn.name.clone(),

@@ -284,8 +284,7 @@ impl Checker {
         };
         // Two requests, each up to the timeout, must end inside the lease: past it another
         // replica may take the connection over, and two refreshes would look like token theft.
-        let margin = self.limits.request_timeout.min(Duration::from_secs(5));
-        let needed = self.limits.request_timeout * 2 + margin;
+        let needed = self.limits.request_timeout * 2 + self.lease_margin();
         let left = (claimed.lease.until - Utc::now())
             .to_std()
             .unwrap_or_default();
@@ -312,13 +311,19 @@ impl Checker {
             }
         }
         let started = tokio::time::Instant::now();
-        let ran = self.run(&provider, &claimed).await?;
+        let Some(ran) = self.run(&provider, &claimed).await? else {
+            self.store.release(&claimed).await?;
+            return Ok(report(
+                "its lease ran short: no call goes out that could end past it".into(),
+            ));
+        };
         let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.apply(&provider, &claimed, ran, latency_ms).await
     }
 
     /// The calls: refresh (if there is a refresh token), then probe (if there is a probe URL).
-    async fn run(&self, provider: &Provider, claimed: &Claimed) -> Result<Ran, CheckError> {
+    /// `None` when a call was not sent because the lease would not cover it (see `may_send`).
+    async fn run(&self, provider: &Provider, claimed: &Claimed) -> Result<Option<Ran>, CheckError> {
         let rules = &provider.config.rules;
         let conn = &claimed.connection;
         let mut ran = Ran {
@@ -328,15 +333,32 @@ impl Checker {
             expires_at: conn.access_expires_at,
             refresh_uncertain: None,
             pending: None,
+            hold_until: None,
         };
         let mut access: SecretString = claimed.tokens.access_token.clone();
         if let Some(refresh) = &claimed.tokens.refresh_token {
-            if let Some(lost) = self.lost_rotation(provider, claimed, refresh).await {
-                ran.verdict = lost;
-                ran.refresh_uncertain = Some(false);
-                return Ok(ran);
+            match self.lost_rotation(provider, claimed, refresh).await? {
+                Lost::No => {}
+                Lost::NotSent => return Ok(None),
+                Lost::Wait(verdict, until) => {
+                    ran.verdict = verdict;
+                    ran.refresh_uncertain = None;
+                    ran.hold_until = Some(until);
+                    return Ok(Some(ran));
+                }
+                Lost::Verdict(verdict) => {
+                    // Only a definite answer ends the uncertainty.
+                    let definite = verdict.category.consequence() == Consequence::Broken;
+                    ran.refresh_uncertain = definite.then_some(false);
+                    ran.verdict = verdict;
+                    return Ok(Some(ran));
+                }
             }
-            let outcome = match http::refresh_request(&provider.oauth, refresh).await {
+            let request = http::refresh_request(&provider.oauth, refresh).await;
+            if !self.may_send(provider, claimed, true).await? {
+                return Ok(None);
+            }
+            let outcome = match request {
                 Some(request) => self.http.send_oauth(request).await,
                 None => Outcome::Transport(TransportFailure {
                     kind: TransportKind::Other,
@@ -345,10 +367,12 @@ impl Checker {
             };
             let mut verdict = classify(Phase::Refresh, &outcome, rules, Utc::now());
             ran.refresh_uncertain = Some(answer_lost(&outcome, &verdict));
-            if verdict.category.consequence() == Consequence::Broken
+            if matches!(verdict.category, Category::Revoked | Category::Expired)
                 && provider.config.rotates_refresh_tokens
                 && let Some(since) = conn.refresh_uncertain_since
             {
+                // Our loss, not the owner's doing: the e-mail must not say they withdrew it.
+                verdict.category = Category::RotationLost;
                 verdict.detail.push_str(&format!(
                     " (a refresh at {} got no answer: the provider probably rotated the refresh \
                      token then, and the new one never reached us)",
@@ -365,21 +389,21 @@ impl Checker {
             }
             let Some(tokens) = verdict.tokens.take() else {
                 ran.verdict = verdict;
-                return Ok(ran);
+                return Ok(Some(ran));
             };
             if provider.config.probe_url.is_none() {
                 // The refresh is the whole check: its tokens are stored with its result, in
                 // one write (see `apply`).
                 ran.verdict = verdict;
                 ran.pending = Some(tokens);
-                return Ok(ran);
+                return Ok(Some(ran));
             }
             let status = verdict.http_status;
             if !self
                 .persist_rotation(claimed, &mut ran, &tokens, status)
                 .await?
             {
-                return Ok(ran);
+                return Ok(Some(ran));
             }
             access = tokens.access_token.clone();
         }
@@ -398,53 +422,145 @@ impl Checker {
                     None,
                 ),
             };
-            return Ok(ran);
+            return Ok(Some(ran));
         };
         if claimed.tokens.refresh_token.is_some() {
             provider.pacer.wait().await;
         }
+        if !self.may_send(provider, claimed, false).await? {
+            return Ok(None);
+        }
         let outcome = self.http.probe(probe_url, &access).await;
         ran.verdict = classify(Phase::Probe, &outcome, rules, Utc::now());
-        Ok(ran)
+        Ok(Some(ran))
+    }
+
+    /// How long before its lease ends a worker stops calling: room for clocks that differ
+    /// between replicas, and for the write that ends the check.
+    fn lease_margin(&self) -> Duration {
+        self.limits.request_timeout.min(Duration::from_secs(5))
+    }
+
+    /// The last look before a call goes out, after every wait (a slot, the pacer, a process
+    /// stopped and continued): the call must end, at its timeout, inside our lease with a
+    /// margin. Past the lease another worker may own the connection and refresh it too, and
+    /// two refreshes with one rotating token look like token theft to the provider. Before a
+    /// rotating provider's refresh the look is a durable mark in the store, which checks the
+    /// lease there and lets whoever claims the connection next know the refresh went out.
+    async fn may_send(
+        &self,
+        provider: &Provider,
+        claimed: &Claimed,
+        refresh: bool,
+    ) -> Result<bool, CheckError> {
+        let call = delta(self.limits.request_timeout + self.lease_margin());
+        let fits = |now: DateTime<Utc>| now.checked_add_signed(call);
+        if refresh && provider.config.rotates_refresh_tokens {
+            let now = Utc::now();
+            let Some(until) = fits(now) else {
+                return Ok(false);
+            };
+            if !self.store.mark_refresh_sent(claimed, now, until).await? {
+                return Ok(false);
+            }
+        }
+        Ok(fits(Utc::now()).is_some_and(|until| until <= claimed.lease.until))
     }
 
     /// After a refresh whose answer was lost, a rotating provider may already have replaced the
     /// refresh token; presenting the old one past the provider's reuse grace looks like token
-    /// theft and revokes the whole grant. Where the provider can tell (introspection), ask
-    /// first: an inactive token is a definite answer.
+    /// theft and revokes the whole grant. Within the grace the old token is simply tried again.
+    /// A refresh whose worker crashed or stalled first waits for that worker a while: one that
+    /// was only stopped (a paused VM, a replica stalled past its lease) comes back with the new
+    /// tokens and stores them (see `store_tokens`). Then introspection decides, where the
+    /// provider offers it. Without it the old token is presented: a provider that rotated it
+    /// answers `invalid_grant`, classified as a lost rotation rather than the owner's doing,
+    /// and one the refresh never reached answers with new tokens. Breaking the connection
+    /// without asking would break every connection whose refresh was in flight when a daemon
+    /// died, those the provider never saw included.
     async fn lost_rotation(
         &self,
         provider: &Provider,
         claimed: &Claimed,
         refresh: &SecretString,
-    ) -> Option<Classification> {
+    ) -> Result<Lost, CheckError> {
         let p = &provider.config;
-        let since = claimed.connection.refresh_uncertain_since?;
-        let url = p.introspection_url.as_ref()?;
-        let grace = TimeDelta::from_std(p.reuse_grace).unwrap_or(TimeDelta::MAX);
-        if !p.rotates_refresh_tokens || Utc::now() - since <= grace {
-            return None;
+        let conn = &claimed.connection;
+        let Some(since) = conn.refresh_uncertain_since else {
+            return Ok(Lost::No);
+        };
+        let now = Utc::now();
+        if !p.rotates_refresh_tokens || now - since <= delta(p.reuse_grace) {
+            return Ok(Lost::No);
+        }
+        let at = since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        if let Some(sent) = conn.refresh_interrupted_at
+            && let Some(until) = sent.checked_add_signed(delta(self.limits.lease * 2))
+            && now < until
+        {
+            let verdict = Classification::new(
+                Category::Transient,
+                format!(
+                    "a refresh sent at {at} by a worker that then stopped has no stored answer; \
+                     it is left to that worker until {}, in case it comes back with the new tokens",
+                    until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+                None,
+            );
+            return Ok(Lost::Wait(verdict, until));
+        }
+        let Some(url) = &p.introspection_url else {
+            return Ok(Lost::No);
+        };
+        if !self.may_send(provider, claimed, false).await? {
+            return Ok(Lost::NotSent);
         }
         let outcome = self.http.introspect(url, p, refresh).await;
         provider.pacer.wait().await;
-        let Outcome::Response(r) = outcome else {
-            return None;
+        let unsure = |why: String| {
+            Lost::Verdict(Classification::new(
+                Category::Transient,
+                format!(
+                    "a refresh at {at} got no answer, and the provider could not say whether the \
+                     old refresh token is still active ({why}); it is not presented until it can"
+                ),
+                None,
+            ))
+        };
+        let r = match outcome {
+            Outcome::Response(r) => r,
+            Outcome::Transport(t) => return Ok(unsure(t.message)),
         };
         let active = serde_json::from_slice::<serde_json::Value>(&r.body)
             .ok()
             .and_then(|v| v.get("active").and_then(serde_json::Value::as_bool));
-        (r.status == 200 && active == Some(false)).then(|| {
-            Classification::new(
-                Category::Revoked,
+        Ok(match (r.status, active) {
+            (200, Some(true)) => Lost::No,
+            (200, Some(false)) => Lost::Verdict(Classification::new(
+                Category::RotationLost,
                 format!(
-                    "a refresh at {} got no answer, and the provider now reports the refresh \
-                     token inactive: it rotated it then, and the new one never reached us",
-                    since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    "a refresh at {at} got no answer, and the provider now reports the refresh \
+                     token inactive: it rotated it then, and the new one never reached us"
                 ),
                 Some(r.status),
-            )
+            )),
+            (status, _) => unsure(format!(
+                "introspection answered HTTP {status} without `active`"
+            )),
         })
     }
+}
+
+/// What is known of a refresh whose answer was lost.
+enum Lost {
+    /// Nothing stands in the way of a refresh.
+    No,
+    /// The check ends here, with this verdict.
+    Verdict(Classification),
+    /// The check ends here, with nothing changed but the next check, at this time.
+    Wait(Classification, DateTime<Utc>),
+    /// The lease would not cover the call that decides it.
+    NotSent,
 }
 
 fn delta(d: Duration) -> TimeDelta {
@@ -460,6 +576,8 @@ struct Ran {
     refresh_uncertain: Option<bool>,
     /// Refreshed tokens not stored yet: the refresh was the whole check.
     pending: Option<TokenSet>,
+    /// Nothing was decided: the connection stays as it is until then.
+    hold_until: Option<DateTime<Utc>>,
 }
 
 /// Whether the provider may have acted on a refresh whose answer we did not get: the request

@@ -18,6 +18,12 @@ fn delta(d: Duration) -> TimeDelta {
     TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
 }
 
+/// `now + d`, at the latest representable time rather than an overflow panic.
+fn later(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    now.checked_add_signed(delta(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 /// After a healthy check: ahead of the access token's expiry, and at least every `check_interval`.
 pub fn after_success(
     now: DateTime<Utc>,
@@ -33,11 +39,11 @@ pub fn after_success(
         None if access_expires_at.is_some() => MIN_INTERVAL,
         None => interval,
     };
-    now + delta(wait.max(MIN_INTERVAL))
+    later(now, wait.max(MIN_INTERVAL))
 }
 
 /// After the `failures`-th failure in a row that did not prove the grant gone: 1 min doubling
-/// to `cap`, jittered, and never sooner than the provider asked (Retry-After).
+/// to `cap`, jittered, and never sooner than the provider asked (Retry-After), up to `cap`.
 pub fn after_failure(
     now: DateTime<Utc>,
     failures: u32,
@@ -50,8 +56,8 @@ pub fn after_failure(
         .saturating_mul(1 << doublings)
         .min(cap)
         .mul_f64(rng.gen_range(0.85..=1.0));
-    let wait = retry_after.map_or(wait, |r| wait.max(r));
-    now + delta(wait)
+    let wait = retry_after.map_or(wait, |r| wait.max(r.min(cap)));
+    later(now, wait)
 }
 
 /// A broken connection waits for its owner; an optional slow recheck catches a grant that
@@ -62,9 +68,9 @@ pub fn after_broken(
     rng: &mut impl Rng,
 ) -> DateTime<Utc> {
     match recheck {
-        Some(r) => now + delta(r.mul_f64(rng.gen_range(0.9..=1.0))),
+        Some(r) => later(now, r.mul_f64(rng.gen_range(0.9..=1.0))),
         // "Never" on its own: reauthorization schedules the next check.
-        None => now + TimeDelta::days(365 * 100),
+        None => later(now, Duration::from_secs(100 * 365 * 86_400)),
     }
 }
 
@@ -124,6 +130,17 @@ mod tests {
         assert!((204..=240).contains(&wait(3, None, &mut rng)));
         assert!((3060..=3600).contains(&wait(30, None, &mut rng)));
         assert_eq!(wait(1, Some(Duration::from_secs(900)), &mut rng), 900);
+        // A provider cannot park a connection past the cap, however long it asks for.
+        assert_eq!(wait(1, Some(Duration::MAX), &mut rng), 3600);
+    }
+
+    #[test]
+    fn no_wait_overflows_the_calendar() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let end = DateTime::<Utc>::MAX_UTC;
+        assert_eq!(after_failure(end, 3, Duration::MAX, None, &mut rng), end);
+        assert_eq!(after_success(end, None, Duration::MAX, &mut rng), end);
+        assert_eq!(after_broken(end, Some(Duration::MAX), &mut rng), end);
     }
 
     #[test]

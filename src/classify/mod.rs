@@ -1,4 +1,4 @@
-//! The heart of the product (BRIEF §3): from what a provider answered to what it means for the
+//! The heart of the product: from what a provider answered to what it means for the
 //! grant. Pure: no I/O, no clock but the one passed in, so every row of the brief is a table test.
 //!
 //! Order matters. Transport failures, 5xx, 429 and bodies that are not the promised JSON are
@@ -198,14 +198,23 @@ pub fn classify(
     ))
 }
 
-/// Retry-After (RFC 9110 §10.2.3): seconds, or an HTTP-date.
+/// The longest wait a Retry-After is taken for: a provider's answer must not park a
+/// connection for years (or overflow a date). The schedule caps it further at `backoff_max`.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// Retry-After (RFC 9110 §10.2.3): seconds, or an HTTP-date; at most `MAX_RETRY_AFTER`.
 fn retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = DateTime::parse_from_rfc2822(value).ok()?;
-    (at.with_timezone(&Utc) - now).to_std().ok()
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        // Digits too many for a u64 are still a (very long) number of seconds.
+        Err(_) if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => MAX_RETRY_AFTER,
+        Err(_) => {
+            let at = DateTime::parse_from_rfc2822(value).ok()?;
+            (at.with_timezone(&Utc) - now).to_std().ok()?
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 fn body_kind(body: &[u8]) -> &'static str {

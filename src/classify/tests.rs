@@ -1,4 +1,4 @@
-//! One row per line of BRIEF §3, and the faults the fake provider injects.
+//! One row per classification rule of the product, and the faults the fake provider injects.
 
 use super::*;
 use Category::*;
@@ -203,6 +203,24 @@ fn retry_after_in_seconds_or_as_a_date() {
     );
     assert_eq!(c.category, RateLimited);
     assert_eq!(c.retry_after, None);
+}
+
+#[test]
+fn a_hostile_retry_after_is_capped_not_trusted() {
+    let day = Some(super::MAX_RETRY_AFTER);
+    for value in [
+        "99999999999",
+        "18446744073709551615",
+        "184467440737095516150000",
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+    ] {
+        let c = run(
+            ProviderKind::Generic,
+            Refresh,
+            &with_header(429, "retry-after", value, ""),
+        );
+        assert_eq!((c.category, c.retry_after), (RateLimited, day), "{value}");
+    }
 }
 
 #[test]

@@ -62,7 +62,12 @@ pub async fn check(config: &Config, all: bool, ids: &[String], json: bool) -> Re
                 eprintln!("credwatch: {e}");
                 result = Err(e.into());
             }
-            Some(Err(e)) => eprintln!("credwatch: check task failed: {e}"),
+            Some(Err(e)) => {
+                // A panic in a check is a bug; it must not pass for a check that ran.
+                let e = format!("a check failed unexpectedly: {e}");
+                eprintln!("credwatch: {e}");
+                result = Err(CliError::Failed(e));
+            }
             None if more && !cancel.is_cancelled() => {}
             None => break,
         }

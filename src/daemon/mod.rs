@@ -273,12 +273,17 @@ async fn report_to_systemd(
         if alive.load(Ordering::Relaxed) {
             notifier.notify("WATCHDOG=1");
         }
-        match store.counts().await {
-            Ok(c) => notifier.status(&format!(
-                "{} connections: {} healthy, {} degraded, {} broken; {} of {} pipelines paused",
-                c.connections, c.healthy, c.degraded, c.broken, c.paused, c.pipelines
-            )),
-            Err(e) => notifier.status(&format!("cannot read the store: {e}")),
+        if let Some(failing) = store.writes_failing() {
+            notifier.status(&format!("{failing}; no checks are running"));
+        } else {
+            match tokio::time::timeout(every, store.counts()).await {
+                Ok(Ok(c)) => notifier.status(&format!(
+                    "{} connections: {} healthy, {} degraded, {} broken; {} of {} pipelines paused",
+                    c.connections, c.healthy, c.degraded, c.broken, c.paused, c.pipelines
+                )),
+                Ok(Err(e)) => notifier.status(&format!("cannot read the store: {e}")),
+                Err(_) => notifier.status("cannot read the store: the database does not answer"),
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,

@@ -105,10 +105,30 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// How long readiness waits for the database: a probe wants an answer, and the pool would
+/// otherwise wait its whole acquire timeout for a database that is down.
+const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Ready while the database answers, its schema is current and writes go through: a daemon
+/// that cannot write checks nothing.
 async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    match state.checker().store().ready().await {
-        Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
+    let store = state.checker().store().clone();
+    let unavailable = |why: String| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+    };
+    match tokio::time::timeout(READY_WITHIN, store.ready()).await {
+        Err(_) => unavailable(format!(
+            "the database did not answer within {}",
+            humantime::format_duration(READY_WITHIN)
+        )),
+        Ok(Err(e)) => unavailable(e.to_string()),
+        Ok(Ok(())) => match store.writes_failing() {
+            Some(failing) => unavailable(failing.to_string()),
+            None => (StatusCode::OK, "ready\n".to_owned()),
+        },
     }
 }
 

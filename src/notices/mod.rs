@@ -93,6 +93,11 @@ pub fn explain(category: Category, provider: &str) -> String {
              security policy or multi-factor sign-in)."
         ),
         AccountDisabled => "the account was disabled or removed from its organization.".to_owned(),
+        RotationLost => format!(
+            "our service lost the authorization: {provider} renewed it, and our side failed \
+             before it could keep the renewed one. Nothing you did caused this, and nothing \
+             changed in your account; connecting again restores it."
+        ),
         Healthy | Transient | RateLimited | ClientMisconfigured | Unknown => {
             format!("{provider} no longer accepts the authorization.")
         }

@@ -1,6 +1,7 @@
 //! Persistence behind one trait: the rest of the daemon never sees SQL or a backend.
 //! The backend is chosen from the database URL; tokens are sealed and opened here and nowhere else.
 
+mod health;
 mod sql;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use crate::domain::{
 };
 use crate::tokens::TokenSet;
 
+pub use health::{WriteHealth, WritesFailing};
 pub use sql::SqlStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +63,17 @@ pub enum StoreError {
     TokensChanged(ConnectionId),
 }
 
+impl StoreError {
+    /// The database itself failed (down, disk full, a commit that did not happen), as opposed
+    /// to an answer about what was asked.
+    pub fn is_outage(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(_) | StoreError::Commit(_) | StoreError::Open { .. }
+        )
+    }
+}
+
 /// What `connection add` stores.
 #[derive(Debug)]
 pub struct NewConnection {
@@ -90,6 +103,9 @@ pub struct Connection {
     pub consecutive_failures: u32,
     /// Since when a refresh's answer is missing (it may have rotated the refresh token).
     pub refresh_uncertain_since: Option<DateTime<Utc>>,
+    /// Since when a refresh that was sent is unanswered because its worker crashed or stalled
+    /// (not merely timed out): the provider most likely rotated the refresh token then.
+    pub refresh_interrupted_at: Option<DateTime<Utc>>,
     pub last_check_at: Option<DateTime<Utc>>,
     pub next_check_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
@@ -363,6 +379,8 @@ pub trait Store: Send + Sync + 'static {
     async fn migrate(&self) -> Result<(), StoreError>;
     /// The database answers and its schema is the one this build expects.
     async fn ready(&self) -> Result<(), StoreError>;
+    /// Set while the writes the daemon's work needs are failing.
+    fn writes_failing(&self) -> Option<WritesFailing>;
 
     async fn add_connection(
         &self,
@@ -435,6 +453,23 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<ClaimOutcome, StoreError>;
     /// Gives back a claim that was never used: the attempt row goes, the lease ends.
     async fn release(&self, claimed: &Claimed) -> Result<(), StoreError>;
+    /// Marks, durably, that a refresh is about to go out, while the lease still holds until
+    /// `hold_until` (the call's end at its timeout, with a margin). `false`, with nothing
+    /// written, when the lease is lost or too short: the call must not go out then.
+    async fn mark_refresh_sent(
+        &self,
+        claimed: &Claimed,
+        now: DateTime<Utc>,
+        hold_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// New tokens that lost their lease (a stalled worker whose connection was taken over):
+    /// stored if the tokens we refreshed are still the stored ones, whoever holds the lease,
+    /// since the provider now considers ours the live ones. The connection is then due at once.
+    async fn rescue_rotation(
+        &self,
+        claimed: &Claimed,
+        rotation: Rotation<'_>,
+    ) -> Result<i64, StoreError>;
     /// Stores refreshed tokens at once, in one transaction, only if the generation is still the
     /// one we refreshed and we still hold the lease. Returns the new generation.
     async fn save_rotation(

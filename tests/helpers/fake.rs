@@ -24,6 +24,8 @@ pub enum Reply {
     Truncated,
     /// 429 with `Retry-After: SECS`.
     TooMany(u64),
+    /// 429 with this exact `Retry-After` value.
+    RetryAfter(&'static str),
     /// A 10 MB body.
     Huge,
     /// A good answer, after this long.
@@ -156,6 +158,12 @@ async fn token(State(fake): State<Arc<Fake>>, body: String) -> Response {
         Reply::TooMany(secs) => (
             StatusCode::TOO_MANY_REQUESTS,
             [(header::RETRY_AFTER, secs.to_string())],
+            r#"{"error":"rate_limited"}"#,
+        )
+            .into_response(),
+        Reply::RetryAfter(value) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, value)],
             r#"{"error":"rate_limited"}"#,
         )
             .into_response(),

@@ -171,6 +171,16 @@ impl TestEnv {
         cmd
     }
 
+    /// Starts a credwatch command and leaves it running (killed on drop).
+    pub fn spawn_cli(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn credwatch")
+    }
+
     /// Runs a credwatch command to completion.
     pub async fn cli(&self, args: &[&str]) -> Output {
         self.cli_with_stdin(args, b"").await

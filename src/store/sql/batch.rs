@@ -63,17 +63,22 @@ pub(super) async fn writer(
     mut queue: mpsc::Receiver<Queued>,
 ) {
     while let Some(first) = queue.recv().await {
+        // A rotation is committed at once: until it is, a crash loses tokens the provider
+        // already considers the live ones. Whatever queued meanwhile still goes with it.
+        let urgent = matches!(first, Queued::Rotate(..) | Queued::Refreshed(..));
         let mut batch = vec![first];
         // Let the checks running beside this one queue their writes too: a few scheduler turns
         // cost microseconds, a commit costs a disk flush.
-        for _ in 0..LINGER_TURNS {
+        for _ in 0..if urgent { 1 } else { LINGER_TURNS } {
             while batch.len() < MAX_BATCH {
                 match queue.try_recv() {
                     Ok(q) => batch.push(q),
                     Err(_) => break,
                 }
             }
-            tokio::task::yield_now().await;
+            if !urgent {
+                tokio::task::yield_now().await;
+            }
         }
         let _turn = turns.lock().await;
         let mut conn = match pool.acquire().await {
@@ -84,6 +89,8 @@ pub(super) async fn writer(
             }
         };
         if let Err(e) = conn.execute("BEGIN IMMEDIATE").await {
+            // Whether SQLite is inside a transaction now is unknown: never reuse it.
+            conn.close_on_drop();
             fail(batch, &e);
             continue;
         }
@@ -144,7 +151,10 @@ pub(super) async fn writer(
             .map(drop)
             .map_err(|e| e.to_string());
         if committed.is_err() {
+            // SQLite may or may not have rolled back by itself (it does on a full disk): a
+            // connection left inside a transaction would fail every later write.
             let _ = conn.execute("ROLLBACK").await;
+            conn.close_on_drop();
         }
         answer(rotated_to, rotated, &committed);
         answer(healthy_to, healed, &committed);

@@ -5,6 +5,13 @@ use super::*;
 
 const CLAIM_COLUMNS: &str = "key_id, access_token, refresh_token";
 
+/// What a claim finds of the check before it: a refresh marked sent whose answer was never
+/// stored (its worker crashed or stalled past its lease). The provider may have rotated the
+/// refresh token then, so the connection is uncertain, and interrupted until a definite answer.
+const TAKE_OVER: &str = "refresh_uncertain_since = COALESCE(refresh_uncertain_since, refresh_sent_at), \
+     refresh_interrupted_at = COALESCE(refresh_interrupted_at, refresh_sent_at), \
+     refresh_sent_at = NULL";
+
 impl SqlStore {
     async fn attempt(
         tx: &mut sqlx::AnyConnection,
@@ -44,7 +51,7 @@ impl SqlStore {
         let now = to_ms(q.now);
         let mut tx = self.write().await?;
         let rows = sqlx::query(&format!(
-            "UPDATE connections SET lease_owner = $1, lease_expires_at = $2 \
+            "UPDATE connections SET lease_owner = $1, lease_expires_at = $2, {TAKE_OVER} \
              WHERE id IN (SELECT id FROM connections WHERE provider = $3 AND next_check_at <= $4 \
                           AND (lease_expires_at IS NULL OR lease_expires_at < $4) \
                           ORDER BY next_check_at LIMIT $5{}) \
@@ -105,7 +112,7 @@ impl SqlStore {
         let now = to_ms(now);
         let mut tx = self.write().await?;
         let row = sqlx::query(&format!(
-            "UPDATE connections SET lease_owner = $1, lease_expires_at = $2 \
+            "UPDATE connections SET lease_owner = $1, lease_expires_at = $2, {TAKE_OVER} \
              WHERE id = $3 AND (lease_expires_at IS NULL OR lease_expires_at < $4) \
              RETURNING {CONNECTION_COLUMNS}, {CLAIM_COLUMNS}"
         ))
@@ -141,7 +148,8 @@ impl SqlStore {
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "UPDATE connections SET lease_owner = NULL, lease_expires_at = NULL \
+            "UPDATE connections SET lease_owner = NULL, lease_expires_at = NULL, \
+               refresh_sent_at = NULL \
              WHERE id = $1 AND lease_owner = $2",
         )
         .bind(claimed.connection.id.as_str())
@@ -150,6 +158,51 @@ impl SqlStore {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    pub(super) async fn mark_refresh_sent_impl(
+        &self,
+        claimed: &Claimed,
+        now: DateTime<Utc>,
+        hold_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (id, owner) = (claimed.connection.id.clone(), claimed.lease.owner.clone());
+        let (now, hold_until) = (to_ms(now), to_ms(hold_until));
+        self.batched(
+            false,
+            |_| false,
+            move |tx| {
+                Box::pin(async move {
+                    let marked = sqlx::query(
+                        "UPDATE connections SET refresh_sent_at = $1 \
+                     WHERE id = $2 AND lease_owner = $3 AND lease_expires_at >= $4",
+                    )
+                    .bind(now)
+                    .bind(id.as_str())
+                    .bind(owner.as_str())
+                    .bind(hold_until)
+                    .execute(&mut *tx)
+                    .await?;
+                    Ok(marked.rows_affected() == 1)
+                })
+            },
+        )
+        .await
+    }
+
+    pub(super) async fn rescue_rotation_impl(
+        &self,
+        claimed: &Claimed,
+        rotation: Rotation<'_>,
+    ) -> Result<i64, StoreError> {
+        let row = self.rotate_row(claimed, rotation)?;
+        let backend = self.backend;
+        self.batched(
+            false,
+            |_| false,
+            move |tx| Box::pin(async move { merged::rescue(tx, backend, &row).await }),
+        )
+        .await
     }
 
     pub(super) async fn save_rotation_impl(
@@ -298,8 +351,11 @@ impl SqlStore {
             "UPDATE connections SET status = $1, reason = $2, status_since = $3, \
                consecutive_failures = $4, last_check_at = $5, next_check_at = $6, \
                lease_owner = NULL, lease_expires_at = NULL, updated_at = $5, \
-               refresh_uncertain_since = CASE $8 WHEN 1 THEN COALESCE(refresh_uncertain_since, $5) \
-                 WHEN 0 THEN NULL ELSE refresh_uncertain_since END \
+               refresh_uncertain_since = CASE $8 \
+                 WHEN 1 THEN COALESCE(refresh_uncertain_since, refresh_sent_at, $5) \
+                 WHEN 0 THEN NULL ELSE refresh_uncertain_since END, \
+               refresh_interrupted_at = CASE $8 WHEN 0 THEN NULL ELSE refresh_interrupted_at END, \
+               refresh_sent_at = NULL \
              WHERE id = $7",
         )
         .bind(after.as_str())

@@ -60,7 +60,8 @@ const SET_TOKENS: &str = "access_token = v.acc, refresh_token = v.ref, \
      token_generation = connections.token_generation + 1, access_expires_at = v.exp, \
      refresh_expires_at = COALESCE(v.rexp, connections.refresh_expires_at), \
      scopes = CASE WHEN v.scp = '' THEN connections.scopes ELSE v.scp END, \
-     tokens_updated_at = v.ts, updated_at = v.ts, refresh_uncertain_since = NULL";
+     tokens_updated_at = v.ts, updated_at = v.ts, refresh_uncertain_since = NULL, \
+     refresh_interrupted_at = NULL, refresh_sent_at = NULL";
 /// The guards every token write has: our lease, and the tokens we refreshed still stored.
 const TOKENS_UNCHANGED: &str = "connections.id = v.cid AND connections.token_generation = v.expected \
      AND connections.lease_owner = v.lease";
@@ -188,6 +189,34 @@ async fn rotate_pass<R: std::borrow::Borrow<RotateRow>>(
     Ok(())
 }
 
+/// Stores tokens whose lease was lost, compared on the generation alone, and makes the
+/// connection due at once; `TokensChanged` when someone stored other tokens meanwhile.
+pub(super) async fn rescue(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    row: &RotateRow,
+) -> Result<i64, StoreError> {
+    let sql = format!(
+        "WITH v ({TOKEN_COLUMNS}) AS (VALUES {}) \
+         UPDATE connections SET key_id = v.kid, {SET_TOKENS}, next_check_at = v.ts \
+         FROM v WHERE connections.id = v.cid AND connections.token_generation = v.expected \
+         RETURNING connections.token_generation",
+        values(backend, &TOKEN_TYPES, 1)
+    );
+    let stored: Option<i64> = bind_tokens(sqlx::query(&sql), row)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?;
+    match stored {
+        Some(generation) => Ok(generation),
+        None => match why_not_ours(conn, &row.id, &row.owner).await? {
+            StoreError::LeaseLost(id) => Err(StoreError::TokensChanged(id)),
+            other => Err(other),
+        },
+    }
+}
+
 /// Marks checks of healthy connections done: `false` for a row not applied (and nothing written
 /// for it) because the connection is no longer healthy or no longer ours, for the full path to
 /// decide. An error is a failed statement: undo the whole call.
@@ -204,8 +233,11 @@ pub(super) async fn finish_healthy(
              UPDATE connections SET consecutive_failures = 0, last_check_at = v.ts, \
                next_check_at = v.next_at, lease_owner = NULL, lease_expires_at = NULL, \
                updated_at = v.ts, refresh_uncertain_since = CASE v.uncertain \
-                 WHEN 1 THEN COALESCE(connections.refresh_uncertain_since, v.ts) \
-                 WHEN 0 THEN NULL ELSE connections.refresh_uncertain_since END \
+                 WHEN 1 THEN COALESCE(connections.refresh_uncertain_since, \
+                   connections.refresh_sent_at, v.ts) \
+                 WHEN 0 THEN NULL ELSE connections.refresh_uncertain_since END, \
+               refresh_interrupted_at = CASE v.uncertain WHEN 0 THEN NULL \
+                 ELSE connections.refresh_interrupted_at END, refresh_sent_at = NULL \
              FROM v WHERE connections.id = v.cid AND connections.lease_owner = v.lease \
                AND connections.status = 'healthy' \
              RETURNING connections.id",

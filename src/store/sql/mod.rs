@@ -88,7 +88,7 @@ impl Backend {
 
 const CONNECTION_COLUMNS: &str = "id, provider, name, owner_email, account, scopes, status, reason, status_since, \
      CASE WHEN refresh_token IS NULL THEN 0 ELSE 1 END AS has_refresh_token, token_generation, access_expires_at, refresh_expires_at, \
-     consecutive_failures, refresh_uncertain_since, last_check_at, next_check_at, created_at";
+     consecutive_failures, refresh_uncertain_since, refresh_interrupted_at, last_check_at, next_check_at, created_at";
 const PIPELINE_COLUMNS: &str = "id, name, state, position, position_updated_at, paused_at_position, paused_at, \
      paused_by, pause_reason, created_at";
 
@@ -100,6 +100,7 @@ pub struct SqlStore {
     writers: Option<Arc<tokio::sync::Mutex<()>>>,
     /// SQLite's group commit (see `batch`).
     batch: Option<tokio::sync::mpsc::Sender<batch::Queued>>,
+    writes: WriteHealth,
 }
 
 /// A write transaction, holding this process's turn to write while it lasts.
@@ -158,6 +159,7 @@ impl SqlStore {
                     Ok(())
                 })
             })
+            .after_release(discard_if_in_transaction)
             .connect(&url)
             .await?;
         let turns = Arc::new(tokio::sync::Mutex::new(()));
@@ -169,6 +171,7 @@ impl SqlStore {
             backend: Backend::Sqlite,
             writers: Some(turns),
             batch: Some(queue),
+            writes: WriteHealth::default(),
         })
     }
 
@@ -181,6 +184,7 @@ impl SqlStore {
         sqlx::any::install_default_drivers();
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
+            .after_release(discard_if_in_transaction)
             .connect(url.expose_secret())
             .await?;
         Ok(Self {
@@ -189,6 +193,7 @@ impl SqlStore {
             backend: Backend::Postgres,
             writers: None,
             batch: None,
+            writes: WriteHealth::default(),
         })
     }
 
@@ -205,6 +210,12 @@ impl SqlStore {
         })
     }
 
+    /// A write the daemon's work depends on, reported to `writes` on its way out.
+    fn watched<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        self.writes.record(&result);
+        result
+    }
+
     async fn pipeline_connections(&self, id: &PipelineId) -> Result<Vec<ConnectionId>, StoreError> {
         let rows = sqlx::query("SELECT connection_id FROM pipeline_connections WHERE pipeline_id = $1 ORDER BY connection_id")
             .bind(id.as_str())
@@ -214,6 +225,22 @@ impl SqlStore {
             .map(|r| parse(r.try_get::<String, _>(0)?))
             .collect()
     }
+}
+
+/// A connection goes back to the pool only outside any transaction. When a commit fails
+/// (SQLite on a full disk rolls back by itself), the rollback sqlx then sends fails too, and
+/// the connection would stay counted as inside a transaction: every later write on it would
+/// fail ("begin_with at non-zero transaction depth") until the daemon restarts.
+fn discard_if_in_transaction(
+    conn: &mut sqlx::AnyConnection,
+    _: sqlx::pool::PoolConnectionMetadata,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, sqlx::Error>> + Send + '_>> {
+    use sqlx::Connection;
+    Box::pin(async move {
+        // Runs the rollback that a dropped transaction queued, so the answer is current.
+        conn.ping().await?;
+        Ok(!conn.is_in_transaction())
+    })
 }
 
 /// The database file's absolute path without `..`: a URL would resolve those against its host.

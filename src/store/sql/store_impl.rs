@@ -28,6 +28,10 @@ impl Store for SqlStore {
         }
     }
 
+    fn writes_failing(&self) -> Option<WritesFailing> {
+        self.writes.failing()
+    }
+
     async fn add_connection(
         &self,
         new: NewConnection,
@@ -335,7 +339,8 @@ impl Store for SqlStore {
     }
 
     async fn claim_due(&self, q: DueQuery<'_>, lease: &Lease) -> Result<Vec<Claimed>, StoreError> {
-        self.claim_due_impl(q, lease).await
+        let result = self.claim_due_impl(q, lease).await;
+        self.watched(result)
     }
 
     async fn claim(
@@ -344,11 +349,32 @@ impl Store for SqlStore {
         lease: &Lease,
         now: DateTime<Utc>,
     ) -> Result<ClaimOutcome, StoreError> {
-        self.claim_impl(id, lease, now).await
+        let result = self.claim_impl(id, lease, now).await;
+        self.watched(result)
     }
 
     async fn release(&self, claimed: &Claimed) -> Result<(), StoreError> {
-        self.release_impl(claimed).await
+        let result = self.release_impl(claimed).await;
+        self.watched(result)
+    }
+
+    async fn mark_refresh_sent(
+        &self,
+        claimed: &Claimed,
+        now: DateTime<Utc>,
+        hold_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let result = self.mark_refresh_sent_impl(claimed, now, hold_until).await;
+        self.watched(result)
+    }
+
+    async fn rescue_rotation(
+        &self,
+        claimed: &Claimed,
+        rotation: Rotation<'_>,
+    ) -> Result<i64, StoreError> {
+        let result = self.rescue_rotation_impl(claimed, rotation).await;
+        self.watched(result)
     }
 
     async fn save_rotation(
@@ -356,7 +382,8 @@ impl Store for SqlStore {
         claimed: &Claimed,
         rotation: Rotation<'_>,
     ) -> Result<i64, StoreError> {
-        self.save_rotation_impl(claimed, rotation).await
+        let result = self.save_rotation_impl(claimed, rotation).await;
+        self.watched(result)
     }
 
     async fn finish_refreshed(
@@ -365,7 +392,8 @@ impl Store for SqlStore {
         rotation: Rotation<'_>,
         result: &CheckResult,
     ) -> Result<bool, StoreError> {
-        self.finish_refreshed_impl(claimed, rotation, result).await
+        let result = self.finish_refreshed_impl(claimed, rotation, result).await;
+        self.watched(result)
     }
 
     async fn finish_check(
@@ -373,7 +401,8 @@ impl Store for SqlStore {
         claimed: &Claimed,
         result: &CheckResult,
     ) -> Result<Applied, StoreError> {
-        self.finish_check_impl(claimed, result).await
+        let result = self.finish_check_impl(claimed, result).await;
+        self.watched(result)
     }
 
     async fn spread_overdue(
@@ -402,8 +431,10 @@ impl Store for SqlStore {
         next_attempt_at: DateTime<Utc>,
         operator: Option<&EmailAddress>,
     ) -> Result<bool, StoreError> {
-        self.open_provider_alert_impl(provider, kind, detail, now, next_attempt_at, operator)
-            .await
+        let result = self
+            .open_provider_alert_impl(provider, kind, detail, now, next_attempt_at, operator)
+            .await;
+        self.watched(result)
     }
 
     async fn queue_reminders(
@@ -411,7 +442,8 @@ impl Store for SqlStore {
         now: DateTime<Utc>,
         reminders: &[std::time::Duration],
     ) -> Result<u64, StoreError> {
-        self.queue_reminders_impl(now, reminders).await
+        let result = self.queue_reminders_impl(now, reminders).await;
+        self.watched(result)
     }
 
     async fn queue_expiring(
@@ -419,7 +451,8 @@ impl Store for SqlStore {
         now: DateTime<Utc>,
         horizon: std::time::Duration,
     ) -> Result<u64, StoreError> {
-        self.queue_expiring_impl(now, horizon).await
+        let result = self.queue_expiring_impl(now, horizon).await;
+        self.watched(result)
     }
 
     async fn claim_outbox(
@@ -428,7 +461,8 @@ impl Store for SqlStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<OutboxItem>, StoreError> {
-        self.claim_outbox_impl(lease, now, limit).await
+        let result = self.claim_outbox_impl(lease, now, limit).await;
+        self.watched(result)
     }
 
     async fn next_outbox_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -441,7 +475,8 @@ impl Store for SqlStore {
         now: DateTime<Utc>,
         note: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.outbox_sent_impl(ids, now, note).await
+        let result = self.outbox_sent_impl(ids, now, note).await;
+        self.watched(result)
     }
 
     async fn outbox_retry(
@@ -450,7 +485,8 @@ impl Store for SqlStore {
         error: &str,
         next_attempt_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.outbox_retry_impl(ids, error, next_attempt_at).await
+        let result = self.outbox_retry_impl(ids, error, next_attempt_at).await;
+        self.watched(result)
     }
 
     async fn outbox_failed(
@@ -459,7 +495,8 @@ impl Store for SqlStore {
         error: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.outbox_failed_impl(ids, error, now).await
+        let result = self.outbox_failed_impl(ids, error, now).await;
+        self.watched(result)
     }
 
     async fn open_incident(&self, connection: &ConnectionId) -> Result<Option<i64>, StoreError> {

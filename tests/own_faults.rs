@@ -1,0 +1,239 @@
+//! Our own faults, reproduced the way they happen: a daemon killed mid-rotation, a hostile
+//! Retry-After, a mail server that accepts and never answers, a disk that fills up. None may
+//! destroy a healthy grant, blame its owner, or leave the daemon silently dead.
+
+use std::time::Duration;
+
+use crate::helpers::fake::{FakeProvider, Reply};
+use crate::helpers::peers::OidcServer;
+use crate::helpers::{TestEnv, wait_until};
+
+const TOKENS: &str = r#"{"access_token":"fake-at-0-0123456789","refresh_token":"fake-rt-0-0123456789","expires_in":3600}"#;
+
+fn fake_provider(fake: &FakeProvider) -> String {
+    format!(
+        "\n[providers.acme]\ntoken_url = \"{}\"\nauthorize_url = \"http://127.0.0.1:9/authorize\"\n\
+         client_id = \"credwatch\"\nclient_secret = \"credwatch-secret\"\n",
+        fake.token_url()
+    )
+}
+
+#[tokio::test]
+async fn a_hostile_retry_after_parks_a_connection_no_longer_than_backoff_max() {
+    let fake = FakeProvider::spawn().await;
+    let env = TestEnv::with_config(&format!(
+        "\n[schedule]\nsweep = \"0 * * * * *\"\nbackoff_max = \"1h\"\n{}",
+        fake_provider(&fake)
+    ));
+    let id = env.add_connection("ada@example.com", TOKENS).await;
+    for value in [
+        "99999999999",
+        "18446744073709551615",
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+    ] {
+        fake.script([Reply::RetryAfter(value)]);
+        let out = env.cli(&["check", &id, "--json"]).await;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "Retry-After {value}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: serde_json::Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("Retry-After {value}: report {stdout:?}: {e}"));
+        assert_eq!(r["category"], "rate_limited", "{r}");
+        let next: i64 = env
+            .value("SELECT next_check_at FROM connections")
+            .await
+            .parse()
+            .unwrap();
+        let hour_from_now = chrono::Utc::now().timestamp_millis() + 3_600_000;
+        assert!(
+            next <= hour_from_now,
+            "Retry-After {value} parked it until {next}"
+        );
+    }
+    // A good answer heals it as usual.
+    fake.script([Reply::Tokens]);
+    assert_eq!(env.check(&id).await["after"], "healthy");
+}
+
+/// Whether some socket to `port` holds bytes the server has not read yet: a request that has
+/// been sent to a stopped server.
+fn unread_request_to(port: u16) -> bool {
+    let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    tcp.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let local_port = fields
+            .get(1)
+            .and_then(|a| a.rsplit(':').next())
+            .and_then(|p| u16::from_str_radix(p, 16).ok());
+        let unread = fields
+            .get(4)
+            .and_then(|q| q.split(':').nth(1))
+            .and_then(|rx| u64::from_str_radix(rx, 16).ok());
+        fields.get(3) == Some(&"01") && local_port == Some(port) && unread.unwrap_or(0) > 0
+    })
+}
+
+async fn introspect(oidc: &OidcServer, token: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .post(oidc.url("/token/introspection"))
+        .basic_auth("credwatch", Some("credwatch-secret"))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .expect("introspection")
+        .json()
+        .await
+        .expect("introspection JSON")
+}
+
+/// `credwatch check` until `done` holds for its report, failing the test at `deadline`.
+async fn check_until(
+    env: &TestEnv,
+    id: &str,
+    what: &str,
+    deadline: Duration,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        let report = env.check(id).await;
+        if done(&report) {
+            return report;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out waiting for {what}; last report: {report}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_kill_mid_rotation_never_presents_the_consumed_token_nor_blames_the_owner() {
+    let oidc = OidcServer::spawn(serde_json::json!({})).await;
+    let grant = oidc.grant("user-kill").await;
+    let port: u16 = oidc
+        .url("/")
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .expect("oidc port");
+    let env = TestEnv::with_config(&format!(
+        "\n[limits]\nrequest_timeout = \"1s\"\nlease = \"4s\"\n\n[notices]\ndigest_window = \"1s\"\n\n\
+         [providers.acme]\ntoken_url = \"{}\"\nauthorize_url = \"{}\"\nintrospection_url = \"{}\"\n\
+         client_id = \"credwatch\"\nclient_secret = \"credwatch-secret\"\n\
+         scopes = \"openid email offline_access\"\nrotates_refresh_tokens = true\n",
+        oidc.url("/token"),
+        oidc.url("/auth"),
+        oidc.url("/token/introspection"),
+    ));
+    let id = env.add_connection("ada@example.com", &grant).await;
+    let old: serde_json::Value = serde_json::from_str(&grant).unwrap();
+    let old = old["refresh_token"].as_str().unwrap().to_owned();
+
+    // The provider is stopped: the refresh goes out and waits in its socket. The checking
+    // process is killed there, and the provider, continued, rotates the token for nobody.
+    oidc.signal(libc::SIGSTOP);
+    let mut worker = env.spawn_cli(&["check", &id]);
+    wait_until(
+        "the refresh to be sent",
+        Duration::from_secs(20),
+        || async { unread_request_to(port) },
+    )
+    .await;
+    worker.start_kill().expect("kill -9 the worker");
+    worker.wait().await.expect("reap the worker");
+    oidc.signal(libc::SIGCONT);
+    wait_until(
+        "the provider to rotate the refresh token",
+        Duration::from_secs(20),
+        || async { introspect(&oidc, &old).await["active"] == false },
+    )
+    .await;
+
+    // Taken over after the lease: first left to the dead worker for two leases (it might have
+    // been only stalled), nothing changed.
+    let r = check_until(
+        &env,
+        &id,
+        "the dead worker's lease to end",
+        Duration::from_secs(20),
+        |r| r["outcome"] == "checked",
+    )
+    .await;
+    assert_eq!(
+        (&r["category"], &r["after"]),
+        (&"transient".into(), &"healthy".into()),
+        "{r}"
+    );
+    assert!(
+        r["detail"]
+            .as_str()
+            .unwrap()
+            .contains("left to that worker"),
+        "{r}"
+    );
+    // Then the provider is asked, and the consumed token is never presented.
+    let last = check_until(
+        &env,
+        &id,
+        "a decision on the lost rotation",
+        Duration::from_secs(30),
+        |r| r["outcome"] == "checked" && r["category"] != "transient",
+    )
+    .await;
+    assert_eq!(
+        (&last["category"], &last["after"]),
+        (&"rotation_lost".into(), &"broken".into()),
+        "{last}"
+    );
+    assert!(
+        last["detail"]
+            .as_str()
+            .unwrap()
+            .contains("now reports the refresh token inactive"),
+        "decided by introspection, not by presenting the token: {last}"
+    );
+    let refreshes = env
+        .value("SELECT COUNT(*) FROM checks WHERE phase = 'refresh' AND http_status = 400")
+        .await;
+    assert_eq!(
+        refreshes, "0",
+        "the consumed token went back to the provider"
+    );
+    // The operator is told; the owner is told it was not their doing.
+    assert_eq!(
+        env.value("SELECT kind FROM provider_alerts WHERE closed_at IS NULL")
+            .await,
+        "rotation_lost"
+    );
+    assert_eq!(
+        env.value("SELECT category FROM incidents").await,
+        "rotation_lost"
+    );
+    let daemon = env.spawn().await;
+    wait_until("the owner's e-mail", Duration::from_secs(20), || async {
+        crate::helpers::read_dir_names(&env.path("mail"))
+            .iter()
+            .any(|n| n.ends_with(".eml"))
+    })
+    .await;
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait(Duration::from_secs(30)).await.0, Some(0));
+    let mut owner = String::new();
+    for name in crate::helpers::read_dir_names(&env.path("mail")) {
+        let text = std::fs::read_to_string(env.path("mail").join(&name)).unwrap_or_default();
+        if text.contains("To: ada@example.com") {
+            owner = text;
+        }
+    }
+    let owner = owner.replace("=\r\n", "").replace("=\n", "");
+    assert!(
+        owner.contains("our service lost the authorization"),
+        "{owner}"
+    );
+    assert!(!owner.contains("withdrawn"), "{owner}");
+}
