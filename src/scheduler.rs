@@ -125,6 +125,12 @@ pub async fn sweep(
     try_held_now: bool,
 ) -> SweepStats {
     let started = tokio::time::Instant::now();
+    if checker.store().writes_failing().is_some() {
+        // Tells the store when writes work again, even if nothing else is due to write.
+        if let Err(e) = checker.store().probe_writes(Utc::now()).await {
+            tracing::debug!("writes still fail: {e}");
+        }
+    }
     let alerts = match checker.refresh_holds().await {
         Ok(a) => a,
         Err(e) => {

@@ -237,3 +237,180 @@ async fn a_kill_mid_rotation_never_presents_the_consumed_token_nor_blames_the_ow
     );
     assert!(!owner.contains("withdrawn"), "{owner}");
 }
+
+#[tokio::test]
+async fn a_mail_server_that_never_answers_holds_nothing_up() {
+    // Accepts every connection and never says a word.
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let smtp_port = hung.local_addr().unwrap().port();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = hung.accept().await {
+            held.push(socket);
+        }
+    });
+    let fake = FakeProvider::spawn().await;
+    fake.set_default(Reply::Json(400, r#"{"error":"invalid_grant"}"#));
+    let env = TestEnv::with_config(&format!(
+        "\n[schedule]\nsweep = \"* * * * * *\"\n\n[notices]\ndigest_window = \"1s\"\n\n\
+         [mail]\ntransport = \"smtp\"\nfrom = \"credwatch <credwatch@example.com>\"\n\n\
+         [smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\ntls = \"none\"\ntimeout = \"1s\"\n{}",
+        fake_provider(&fake)
+    ));
+    env.add_connection("ada@example.com", TOKENS).await;
+    let daemon = env.spawn().await;
+    wait_until(
+        "a send attempt that gave up on the silent server",
+        Duration::from_secs(30),
+        || async {
+            env.rows("SELECT attempts, last_error FROM outbox WHERE kind = 'credentials_expired'")
+                .await
+                .first()
+                .is_some_and(|r| r[0] != "0" && r[1].contains("within 1s"))
+        },
+    )
+    .await;
+    // Stopping does not wait for the server either.
+    daemon.signal(libc::SIGTERM);
+    let (code, log) = daemon.wait(Duration::from_secs(10)).await;
+    assert_eq!(code, Some(0), "{}", log.join("\n"));
+    // Retried later, not given up: the server never refused anything.
+    assert_eq!(
+        env.rows("SELECT sent_at, failed_at FROM outbox WHERE kind = 'credentials_expired'")
+            .await,
+        [["NULL", "NULL"]]
+    );
+    silent.abort();
+}
+
+/// A small tmpfs of our own, unmounted on drop.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("mount point");
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Self { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Writes a file until the disk refuses more.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.path().join("filler");
+        let mut file = std::fs::File::create(&path).expect("filler");
+        let chunk = vec![0u8; 64 * 1024];
+        while file.write_all(&chunk).is_ok() {}
+        let _ = file.sync_all();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+async fn readyz(base: &str) -> (u16, String) {
+    match reqwest::get(format!("{base}/readyz")).await {
+        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_makes_the_daemon_unready_and_it_recovers_on_its_own() {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("skipped: mounting a small tmpfs needs root (CI runs as root)");
+        return;
+    }
+    let disk = SmallDisk::mount("8m").expect("mount a tmpfs");
+    let fake = FakeProvider::spawn().await;
+    let env = TestEnv::with_config(&format!(
+        "\n[schedule]\nsweep = \"* * * * * *\"\n{}",
+        fake_provider(&fake)
+    ));
+    let db = disk.path().join("credwatch.db");
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        text.replace(
+            "sqlite://state/credwatch.db",
+            &format!("sqlite://{}", db.display()),
+        ),
+    )
+    .unwrap();
+    // Tokens that live 6 s: the connection is due every few seconds.
+    fake.set_default(Reply::TokensFor(6));
+    let id = env.add_connection("ada@example.com", TOKENS).await;
+    let base = env.base_url();
+    let mut daemon = env.spawn().await;
+    let calls = || fake.token_calls();
+    wait_until("a first check", Duration::from_secs(20), || async {
+        calls() >= 1
+    })
+    .await;
+
+    let filler = disk.fill();
+    wait_until(
+        "readiness to report the failing writes",
+        Duration::from_secs(30),
+        || async {
+            let (status, body) = readyz(&base).await;
+            status == 503 && body.contains("database writes failing")
+        },
+    )
+    .await;
+    // Several sweeps fail; the error is logged once for all of them.
+    let seen = daemon
+        .log_until("several failed claims", Duration::from_secs(30), |lines| {
+            lines
+                .iter()
+                .filter(|l| l.contains("cannot claim due connections"))
+                .count()
+                >= 3
+        })
+        .await;
+    let errors = seen
+        .iter()
+        .filter(|l| l.contains("database writes are failing"))
+        .count();
+    assert_eq!(errors, 1, "{}", seen.join("\n"));
+
+    // Space comes back: the daemon works again by itself, with no restart.
+    std::fs::remove_file(&filler).unwrap();
+    let before = calls();
+    wait_until("checks again", Duration::from_secs(30), || async {
+        calls() > before
+    })
+    .await;
+    wait_until("readiness again", Duration::from_secs(30), || async {
+        readyz(&base).await.0 == 200
+    })
+    .await;
+    daemon
+        .log_until("the end of the episode", Duration::from_secs(10), |lines| {
+            lines
+                .iter()
+                .any(|l| l.contains("database writes succeed again"))
+        })
+        .await;
+    let report = env.check(&id).await;
+    assert_eq!(report["after"], "healthy", "{report}");
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait(Duration::from_secs(20)).await.0, Some(0));
+}

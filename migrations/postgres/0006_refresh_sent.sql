@@ -7,3 +7,10 @@ ALTER TABLE connections ADD COLUMN refresh_sent_at BIGINT;
 -- A refresh_sent_at that a claim found set (see above), kept until the next definite answer:
 -- unlike a timeout, the provider almost certainly rotated the refresh token then.
 ALTER TABLE connections ADD COLUMN refresh_interrupted_at BIGINT;
+
+-- One row, written only while writes have been failing, to learn that they work again when no
+-- other write is due.
+CREATE TABLE write_probe (
+    id  INTEGER PRIMARY KEY CHECK (id = 1),
+    at  BIGINT NOT NULL
+);

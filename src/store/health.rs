@@ -35,8 +35,13 @@ pub struct WriteHealth {
 
 impl WriteHealth {
     /// Notes how a write went. Only the database's own failures count: a write refused for
-    /// what it found (a lost lease, an unknown id) went through.
-    pub fn record<T>(&self, result: &Result<T, StoreError>) {
+    /// what it found (a lost lease, an unknown id) went through. A write that found nothing to
+    /// change proves nothing either way (a full disk lets it commit), so `wrote` says whether
+    /// a success wrote something.
+    pub fn record<T>(&self, result: &Result<T, StoreError>, wrote: impl Fn(&T) -> bool) {
+        if matches!(result, Ok(v) if !wrote(v)) {
+            return;
+        }
         let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             Err(e) if e.is_outage() => match failing.as_mut() {
@@ -79,17 +84,20 @@ mod tests {
     #[test]
     fn an_episode_starts_at_the_first_failure_and_ends_at_the_first_success() {
         let health = WriteHealth::default();
-        health.record::<()>(&Err(StoreError::Commit("disk full".into())));
+        let all = |_: &()| true;
+        health.record(&Err(StoreError::Commit("disk full".into())), all);
         let first = health.failing().expect("failing");
-        health.record::<()>(&Err(StoreError::Commit("still full".into())));
+        // Nothing written is no sign of recovery.
+        health.record(&Ok(0), |n| *n > 0);
+        health.record(&Err(StoreError::Commit("still full".into())), all);
         let again = health.failing().expect("still failing");
         assert_eq!(again.since, first.since);
         assert!(again.error.contains("still full"), "{again}");
         // A refusal is an answer from a working database.
-        health.record::<()>(&Err(StoreError::LeaseLost(ConnectionId::generate())));
+        health.record(&Err(StoreError::LeaseLost(ConnectionId::generate())), all);
         assert_eq!(health.failing(), None);
-        health.record::<()>(&Err(StoreError::Commit("full".into())));
-        health.record(&Ok(()));
+        health.record(&Err(StoreError::Commit("full".into())), all);
+        health.record(&Ok(()), all);
         assert_eq!(health.failing(), None);
     }
 }

@@ -381,6 +381,8 @@ pub trait Store: Send + Sync + 'static {
     async fn ready(&self) -> Result<(), StoreError>;
     /// Set while the writes the daemon's work needs are failing.
     fn writes_failing(&self) -> Option<WritesFailing>;
+    /// A small real write, to learn whether writes work again while no other is due.
+    async fn probe_writes(&self, now: DateTime<Utc>) -> Result<(), StoreError>;
 
     async fn add_connection(
         &self,

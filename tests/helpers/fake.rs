@@ -16,6 +16,8 @@ use axum::response::{IntoResponse, Response};
 pub enum Reply {
     /// A good refresh: new access and refresh tokens, numbered.
     Tokens,
+    /// A good refresh whose access token lives this many seconds.
+    TokensFor(u64),
     /// This status with a JSON body.
     Json(u16, &'static str),
     /// A proxy's or a maintenance page: HTML, with this status.
@@ -126,18 +128,20 @@ async fn token(State(fake): State<Arc<Fake>>, body: String) -> Response {
         let next = fake.script.lock().unwrap().pop_front();
         next.unwrap_or_else(|| fake.default.lock().unwrap().clone())
     };
-    let tokens = || {
+    let tokens_for = |secs: u64| {
         (
             [(header::CONTENT_TYPE, "application/json")],
             format!(
-                r#"{{"access_token":"fake-at-{n}-0123456789","refresh_token":"fake-rt-{n}-0123456789","expires_in":3600,"token_type":"Bearer"}}"#
+                r#"{{"access_token":"fake-at-{n}-0123456789","refresh_token":"fake-rt-{n}-0123456789","expires_in":{secs},"token_type":"Bearer"}}"#
             ),
         )
             .into_response()
     };
+    let tokens = || tokens_for(3600);
     let status = |s: u16| StatusCode::from_u16(s).unwrap();
     match reply {
         Reply::Tokens => tokens(),
+        Reply::TokensFor(secs) => tokens_for(secs),
         Reply::Json(s, body) => (
             status(s),
             [(header::CONTENT_TYPE, "application/json")],

@@ -210,9 +210,14 @@ impl SqlStore {
         })
     }
 
-    /// A write the daemon's work depends on, reported to `writes` on its way out.
-    fn watched<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
-        self.writes.record(&result);
+    /// A write the daemon's work depends on, reported to `writes` on its way out; `wrote`
+    /// says whether a success wrote anything.
+    fn watched<T>(
+        &self,
+        result: Result<T, StoreError>,
+        wrote: impl Fn(&T) -> bool,
+    ) -> Result<T, StoreError> {
+        self.writes.record(&result, wrote);
         result
     }
 

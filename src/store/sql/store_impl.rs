@@ -32,6 +32,23 @@ impl Store for SqlStore {
         self.writes.failing()
     }
 
+    async fn probe_writes(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let written = async {
+            let mut tx = self.write().await?;
+            sqlx::query(
+                "INSERT INTO write_probe (id, at) VALUES (1, $1) \
+                 ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+            )
+            .bind(to_ms(now))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        };
+        let result = written.await;
+        self.watched(result, |_| true)
+    }
+
     async fn add_connection(
         &self,
         new: NewConnection,
@@ -340,7 +357,7 @@ impl Store for SqlStore {
 
     async fn claim_due(&self, q: DueQuery<'_>, lease: &Lease) -> Result<Vec<Claimed>, StoreError> {
         let result = self.claim_due_impl(q, lease).await;
-        self.watched(result)
+        self.watched(result, |c| !c.is_empty())
     }
 
     async fn claim(
@@ -350,12 +367,12 @@ impl Store for SqlStore {
         now: DateTime<Utc>,
     ) -> Result<ClaimOutcome, StoreError> {
         let result = self.claim_impl(id, lease, now).await;
-        self.watched(result)
+        self.watched(result, |c| matches!(c, ClaimOutcome::Claimed(_)))
     }
 
     async fn release(&self, claimed: &Claimed) -> Result<(), StoreError> {
         let result = self.release_impl(claimed).await;
-        self.watched(result)
+        self.watched(result, |_| true)
     }
 
     async fn mark_refresh_sent(
@@ -365,7 +382,7 @@ impl Store for SqlStore {
         hold_until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let result = self.mark_refresh_sent_impl(claimed, now, hold_until).await;
-        self.watched(result)
+        self.watched(result, |marked| *marked)
     }
 
     async fn rescue_rotation(
@@ -374,7 +391,7 @@ impl Store for SqlStore {
         rotation: Rotation<'_>,
     ) -> Result<i64, StoreError> {
         let result = self.rescue_rotation_impl(claimed, rotation).await;
-        self.watched(result)
+        self.watched(result, |_| true)
     }
 
     async fn save_rotation(
@@ -383,7 +400,7 @@ impl Store for SqlStore {
         rotation: Rotation<'_>,
     ) -> Result<i64, StoreError> {
         let result = self.save_rotation_impl(claimed, rotation).await;
-        self.watched(result)
+        self.watched(result, |_| true)
     }
 
     async fn finish_refreshed(
@@ -393,7 +410,7 @@ impl Store for SqlStore {
         result: &CheckResult,
     ) -> Result<bool, StoreError> {
         let result = self.finish_refreshed_impl(claimed, rotation, result).await;
-        self.watched(result)
+        self.watched(result, |stored| *stored)
     }
 
     async fn finish_check(
@@ -402,7 +419,7 @@ impl Store for SqlStore {
         result: &CheckResult,
     ) -> Result<Applied, StoreError> {
         let result = self.finish_check_impl(claimed, result).await;
-        self.watched(result)
+        self.watched(result, |_| true)
     }
 
     async fn spread_overdue(
@@ -434,7 +451,7 @@ impl Store for SqlStore {
         let result = self
             .open_provider_alert_impl(provider, kind, detail, now, next_attempt_at, operator)
             .await;
-        self.watched(result)
+        self.watched(result, |_| true)
     }
 
     async fn queue_reminders(
@@ -443,7 +460,7 @@ impl Store for SqlStore {
         reminders: &[std::time::Duration],
     ) -> Result<u64, StoreError> {
         let result = self.queue_reminders_impl(now, reminders).await;
-        self.watched(result)
+        self.watched(result, |n| *n > 0)
     }
 
     async fn queue_expiring(
@@ -452,7 +469,7 @@ impl Store for SqlStore {
         horizon: std::time::Duration,
     ) -> Result<u64, StoreError> {
         let result = self.queue_expiring_impl(now, horizon).await;
-        self.watched(result)
+        self.watched(result, |n| *n > 0)
     }
 
     async fn claim_outbox(
@@ -462,7 +479,7 @@ impl Store for SqlStore {
         limit: u32,
     ) -> Result<Vec<OutboxItem>, StoreError> {
         let result = self.claim_outbox_impl(lease, now, limit).await;
-        self.watched(result)
+        self.watched(result, |items| !items.is_empty())
     }
 
     async fn next_outbox_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -476,7 +493,7 @@ impl Store for SqlStore {
         note: Option<&str>,
     ) -> Result<(), StoreError> {
         let result = self.outbox_sent_impl(ids, now, note).await;
-        self.watched(result)
+        self.watched(result, |_| true)
     }
 
     async fn outbox_retry(
@@ -486,7 +503,7 @@ impl Store for SqlStore {
         next_attempt_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let result = self.outbox_retry_impl(ids, error, next_attempt_at).await;
-        self.watched(result)
+        self.watched(result, |_| true)
     }
 
     async fn outbox_failed(
@@ -496,7 +513,7 @@ impl Store for SqlStore {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let result = self.outbox_failed_impl(ids, error, now).await;
-        self.watched(result)
+        self.watched(result, |_| true)
     }
 
     async fn open_incident(&self, connection: &ConnectionId) -> Result<Option<i64>, StoreError> {
