@@ -101,6 +101,16 @@ macro_rules! prefixed_id {
 prefixed_id!(ConnectionId, "conn_", "connection");
 prefixed_id!(PipelineId, "pipe_", "pipeline");
 
+/// Text that prints as what it says: no control characters (CR/LF, terminal escapes) and no
+/// bidirectional overrides (U+202E and its kin), which can make one name read as another in a
+/// terminal, a log line or an e-mail.
+pub fn is_plain_text(s: &str) -> bool {
+    !s.chars().any(|c| {
+        c.is_control()
+            || matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    })
+}
+
 /// An owner's or operator's e-mail address, checked with the same parser the mailer uses.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -326,6 +336,21 @@ mod tests {
         assert!("conn_".parse::<ConnectionId>().is_err());
         assert!("conn_0000000000000l".parse::<ConnectionId>().is_err());
         assert!("42".parse::<ConnectionId>().is_err());
+    }
+
+    #[test]
+    fn plain_text_refuses_what_could_disguise_itself() {
+        assert!(is_plain_text("Ada Lovelace – Sales CRM"));
+        for bad in [
+            "a\nb",
+            "a\rb",
+            "\u{1b}[31mred",
+            "admin\u{202E}moc.elgoog",
+            "x\u{2066}y",
+            "\0",
+        ] {
+            assert!(!is_plain_text(bad), "{bad:?}");
+        }
     }
 
     #[test]

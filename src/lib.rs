@@ -2,6 +2,7 @@
 //! marks dead grants broken, pauses the pipelines that depend on them, and e-mails their owners a
 //! reauthorize link. The binary is a thin shell over this library.
 
+pub mod account;
 pub mod check;
 pub mod classify;
 pub mod cli;

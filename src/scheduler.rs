@@ -91,6 +91,14 @@ pub async fn run(checker: Arc<Checker>, shutdown: CancellationToken) -> Result<(
         ),
         Err(e) => tracing::error!("cannot spread overdue connections: {e}"),
     }
+    match checker.store().retry_set_aside(Utc::now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            connections = n,
+            "connections set aside for unreadable tokens are tried again"
+        ),
+        Err(e) => tracing::error!("cannot retry the connections set aside: {e}"),
+    }
     // The first sweep tries every held provider at once: the operator may have fixed the
     // client and restarted for exactly that.
     let mut first = true;
@@ -283,6 +291,7 @@ async fn claim(
                 provider: provider.id(),
                 now,
                 limit,
+                operator: checker.operator(),
             },
             &checker.lease(now),
         )

@@ -21,8 +21,8 @@ pub struct TokenSet {
     /// Absolute end of the refresh token that refreshing cannot extend (LinkedIn, Intuit ...).
     pub refresh_expires_at: Option<DateTime<Utc>>,
     pub scopes: Vec<String>,
-    /// The `sub` and `email` claims of an id_token, read but not verified: good enough to name
-    /// the account by default, never to authenticate anyone.
+    /// The `sub` claim of an id_token, and its `email` only when `email_verified` is true, read
+    /// but not verified: good enough to name the account, never to authenticate anyone.
     pub id_token_subject: Option<String>,
     pub id_token_email: Option<String>,
 }
@@ -131,16 +131,24 @@ fn id_token_claims(jwt: &str) -> (Option<String>, Option<String>) {
     struct Claims {
         sub: Option<String>,
         email: Option<String>,
+        #[serde(default)]
+        email_verified: Option<serde_json::Value>,
     }
     let claims = jwt
         .split('.')
         .nth(1)
         .and_then(|payload| URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok())
         .and_then(|json| serde_json::from_slice::<Claims>(&json).ok());
-    match claims {
-        Some(c) => (c.sub, c.email),
-        None => (None, None),
-    }
+    let Some(c) = claims else {
+        return (None, None);
+    };
+    // An address nobody proved to own names nobody; some providers send the flag as text.
+    let verified = matches!(c.email_verified, Some(serde_json::Value::Bool(true)))
+        || matches!(&c.email_verified, Some(serde_json::Value::String(s)) if s == "true");
+    let usable = |v: Option<String>| {
+        v.filter(|v| !v.is_empty() && v.len() <= 256 && crate::domain::is_plain_text(v))
+    };
+    (usable(c.sub), usable(c.email.filter(|_| verified)))
 }
 
 #[cfg(test)]
@@ -153,7 +161,8 @@ mod tests {
 
     #[test]
     fn a_full_response_parses() {
-        let payload = URL_SAFE_NO_PAD.encode(br#"{"sub":"user-1","email":"ada@example.com"}"#);
+        let payload = URL_SAFE_NO_PAD
+            .encode(br#"{"sub":"user-1","email":"ada@example.com","email_verified":true}"#);
         let json = format!(
             r#"{{"access_token":"at","refresh_token":"rt","expires_in":3600,"scope":"openid email","token_type":"Bearer","id_token":"h.{payload}.s","refresh_token_expires_in":"31536000"}}"#
         );
@@ -165,6 +174,26 @@ mod tests {
         assert_eq!(t.scopes, ["openid", "email"]);
         assert_eq!(t.id_token_subject.as_deref(), Some("user-1"));
         assert_eq!(t.id_token_email.as_deref(), Some("ada@example.com"));
+    }
+
+    #[test]
+    fn an_email_counts_only_when_verified() {
+        let with = |claims: &str| {
+            let payload = URL_SAFE_NO_PAD.encode(claims);
+            let json = format!(r#"{{"access_token":"at","id_token":"h.{payload}.s"}}"#);
+            TokenSet::from_json(json.as_bytes(), now())
+                .unwrap()
+                .id_token_email
+        };
+        assert_eq!(with(r#"{"email":"a@example.com"}"#), None);
+        assert_eq!(
+            with(r#"{"email":"a@example.com","email_verified":false}"#),
+            None
+        );
+        assert_eq!(
+            with(r#"{"email":"a@example.com","email_verified":"true"}"#).as_deref(),
+            Some("a@example.com")
+        );
     }
 
     #[test]

@@ -86,14 +86,17 @@ async fn connections_and_pipelines_round_trip_through_status_json() {
 }
 
 #[tokio::test]
-async fn the_account_defaults_to_the_id_token_subject_then_email() {
+async fn the_account_is_the_id_token_subject_then_a_verified_email_never_a_guess() {
     use base64::Engine;
     let env = TestEnv::new();
-    let account_of = |claims: &'static [u8]| {
+    let tokens_with = |claims: &[u8]| {
         let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims);
+        format!(r#"{{"access_token":"a","id_token":"x.{claims}.y"}}"#)
+    };
+    let account_of = |claims: &'static [u8]| {
         let env = &env;
+        let tokens = tokens_with(claims);
         async move {
-            let tokens = format!(r#"{{"access_token":"a","id_token":"x.{claims}.y"}}"#);
             let id = env.add_connection("ada@example.com", &tokens).await;
             let show = env.ok(&["connection", "show", &id]).await;
             show.lines()
@@ -103,8 +106,44 @@ async fn the_account_defaults_to_the_id_token_subject_then_email() {
     };
     let both = account_of(br#"{"sub":"u-1","email":"ada@corp.example"}"#).await;
     assert_eq!(both.as_deref(), Some("u-1"));
-    let email = account_of(br#"{"email":"ada@corp.example"}"#).await;
+    let email = account_of(br#"{"email":"ada@corp.example","email_verified":true}"#).await;
     assert_eq!(email.as_deref(), Some("ada@corp.example"));
+    // An unverified address names nobody, and a name that could disguise itself is no name.
+    let add = [
+        "connection",
+        "add",
+        "--provider",
+        "acme",
+        "--name",
+        "N",
+        "--owner",
+        "ada@example.com",
+        "--tokens",
+        "-",
+    ];
+    for claims in [
+        &br#"{"email":"ada@corp.example"}"#[..],
+        br#"{"email":"ada@corp.example","email_verified":false}"#,
+        br#"{"sub":"admin\u202emoc.elgoog"}"#,
+        br#"{"sub":"u-1\r\nX-Injected: 1"}"#,
+    ] {
+        refused(&env, &add, &tokens_with(claims), "cannot be known").await;
+    }
+    // Nor is an account given by hand.
+    let mut with_account = add.to_vec();
+    with_account.extend(["--account", "u-1\u{1b}[2J"]);
+    refused(&env, &with_account, &tokens_with(b"{}"), "--account").await;
+    // The operator may insist, explicitly.
+    let mut anyway = add.to_vec();
+    anyway.push("--allow-unknown-account");
+    let out = env
+        .cli_with_stdin(&anyway, tokens_with(b"{}").as_bytes())
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Runs a command that must fail with one clear line mentioning `expect`, leaving the database as it was.

@@ -414,3 +414,124 @@ async fn a_full_disk_makes_the_daemon_unready_and_it_recovers_on_its_own() {
     daemon.signal(libc::SIGTERM);
     assert_eq!(daemon.wait(Duration::from_secs(20)).await.0, Some(0));
 }
+
+#[tokio::test]
+async fn a_corrupted_token_row_is_set_aside_and_its_provider_goes_on() {
+    let fake = FakeProvider::spawn().await;
+    let env = TestEnv::with_config(&format!(
+        "\n[operator]\nemail = \"ops@example.com\"\n{}",
+        fake_provider(&fake)
+    ));
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(env.add_connection("ada@example.com", TOKENS).await);
+    }
+    // One row altered behind our back: its sealed access token no longer authenticates.
+    {
+        use sqlx::Connection;
+        let mut db =
+            sqlx::SqliteConnection::connect(&format!("sqlite://{}", env.db_path().display()))
+                .await
+                .unwrap();
+        sqlx::query(
+            "UPDATE connections SET access_token = zeroblob(length(access_token)) WHERE id = ?",
+        )
+        .bind(&ids[1])
+        .execute(&mut db)
+        .await
+        .unwrap();
+        // All due now.
+        sqlx::query("UPDATE connections SET next_check_at = 0")
+            .execute(&mut db)
+            .await
+            .unwrap();
+        db.close().await.unwrap();
+    }
+    let out = env.ok(&["sweep"]).await;
+    assert!(out.starts_with("checked 3 "), "{out}");
+    assert_eq!(fake.token_calls(), 3);
+    let status: serde_json::Value =
+        serde_json::from_str(&env.ok(&["status", "--json"]).await).unwrap();
+    for c in status["connections"].as_array().unwrap() {
+        if c["id"] == ids[1].as_str() {
+            assert!(
+                c["set_aside"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("authentication"),
+                "{c}"
+            );
+            assert_eq!(c["last_check"], serde_json::Value::Null, "{c}");
+        } else {
+            assert_eq!(c["set_aside"], serde_json::Value::Null, "{c}");
+            assert_ne!(c["last_check"], serde_json::Value::Null, "{c}");
+        }
+    }
+    // The operator is told; the owner is not (nothing is wrong with the grant).
+    assert_eq!(
+        env.rows("SELECT kind, recipient FROM outbox").await,
+        [["operator_alert", "ops@example.com"]]
+    );
+    assert!(
+        env.value("SELECT detail FROM provider_alerts WHERE kind = 'unreadable_tokens'")
+            .await
+            .contains(&ids[1])
+    );
+    // Later sweeps go on without it.
+    let out = env.ok(&["sweep"]).await;
+    assert!(out.starts_with("checked 0 "), "nothing else due: {out}");
+}
+
+#[tokio::test]
+async fn idle_sockets_cannot_starve_the_listener_or_the_checks() {
+    let fake = FakeProvider::spawn().await;
+    fake.set_default(Reply::TokensFor(6));
+    let env = TestEnv::with_config(&format!(
+        "\n[schedule]\nsweep = \"* * * * * *\"\n{}",
+        fake_provider(&fake)
+    ));
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        text.replace("[http]\n", "[http]\nmax_connections = 48\n"),
+    )
+    .unwrap();
+    let id = env.add_connection("ada@example.com", TOKENS).await;
+    let base = env.base_url();
+    // Fewer descriptors than the idle sockets about to be opened.
+    let daemon = env.spawn_with_nofile(96).await;
+    let addr = base.trim_start_matches("http://").to_owned();
+    let mut idle = Vec::new();
+    for _ in 0..120 {
+        idle.push(
+            tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    // The daemon still opens connections of its own: its checks go on.
+    let before = fake.token_calls();
+    wait_until(
+        "a check with the sockets held",
+        Duration::from_secs(30),
+        || async { fake.token_calls() > before + 1 },
+    )
+    .await;
+    assert_eq!(env.check(&id).await["after"], "healthy");
+    // And the listener answers once the idle sockets' time is up.
+    wait_until("/healthz to answer", Duration::from_secs(60), || async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    drop(idle);
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait(Duration::from_secs(30)).await.0, Some(0));
+}

@@ -20,6 +20,25 @@ async fn setup(smtp_port: Option<u16>) -> Setup {
 }
 
 async fn setup_on(db: Db, smtp_port: Option<u16>) -> Setup {
+    let (oidc, env, base) = install(db, smtp_port, "").await;
+    let grant = oidc.grant("user-1").await;
+    let conn = env.add_connection("ada@example.com", &grant).await;
+    revoke_app(&oidc, "user-1").await;
+    Setup {
+        oidc,
+        env,
+        base,
+        conn,
+    }
+}
+
+/// oidc-provider whose client may come back to a daemon on its own port, and an installation
+/// whose provider `acme` is that server, with `provider_extra` lines in its section.
+async fn install(
+    db: Db,
+    smtp_port: Option<u16>,
+    provider_extra: &str,
+) -> (OidcServer, TestEnv, String) {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let oidc = OidcServer::spawn(serde_json::json!({
@@ -47,26 +66,23 @@ async fn setup_on(db: Db, smtp_port: Option<u16>) -> Setup {
          [providers.acme]\ndisplay_name = \"Acme CRM\"\ntoken_url = \"{}\"\nauthorize_url = \"{}\"\n\
          revocation_url = \"{}\"\nclient_id = \"credwatch\"\nclient_secret = \"credwatch-secret\"\n\
          scopes = \"openid email offline_access\"\nrotates_refresh_tokens = true\n\
-         authorize_params = {{ prompt = \"consent\" }}\n",
+         authorize_params = {{ prompt = \"consent\" }}\n{provider_extra}",
         oidc.url("/token"),
         oidc.url("/auth"),
         oidc.url("/token/revocation"),
         ),
     )
     .await;
-    let grant = oidc.grant("user-1").await;
-    let conn = env.add_connection("ada@example.com", &grant).await;
+    (oidc, env, base)
+}
+
+/// The account removes the app at the provider: its grants die.
+async fn revoke_app(oidc: &OidcServer, account: &str) {
     reqwest::Client::new()
-        .post(oidc.url("/test/accounts/user-1/revoke-app"))
+        .post(oidc.url(&format!("/test/accounts/{account}/revoke-app")))
         .send()
         .await
         .unwrap();
-    Setup {
-        oidc,
-        env,
-        base,
-        conn,
-    }
 }
 
 fn no_redirects() -> reqwest::Client {
@@ -311,4 +327,94 @@ async fn removing_with_revoke_ends_the_grant_at_the_provider() {
     assert_eq!(v["active"], false, "the provider no longer accepts it");
     let out = env.cli(&["connection", "show", &id]).await;
     assert_eq!(out.status.code(), Some(65), "removed");
+}
+
+#[tokio::test]
+async fn a_connection_of_unknown_account_is_never_reauthorized_by_whoever_signs_in() {
+    let (oidc, env, base) = install(Db::Sqlite, None, "").await;
+    // A grant that names no account (no id_token): refused unless the operator insists.
+    let mut grant: serde_json::Value = serde_json::from_str(&oidc.grant("user-1").await).unwrap();
+    grant.as_object_mut().unwrap().remove("id_token");
+    let grant = grant.to_string();
+    let add = [
+        "connection",
+        "add",
+        "--provider",
+        "acme",
+        "--name",
+        "CRM",
+        "--owner",
+        "ada@example.com",
+        "--tokens",
+        "-",
+    ];
+    let out = env.cli_with_stdin(&add, grant.as_bytes()).await;
+    assert_eq!(out.status.code(), Some(65));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot be known"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut anyway = add.to_vec();
+    anyway.push("--allow-unknown-account");
+    let conn = env.cli_with_stdin(&anyway, grant.as_bytes()).await;
+    assert!(conn.status.success());
+    let conn = String::from_utf8(conn.stdout).unwrap().trim().to_owned();
+    revoke_app(&oidc, "user-1").await;
+    let mut daemon = None;
+    broken(&env, &mut daemon).await;
+
+    // Whoever signs in, the grant cannot be shown to be the same account: refused.
+    let link = env.ok(&["connection", "reauth-link", &conn]).await;
+    for who in ["user-2", "user-1"] {
+        let authorize = format!("{}&login_hint={who}", start(&link).await);
+        let (status, page) = get(&through_provider(&authorize, &base).await).await;
+        assert_eq!(status, 403, "{who}: {page}");
+        assert!(page.contains("cannot be reconnected here"), "{page}");
+        assert_eq!(env.value("SELECT status FROM connections").await, "broken");
+    }
+    daemon.unwrap().signal(libc::SIGTERM);
+}
+
+#[tokio::test]
+async fn an_account_learned_from_the_probe_at_add_time_guards_the_reauthorization() {
+    let (oidc, env, base) = install(
+        Db::Sqlite,
+        None,
+        &format!(
+            "probe_url = \"{}\"\naccount_from = \"probe:/sub\"\n",
+            "PROBE"
+        ),
+    )
+    .await;
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(&env.config, text.replace("PROBE", &oidc.url("/me"))).unwrap();
+    // No id_token, no --account: the probe names the account.
+    let mut grant: serde_json::Value = serde_json::from_str(&oidc.grant("user-1").await).unwrap();
+    grant.as_object_mut().unwrap().remove("id_token");
+    let conn = env
+        .add_connection("ada@example.com", &grant.to_string())
+        .await;
+    assert_eq!(env.value("SELECT account FROM connections").await, "user-1");
+    revoke_app(&oidc, "user-1").await;
+    let mut daemon = None;
+    broken(&env, &mut daemon).await;
+
+    let link = env.ok(&["connection", "reauth-link", &conn]).await;
+    let authorize = start(&link)
+        .await
+        .replace("login_hint=user-1", "login_hint=user-2");
+    let (status, page) = get(&through_provider(&authorize, &base).await).await;
+    assert_eq!(status, 403, "{page}");
+    assert!(
+        page.contains("different account") && page.contains("user-2"),
+        "{page}"
+    );
+    assert_eq!(env.value("SELECT status FROM connections").await, "broken");
+
+    let authorize = start(&link).await;
+    let (status, page) = get(&through_provider(&authorize, &base).await).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(env.value("SELECT status FROM connections").await, "healthy");
+    daemon.unwrap().signal(libc::SIGTERM);
 }

@@ -247,6 +247,7 @@ async fn claims_take_a_batch_at_most_and_leases_keep_other_workers_out_until_the
         provider: &provider,
         now: at,
         limit: 2,
+        operator: None,
     };
     let later = now() + TimeDelta::seconds(1);
     let a = store
@@ -421,6 +422,7 @@ async fn refreshed_and_rotated_tokens_are_stored_under_their_guards(
                 provider: &provider,
                 now: at,
                 limit: 3,
+                operator: None,
             },
             &lease("w", at + TimeDelta::minutes(5)),
         )

@@ -79,7 +79,13 @@ async fn sighup_applies_a_changed_config_and_keeps_the_old_one_when_the_new_is_b
         .arg("--config")
         .arg(&next)
         .args(["connection", "add", "--provider", "beta", "--name", "Beta"])
-        .args(["--owner", "ada@example.com", "--tokens", "-"])
+        .args([
+            "--owner",
+            "ada@example.com",
+            "--tokens",
+            "-",
+            "--allow-unknown-account",
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -189,4 +195,73 @@ async fn sigterm_in_the_middle_of_a_sweep_exits_0_and_leaves_nothing_leased() {
         (1..10).contains(&checked),
         "some finished, the rest were given back: {checked}"
     );
+}
+
+/// Whether `addr` falls in one of the unit's `IPAddressAllow=` networks.
+fn unit_allows(unit: &str, addr: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    unit.lines()
+        .filter_map(|l| l.strip_prefix("IPAddressAllow="))
+        .flat_map(str::split_whitespace)
+        .any(|cidr| {
+            let (net, bits) = cidr.split_once('/').expect("a CIDR");
+            let bits: u32 = bits.parse().expect("prefix length");
+            match (net.parse::<IpAddr>().expect("an address"), addr) {
+                (IpAddr::V4(n), IpAddr::V4(a)) => {
+                    let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+                    u32::from(n) & mask == u32::from(a) & mask
+                }
+                (IpAddr::V6(n), IpAddr::V6(a)) => {
+                    let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                    u128::from(n) & mask == u128::from(a) & mask
+                }
+                _ => false,
+            }
+        })
+}
+
+#[test]
+fn the_unit_reaches_the_internet_but_no_metadata_endpoint() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/credwatch.service"
+    ))
+    .unwrap();
+    for open in [
+        "8.8.8.8",
+        "100.100.100.199",
+        "100.100.100.201",
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.5",
+        "192.168.1.1",
+        "203.0.113.7",
+        "::1",
+        "2001:db8::1",
+        "fd00:ec3::1",
+        "fd12:3456::1",
+    ] {
+        assert!(
+            unit_allows(&unit, open.parse().unwrap()),
+            "{open} is blocked"
+        );
+    }
+    for metadata in [
+        "169.254.169.254",
+        "100.100.100.200",
+        "fd00:ec2::254",
+        "fe80::1",
+        "224.0.0.1",
+        "ff02::1",
+    ] {
+        assert!(
+            !unit_allows(&unit, metadata.parse().unwrap()),
+            "{metadata} is reachable"
+        );
+    }
+    let nofile = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("LimitNOFILE="))
+        .expect("LimitNOFILE");
+    assert!(nofile.parse::<u64>().unwrap() >= 8192, "{nofile}");
 }

@@ -14,3 +14,8 @@ CREATE TABLE write_probe (
     id  INTEGER PRIMARY KEY CHECK (id = 1),
     at  INTEGER NOT NULL
 );
+
+-- Why a connection was set aside: its stored tokens cannot be opened (altered, or sealed under
+-- a key that is not configured). Claims skip it, so it cannot stop its provider's other
+-- connections; a restart tries it again.
+ALTER TABLE connections ADD COLUMN set_aside TEXT;

@@ -72,7 +72,7 @@ where
 
 fn name(value: &str) -> Result<String, CliError> {
     let trimmed = value.trim();
-    if trimmed.is_empty() || trimmed.len() > 200 || trimmed.chars().any(char::is_control) {
+    if trimmed.is_empty() || trimmed.len() > 200 || !crate::domain::is_plain_text(trimmed) {
         return Err(CliError::Input(
             "--name: expected 1 to 200 printable characters".into(),
         ));
@@ -99,6 +99,30 @@ fn read_tokens(source: &str) -> Result<Vec<u8>, CliError> {
     Ok(bytes)
 }
 
+/// The account of a new connection: what the grant says (see `account`), checked against
+/// `--account` when both are known.
+async fn known_account(
+    config: &Config,
+    provider: &ProviderId,
+    tokens: &TokenSet,
+    given: Option<String>,
+) -> Result<Option<String>, CliError> {
+    let Some(p) = config.provider(provider) else {
+        return Ok(given);
+    };
+    let http = crate::check::HttpClient::new(&config.limits)
+        .map_err(|e| CliError::Failed(format!("cannot build the HTTP client: {e}")))?;
+    let identity = crate::account::of_grant(p, tokens, &http).await;
+    match (given, identity.primary()) {
+        (Some(given), Some(_)) if !identity.is(&given) => Err(CliError::Input(format!(
+            "--account: the grant belongs to {}, not to {given}",
+            identity.primary().unwrap_or_default()
+        ))),
+        (Some(given), _) => Ok(Some(given)),
+        (None, learned) => Ok(learned.map(str::to_owned)),
+    }
+}
+
 async fn connection(config: &Config, cmd: ConnectionCommand) -> Result<(), CliError> {
     match cmd {
         ConnectionCommand::Add {
@@ -106,6 +130,7 @@ async fn connection(config: &Config, cmd: ConnectionCommand) -> Result<(), CliEr
             name: display,
             owner,
             account,
+            allow_unknown_account,
             tokens,
         } => {
             let provider: ProviderId = input("--provider", &provider)?;
@@ -126,6 +151,13 @@ async fn connection(config: &Config, cmd: ConnectionCommand) -> Result<(), CliEr
             let account = account
                 .map(|a| a.trim().to_owned())
                 .filter(|a| !a.is_empty());
+            if let Some(a) = &account
+                && (a.len() > 256 || !crate::domain::is_plain_text(a))
+            {
+                return Err(CliError::Input(
+                    "--account: expected up to 256 printable characters".into(),
+                ));
+            }
             let now = Utc::now();
             let mut tokens = TokenSet::from_json(&read_tokens(&tokens)?, now)
                 .map_err(|e| CliError::Input(format!("--tokens: {e}")))?;
@@ -137,10 +169,19 @@ async fn connection(config: &Config, cmd: ConnectionCommand) -> Result<(), CliEr
             if tokens.refresh_token.is_some() && tokens.refresh_expires_at.is_none() {
                 tokens.refresh_expires_at = lifetime.map(|l| now + l);
             }
-            // The subject first: it is stable where an e-mail address can change.
-            let account = account
-                .or_else(|| tokens.id_token_subject.clone())
-                .or_else(|| tokens.id_token_email.clone());
+            let account = known_account(config, &provider, &tokens, account).await?;
+            if account.is_none() && !allow_unknown_account {
+                return Err(CliError::Input(format!(
+                    "the account this grant belongs to cannot be known (provider \"{provider}\" \
+                     learns it from {}, which named none): give --account, or \
+                     --allow-unknown-account to store it without one, in which case its owner \
+                     cannot reauthorize it",
+                    match config.provider(&provider).map(|p| &p.account_from) {
+                        Some(crate::config::AccountSource::Probe(_)) => "the probe's answer",
+                        _ => "the id_token's subject or verified e-mail",
+                    }
+                )));
+            }
             let store = open_store(config).await?;
             let id = store
                 .add_connection(
@@ -437,6 +478,8 @@ struct ConnectionStatusJson {
     since: DateTime<Utc>,
     last_check: Option<DateTime<Utc>>,
     next_check: DateTime<Utc>,
+    /// Why checks skip it (its stored tokens cannot be opened); null normally.
+    set_aside: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -472,6 +515,7 @@ async fn status(config: &Config, json: bool) -> Result<(), CliError> {
                     since: c.since,
                     last_check: c.last_check_at,
                     next_check: c.next_check_at,
+                    set_aside: c.set_aside,
                 })
                 .collect(),
             pipelines: pipelines
@@ -510,8 +554,11 @@ async fn status(config: &Config, json: bool) -> Result<(), CliError> {
             c.name.clone(),
             c.provider.to_string(),
             c.owner.to_string(),
-            c.status.to_string(),
-            opt(c.reason.as_ref()),
+            match &c.set_aside {
+                Some(_) => "set aside".to_owned(),
+                None => c.status.to_string(),
+            },
+            opt(c.set_aside.as_ref().or(c.reason.as_ref())),
             time(Some(c.since)),
             time(c.last_check_at),
             time(Some(c.next_check_at)),

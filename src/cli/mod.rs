@@ -90,9 +90,14 @@ pub enum ConnectionCommand {
         /// Who authorized it; gets the e-mails.
         #[arg(long)]
         owner: String,
-        /// The account it belongs to (defaults to the id_token's subject, else its email).
+        /// The account it belongs to; by default learned as the provider's `account_from`
+        /// says (the id_token's subject or verified e-mail, or a field of the probe's answer).
         #[arg(long)]
         account: Option<String>,
+        /// Store it even though its account cannot be known. Its owner then cannot
+        /// reauthorize it: a grant for another account could not be told apart.
+        #[arg(long)]
+        allow_unknown_account: bool,
         /// Never on the command line itself: every local user can read argv.
         #[arg(long, value_name = "FILE|-")]
         tokens: String,

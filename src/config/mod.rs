@@ -146,6 +146,8 @@ pub enum SmtpTls {
 pub struct HttpConfig {
     pub listen: SocketAddr,
     pub public_base_url: Url,
+    /// Open client connections at most; more wait in the kernel's queue.
+    pub max_connections: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

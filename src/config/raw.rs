@@ -75,6 +75,7 @@ pub struct Smtp {
 pub struct Http {
     pub listen: Option<String>,
     pub public_base_url: Option<String>,
+    pub max_connections: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]

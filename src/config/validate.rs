@@ -360,9 +360,17 @@ impl Checker<'_> {
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
+        let max_connections = match s.max_connections.unwrap_or(256) {
+            n @ 1..=100_000 => Some(n),
+            _ => {
+                self.problem("http.max_connections", "must be between 1 and 100000");
+                None
+            }
+        };
         Some(HttpConfig {
             listen: listen?,
             public_base_url: base,
+            max_connections: max_connections?,
         })
     }
 

@@ -72,7 +72,12 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     // fire-and-forget. The HTTP server lives as long as the process; the workers are replaced
     // on each reload.
     let tasks = TaskTracker::new();
-    tasks.spawn(crate::http::serve(listener, app, shutdown.clone()));
+    tasks.spawn(crate::http::serve(
+        listener,
+        app,
+        config.http.max_connections,
+        shutdown.clone(),
+    ));
     let alive = Arc::new(AtomicBool::new(false));
     let failed = CancellationToken::new();
     let mut running = workers.start(&shutdown, &alive, &failed);
@@ -278,8 +283,17 @@ async fn report_to_systemd(
         } else {
             match tokio::time::timeout(every, store.counts()).await {
                 Ok(Ok(c)) => notifier.status(&format!(
-                    "{} connections: {} healthy, {} degraded, {} broken; {} of {} pipelines paused",
-                    c.connections, c.healthy, c.degraded, c.broken, c.paused, c.pipelines
+                    "{} connections: {} healthy, {} degraded, {} broken{}; {} of {} pipelines paused",
+                    c.connections,
+                    c.healthy,
+                    c.degraded,
+                    c.broken,
+                    match c.set_aside {
+                        0 => String::new(),
+                        n => format!(", {n} set aside (unreadable tokens)"),
+                    },
+                    c.paused,
+                    c.pipelines
                 )),
                 Ok(Err(e)) => notifier.status(&format!("cannot read the store: {e}")),
                 Err(_) => notifier.status("cannot read the store: the database does not answer"),

@@ -3,6 +3,7 @@
 
 mod pages;
 mod reauth;
+mod serve;
 
 use std::sync::Arc;
 
@@ -11,7 +12,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use tokio_util::sync::CancellationToken;
 
 use crate::check::Checker;
 use crate::config::{Config, Url};
@@ -91,15 +91,7 @@ pub async fn bind(
     Ok((listener, router(state.clone()), state))
 }
 
-/// Serves until `shutdown`, then lets requests in progress finish.
-pub async fn serve(listener: tokio::net::TcpListener, app: Router, shutdown: CancellationToken) {
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
-    if let Err(e) = result {
-        tracing::error!("the HTTP server stopped: {e}");
-    }
-}
+pub use serve::serve;
 
 async fn healthz() -> &'static str {
     "ok\n"

@@ -15,7 +15,6 @@ use super::AppState;
 use super::pages::ResumedView;
 use crate::check::{code_request, schedule};
 use crate::classify::Outcome;
-use crate::config::AccountSource;
 use crate::domain::PipelineState;
 use crate::links;
 use crate::store::{Connection, ReauthLink};
@@ -282,44 +281,28 @@ pub async fn callback(
             &[],
         );
     };
-    // Another account's data must never flow down this connection's pipelines.
-    let signed_in = match &provider.config.account_from {
-        AccountSource::IdToken => match (
-            &connection.account,
-            &tokens.id_token_subject,
-            &tokens.id_token_email,
-        ) {
-            (Some(expected), sub, email)
-                if sub.as_ref() == Some(expected) || email.as_ref() == Some(expected) =>
-            {
-                Some(expected.clone())
-            }
-            (_, sub, email) => sub.clone().or_else(|| email.clone()),
-        },
-        AccountSource::Probe(pointer) => match &provider.config.probe_url {
-            Some(url) => match http.probe(url, &tokens.access_token).await {
-                Outcome::Response(r) if (200..300).contains(&r.status) => {
-                    serde_json::from_slice::<serde_json::Value>(&r.body)
-                        .ok()
-                        .and_then(|v| {
-                            v.pointer(pointer)
-                                .map(|f| f.as_str().map_or_else(|| f.to_string(), str::to_owned))
-                        })
-                }
-                _ => None,
-            },
-            None => None,
-        },
+    // Another account's data must never flow down this connection's pipelines: both sides
+    // must be known, and the same.
+    let signed_in = crate::account::of_grant(&provider.config, &tokens, http).await;
+    let Some(expected) = &connection.account else {
+        tracing::warn!(connection = %connection.id, "a reauthorization for a connection of unknown account; refused");
+        return state.pages.message(
+            StatusCode::FORBIDDEN,
+            "This data source cannot be reconnected here",
+            &[
+                "We do not know which account this data source was set up with, so we cannot make sure you signed in to the same one.",
+                "Nothing was changed. Please forward the e-mail to your data platform team: they can connect it again for you.",
+            ],
+            &[],
+        );
     };
-    if let Some(expected) = &connection.account
-        && signed_in.as_ref() != Some(expected)
-    {
+    if !signed_in.is(expected) {
         tracing::warn!(connection = %connection.id, "a reauthorization signed in as another account; refused");
         return state.pages.message(
             StatusCode::FORBIDDEN,
             "That is a different account",
             &[
-                &format!("You signed in to {provider_display} as {}, but this data source reads from account {expected}.", signed_in.as_deref().unwrap_or("an account we could not identify")),
+                &format!("You signed in to {provider_display} as {}, but this data source reads from account {expected}.", signed_in.primary().unwrap_or("an account we could not identify")),
                 "Nothing was changed. Open the link from the e-mail again and sign in as that account.",
             ],
             &[],

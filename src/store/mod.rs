@@ -67,10 +67,21 @@ impl StoreError {
     /// The database itself failed (down, disk full, a commit that did not happen), as opposed
     /// to an answer about what was asked.
     pub fn is_outage(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Database(_) | StoreError::Commit(_) | StoreError::Open { .. }
-        )
+        use sqlx::Error::*;
+        match self {
+            StoreError::Database(e) => matches!(
+                e,
+                Database(_)
+                    | Io(_)
+                    | Tls(_)
+                    | Protocol(_)
+                    | PoolTimedOut
+                    | PoolClosed
+                    | WorkerCrashed
+            ),
+            StoreError::Commit(_) | StoreError::Open { .. } => true,
+            _ => false,
+        }
     }
 }
 
@@ -106,6 +117,8 @@ pub struct Connection {
     /// Since when a refresh that was sent is unanswered because its worker crashed or stalled
     /// (not merely timed out): the provider most likely rotated the refresh token then.
     pub refresh_interrupted_at: Option<DateTime<Utc>>,
+    /// Why checks skip it: its stored tokens cannot be opened. A restart tries it again.
+    pub set_aside: Option<String>,
     pub last_check_at: Option<DateTime<Utc>>,
     pub next_check_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
@@ -159,6 +172,8 @@ pub struct Counts {
     pub healthy: u64,
     pub degraded: u64,
     pub broken: u64,
+    /// Skipped by checks: their stored tokens cannot be opened.
+    pub set_aside: u64,
     pub pipelines: u64,
     pub paused: u64,
 }
@@ -194,6 +209,8 @@ pub struct DueQuery<'a> {
     pub provider: &'a ProviderId,
     pub now: DateTime<Utc>,
     pub limit: u32,
+    /// Told when a claimed connection has to be set aside (its tokens cannot be opened).
+    pub operator: Option<&'a EmailAddress>,
 }
 
 /// Where a check leaves its connection.
@@ -372,6 +389,8 @@ pub struct ProviderAlert {
 }
 
 pub const ALERT_CLIENT_MISCONFIGURED: &str = "client_misconfigured";
+/// Connections whose stored tokens cannot be opened were set aside.
+pub const ALERT_UNREADABLE_TOKENS: &str = "unreadable_tokens";
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -444,8 +463,12 @@ pub trait Store: Send + Sync + 'static {
     async fn metrics_snapshot(&self) -> Result<MetricsSnapshot, StoreError>;
 
     /// Claims up to `limit` due connections of one provider that no live lease holds, and writes
-    /// an attempt row for each before anything calls the provider.
+    /// an attempt row for each before anything calls the provider. A connection whose tokens
+    /// cannot be opened is set aside instead, with an operator alert, and the rest go on.
     async fn claim_due(&self, q: DueQuery<'_>, lease: &Lease) -> Result<Vec<Claimed>, StoreError>;
+    /// Gives the connections set aside another chance (after a restart, the key may be
+    /// configured now): they are due at once. Returns how many.
+    async fn retry_set_aside(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Claims one connection whether due or not (`credwatch check`).
     async fn claim(
         &self,

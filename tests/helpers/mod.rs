@@ -218,25 +218,25 @@ impl TestEnv {
             .to_owned()
     }
 
-    /// Adds a connection to `acme` from a token response and returns its id.
+    /// Adds a connection to `acme` from a token response and returns its id. A response
+    /// without an id_token names no account: the connection is then stored without one.
     pub async fn add_connection(&self, owner: &str, tokens_json: &str) -> String {
-        let out = self
-            .cli_with_stdin(
-                &[
-                    "connection",
-                    "add",
-                    "--provider",
-                    "acme",
-                    "--name",
-                    "CRM",
-                    "--owner",
-                    owner,
-                    "--tokens",
-                    "-",
-                ],
-                tokens_json.as_bytes(),
-            )
-            .await;
+        let mut args = vec![
+            "connection",
+            "add",
+            "--provider",
+            "acme",
+            "--name",
+            "CRM",
+            "--owner",
+            owner,
+            "--tokens",
+            "-",
+        ];
+        if !tokens_json.contains("id_token") {
+            args.push("--allow-unknown-account");
+        }
+        let out = self.cli_with_stdin(&args, tokens_json.as_bytes()).await;
         assert!(
             out.status.success(),
             "connection add failed: {}",
@@ -354,6 +354,20 @@ impl TestEnv {
 
     /// Starts `credwatch run` with extra environment variables (as systemd would set them).
     pub async fn spawn_with_env(&self, config: &Path, env: &[(&str, &str)]) -> Daemon {
+        self.spawn_limited(config, env, None).await
+    }
+
+    /// Starts `credwatch run` allowed at most `limit` open file descriptors.
+    pub async fn spawn_with_nofile(&self, limit: u64) -> Daemon {
+        self.spawn_limited(&self.config, &[], Some(limit)).await
+    }
+
+    async fn spawn_limited(
+        &self,
+        config: &Path,
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Daemon {
         let mut child = Command::new(BIN);
         child
             .arg("--config")
@@ -364,6 +378,23 @@ impl TestEnv {
             .env_remove("WATCHDOG_USEC")
             .envs(env.iter().copied())
             .kill_on_drop(true);
+        if let Some(limit) = nofile {
+            // SAFETY: the closure runs in the child between fork and exec and only calls
+            // setrlimit(2), which is async-signal-safe.
+            unsafe {
+                child.pre_exec(move || {
+                    let r = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &r) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
         let mut child = child
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

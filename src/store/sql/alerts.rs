@@ -14,6 +14,30 @@ impl SqlStore {
         operator: Option<&EmailAddress>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
+        let opened = Self::open_alert_in(
+            &mut tx,
+            provider,
+            kind,
+            detail,
+            now,
+            next_attempt_at,
+            operator,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(opened)
+    }
+
+    /// Opens an alert in a transaction of the caller's, with the operator's notice.
+    pub(super) async fn open_alert_in(
+        tx: &mut sqlx::AnyConnection,
+        provider: &ProviderId,
+        kind: &str,
+        detail: &str,
+        now: DateTime<Utc>,
+        next_attempt_at: DateTime<Utc>,
+        operator: Option<&EmailAddress>,
+    ) -> Result<bool, StoreError> {
         let alert: Option<i64> = sqlx::query_scalar(
             "INSERT INTO provider_alerts (provider, kind, detail, opened_at, next_attempt_at) \
              SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS \
@@ -32,7 +56,7 @@ impl SqlStore {
                 serde_json::json!({ "provider": provider, "kind": kind, "detail": detail })
                     .to_string();
             Self::enqueue(
-                &mut tx,
+                tx,
                 NoticeKind::OperatorAlert,
                 operator.as_str(),
                 &format!("alert:{alert}"),
@@ -44,7 +68,6 @@ impl SqlStore {
             )
             .await?;
         }
-        tx.commit().await?;
         Ok(alert.is_some())
     }
 

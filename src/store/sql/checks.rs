@@ -54,6 +54,7 @@ impl SqlStore {
             "UPDATE connections SET lease_owner = $1, lease_expires_at = $2, {TAKE_OVER} \
              WHERE id IN (SELECT id FROM connections WHERE provider = $3 AND next_check_at <= $4 \
                           AND (lease_expires_at IS NULL OR lease_expires_at < $4) \
+                          AND set_aside IS NULL \
                           ORDER BY next_check_at LIMIT $5{}) \
              RETURNING {CONNECTION_COLUMNS}, {CLAIM_COLUMNS}",
             self.backend.skip_locked()
@@ -65,10 +66,24 @@ impl SqlStore {
         .bind(i64::from(q.limit))
         .fetch_all(&mut *tx)
         .await?;
-        let mut claimed = rows
-            .iter()
-            .map(|row| self.claimed_from_row(row, lease))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        let mut aside = Vec::new();
+        for row in &rows {
+            match self.claimed_from_row(row, lease) {
+                Ok(c) => claimed.push(c),
+                Err(
+                    e @ (StoreError::Crypto(_)
+                    | StoreError::Corrupt(_)
+                    | StoreError::Database(sqlx::Error::ColumnDecode { .. })),
+                ) => {
+                    aside.push((row.try_get::<String, _>("id")?, e.to_string()));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if !aside.is_empty() {
+            Self::set_aside(&mut tx, &q, &aside).await?;
+        }
         if !claimed.is_empty() {
             // One statement writes every attempt row of the batch: per-row round trips to the
             // database are what a sweep spends its time on.
@@ -101,6 +116,74 @@ impl SqlStore {
         tx.commit().await?;
         claimed.sort_by_key(|c| c.connection.next_check_at);
         Ok(claimed)
+    }
+
+    /// One row that cannot be read must not stop its provider: it leaves the claims, with its
+    /// reason, and the operator is told (the owner is not: nothing is wrong with the grant).
+    async fn set_aside(
+        tx: &mut sqlx::AnyConnection,
+        q: &DueQuery<'_>,
+        aside: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        for (id, why) in aside {
+            sqlx::query(
+                "UPDATE connections SET set_aside = $1, lease_owner = NULL, lease_expires_at = NULL \
+                 WHERE id = $2",
+            )
+            .bind(why)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            tracing::error!(
+                connection = %id,
+                provider = %q.provider,
+                "connection set aside: {why}; the provider's other connections are checked as usual"
+            );
+        }
+        let ids: Vec<&str> = aside.iter().map(|(id, _)| id.as_str()).collect();
+        let detail = format!(
+            "connection(s) {} set aside: their stored tokens cannot be opened ({}). A key missing \
+             from previous_key_files, or rows altered or copied from elsewhere, cause this. \
+             `credwatch connection show ID` names them; a restart tries them again, and \
+             reauthorizing one replaces its tokens",
+            ids.join(", "),
+            aside[0].1
+        );
+        Self::open_alert_in(
+            tx,
+            q.provider,
+            ALERT_UNREADABLE_TOKENS,
+            &detail,
+            q.now,
+            q.now,
+            q.operator,
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn retry_set_aside_impl(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let now = to_ms(now);
+        let mut tx = self.write().await?;
+        let retried = sqlx::query(
+            "UPDATE connections SET set_aside = NULL, next_check_at = $1 WHERE set_aside IS NOT NULL",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if retried > 0 {
+            // Found again, they open a new alert: the operator restarted for exactly that.
+            sqlx::query(
+                "UPDATE provider_alerts SET closed_at = $1 WHERE kind = $2 AND closed_at IS NULL",
+            )
+            .bind(now)
+            .bind(ALERT_UNREADABLE_TOKENS)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(retried)
     }
 
     pub(super) async fn claim_impl(

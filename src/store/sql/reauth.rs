@@ -109,7 +109,7 @@ impl SqlStore {
                tokens_updated_at = $7, status_since = CASE WHEN status = 'healthy' THEN status_since ELSE $7 END, \
                status = 'healthy', reason = NULL, consecutive_failures = 0, next_check_at = $8, \
                refresh_uncertain_since = NULL, refresh_interrupted_at = NULL, \
-               refresh_sent_at = NULL, updated_at = $7 \
+               refresh_sent_at = NULL, set_aside = NULL, updated_at = $7 \
              WHERE id = $9",
         )
         .bind(access.key_id.as_str())

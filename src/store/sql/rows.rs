@@ -49,6 +49,7 @@ pub(super) fn connection_from_row(r: &AnyRow) -> Result<Connection, StoreError> 
         consecutive_failures: small(r.try_get("consecutive_failures")?),
         refresh_uncertain_since: opt_time(r.try_get("refresh_uncertain_since")?)?,
         refresh_interrupted_at: opt_time(r.try_get("refresh_interrupted_at")?)?,
+        set_aside: r.try_get("set_aside")?,
         last_check_at: opt_time(r.try_get("last_check_at")?)?,
         next_check_at: from_ms(r.try_get("next_check_at")?)?,
         created_at: from_ms(r.try_get("created_at")?)?,

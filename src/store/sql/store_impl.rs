@@ -337,6 +337,7 @@ impl Store for SqlStore {
                (SELECT COUNT(*) FROM connections WHERE status = 'healthy') AS healthy, \
                (SELECT COUNT(*) FROM connections WHERE status = 'degraded') AS degraded, \
                (SELECT COUNT(*) FROM connections WHERE status = 'broken') AS broken, \
+               (SELECT COUNT(*) FROM connections WHERE set_aside IS NOT NULL) AS set_aside, \
                (SELECT COUNT(*) FROM pipelines) AS pipelines, \
                (SELECT COUNT(*) FROM pipelines WHERE state = 'paused') AS paused",
         )
@@ -350,6 +351,7 @@ impl Store for SqlStore {
             healthy: n("healthy")?,
             degraded: n("degraded")?,
             broken: n("broken")?,
+            set_aside: n("set_aside")?,
             pipelines: n("pipelines")?,
             paused: n("paused")?,
         })
@@ -358,6 +360,10 @@ impl Store for SqlStore {
     async fn claim_due(&self, q: DueQuery<'_>, lease: &Lease) -> Result<Vec<Claimed>, StoreError> {
         let result = self.claim_due_impl(q, lease).await;
         self.watched(result, |c| !c.is_empty())
+    }
+
+    async fn retry_set_aside(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.retry_set_aside_impl(now).await
     }
 
     async fn claim(
