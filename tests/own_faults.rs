@@ -535,3 +535,96 @@ async fn idle_sockets_cannot_starve_the_listener_or_the_checks() {
     daemon.signal(libc::SIGTERM);
     assert_eq!(daemon.wait(Duration::from_secs(30)).await.0, Some(0));
 }
+
+#[tokio::test]
+async fn a_database_restart_mid_rotation_loses_no_tokens_and_readiness_answers_at_once() {
+    let mut pg = crate::helpers::peers::PrivatePostgres::start().await;
+    let oidc = OidcServer::spawn(serde_json::json!({"ttl": {"AccessToken": 8}})).await;
+    let port = oidc_port(&oidc);
+    let env = TestEnv::with_config(&format!(
+        "\n[schedule]\nsweep = \"* * * * * *\"\n\n[limits]\nrequest_timeout = \"2s\"\nlease = \"20s\"\n\n\
+         [providers.acme]\ntoken_url = \"{}\"\nauthorize_url = \"{}\"\n\
+         client_id = \"credwatch\"\nclient_secret = \"credwatch-secret\"\n\
+         scopes = \"openid email offline_access\"\nrotates_refresh_tokens = true\n",
+        oidc.url("/token"),
+        oidc.url("/auth"),
+    ));
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        text.replace("sqlite://state/credwatch.db", &pg.url()),
+    )
+    .unwrap();
+    let id = env
+        .add_connection("ada@example.com", &oidc.grant("user-1").await)
+        .await;
+    let base = env.base_url();
+    let mut daemon = env.spawn().await;
+
+    // The provider is stopped, so the refresh waits in its socket; the database goes down;
+    // then the provider answers with rotated tokens, which cannot be stored.
+    oidc.signal(libc::SIGSTOP);
+    wait_until(
+        "the refresh to be sent",
+        Duration::from_secs(30),
+        || async { unread_request_to(port) },
+    )
+    .await;
+    pg.stop();
+    oidc.signal(libc::SIGCONT);
+    daemon
+        .log_until(
+            "the tokens kept for a retry",
+            Duration::from_secs(20),
+            |lines| {
+                lines
+                    .iter()
+                    .any(|l| l.contains("retried until they are stored"))
+            },
+        )
+        .await;
+    // Readiness says so at once, however long the pool would wait for the database.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let ready = client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .expect("an answer within the client's timeout");
+    assert_eq!(ready.status().as_u16(), 503);
+
+    // The database is back: the tokens are stored, and they are the live ones.
+    pg.start_again();
+    daemon
+        .log_until("the tokens stored", Duration::from_secs(30), |lines| {
+            lines
+                .iter()
+                .any(|l| l.contains("the refreshed tokens are stored now"))
+        })
+        .await;
+    let r = check_until(
+        &env,
+        &id,
+        "a check of its own",
+        Duration::from_secs(30),
+        |r| r["outcome"] == "checked",
+    )
+    .await;
+    assert_eq!(
+        (&r["category"], &r["after"]),
+        (&"healthy".into(), &"healthy".into()),
+        "{r}"
+    );
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait(Duration::from_secs(30)).await.0, Some(0));
+}
+
+fn oidc_port(oidc: &OidcServer) -> u16 {
+    oidc.url("/")
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .expect("oidc port")
+}

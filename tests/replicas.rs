@@ -191,7 +191,10 @@ async fn three_replicas_refresh_each_connection_once_per_due_time_and_survive_a_
 
 /// The installation's config with its own HTTP port: another replica on the same database.
 fn replica_config(env: &TestEnv, port: u16) -> String {
-    let text = std::fs::read_to_string(&env.config).unwrap();
+    replica_config_text(&std::fs::read_to_string(&env.config).unwrap(), port)
+}
+
+fn replica_config_text(text: &str, port: u16) -> String {
     let listen = text
         .lines()
         .find(|l| l.starts_with("listen"))
@@ -207,4 +210,134 @@ fn replica_config(env: &TestEnv, port: u16) -> String {
             &base,
             &format!("public_base_url = \"http://127.0.0.1:{port}/\""),
         )
+}
+
+/// A replica frozen past its lease (a paused VM, a stalled process) wakes up with claims whose
+/// connections another replica has since refreshed. Its calls must not go out: presenting the
+/// rotated-away refresh tokens would make the provider revoke those grants.
+#[tokio::test]
+async fn a_replica_stalled_past_its_lease_calls_no_provider_on_waking() {
+    let oidc = OidcServer::spawn(serde_json::json!({"ttl": {"AccessToken": 8}})).await;
+    // One refresh a second, so a replica's claims wait their turn; a 9 s lease claims 3.
+    let config = |port: u16| {
+        format!(
+            "\n[schedule]\nsweep = \"* * * * * *\"\n\n\
+             [limits]\nrequest_timeout = \"1s\"\nlease = \"9s\"\n\n\
+             [http]\nlisten = \"127.0.0.1:{port}\"\npublic_base_url = \"http://127.0.0.1:{port}/\"\n\n\
+             [providers.acme]\ntoken_url = \"{}\"\nauthorize_url = \"http://127.0.0.1:9/a\"\n\
+             client_id = \"credwatch\"\nclient_secret = \"credwatch-secret\"\n\
+             rotates_refresh_tokens = true\nrequests_per_second = 1\n",
+            oidc.url("/token")
+        )
+    };
+    let env = TestEnv::with_config_on(Db::Postgres, &config(free_port())).await;
+    for i in 0..6 {
+        env.add_connection(
+            &format!("owner-{i}@example.com"),
+            &oidc.grant(&format!("user-{i}")).await,
+        )
+        .await;
+    }
+    // All due at once: the first replica claims them all, and most wait for their turn.
+    env.rows("UPDATE connections SET next_check_at = 0 RETURNING id")
+        .await;
+    let mut first = env.spawn().await;
+    let mine = format!("%:{}:%", first.pid());
+    wait_until(
+        "claims waiting for their turn",
+        Duration::from_secs(30),
+        || async {
+            env.value(&format!(
+                "SELECT COUNT(*) FROM connections WHERE lease_owner LIKE '{mine}' \
+             AND refresh_sent_at IS NULL"
+            ))
+            .await
+                != "0"
+        },
+    )
+    .await;
+    first.signal(libc::SIGSTOP);
+    let waiting: Vec<String> = env
+        .rows(&format!(
+            "SELECT id FROM connections WHERE lease_owner LIKE '{mine}' AND refresh_sent_at IS NULL"
+        ))
+        .await
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    let other = env.path("other.toml");
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(&other, replica_config_text(&text, free_port())).unwrap();
+    let second = env.spawn_with(&other).await;
+    // The second replica takes the frozen one's connections over once its leases end.
+    let before: Vec<String> = env
+        .rows(&format!(
+            "SELECT token_generation FROM connections WHERE id IN ('{}') ORDER BY id",
+            waiting.join("','")
+        ))
+        .await
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    wait_until(
+        "the frozen replica's connections refreshed by the other",
+        Duration::from_secs(40),
+        || async {
+            let now: Vec<String> = env
+                .rows(&format!(
+                    "SELECT token_generation FROM connections WHERE id IN ('{}') ORDER BY id",
+                    waiting.join("','")
+                ))
+                .await
+                .into_iter()
+                .map(|r| r[0].clone())
+                .collect();
+            now.iter()
+                .zip(&before)
+                .all(|(n, b)| n.parse::<i64>().unwrap() > b.parse::<i64>().unwrap())
+        },
+    )
+    .await;
+    first.signal(libc::SIGCONT);
+    first
+        .log_until(
+            "the woken replica to finish its sweep",
+            Duration::from_secs(20),
+            |lines| {
+                lines.iter().any(|l| {
+                    l.contains("sweep finished")
+                        && l.contains("skipped=")
+                        && !l.contains("skipped=0")
+                })
+            },
+        )
+        .await;
+    // A few more rounds: a grant revoked by a replayed token would break now.
+    let floor: i64 = env
+        .value("SELECT MAX(token_generation) FROM connections")
+        .await
+        .parse()
+        .unwrap();
+    wait_until(
+        "two more rounds of refreshes",
+        Duration::from_secs(60),
+        || async {
+            env.value("SELECT MIN(token_generation) FROM connections")
+                .await
+                .parse::<i64>()
+                .unwrap()
+                >= floor + 2
+        },
+    )
+    .await;
+    assert_eq!(
+        env.rows("SELECT status, COUNT(*) FROM connections GROUP BY status")
+            .await,
+        [["healthy".to_owned(), "6".to_owned()]]
+    );
+    assert_eq!(env.value("SELECT COUNT(*) FROM incidents").await, "0");
+    for d in [first, second] {
+        d.signal(libc::SIGTERM);
+        assert_eq!(d.wait(Duration::from_secs(30)).await.0, Some(0));
+    }
 }

@@ -246,45 +246,12 @@ impl Postgres {
         let base = std::env::temp_dir().join(format!("credwatch-test-pg-{}", std::process::id()));
         remove_stale_clusters();
         std::fs::create_dir_all(&base).expect("pg dir");
-        // SAFETY: getuid and getpwnam have no preconditions; the returned pointer is read at once.
-        let as_user = unsafe {
-            if libc::getuid() == 0 {
-                let pw = libc::getpwnam(c"postgres".as_ptr());
-                assert!(
-                    !pw.is_null(),
-                    "running as root needs a `postgres` user for the test cluster"
-                );
-                Some(((*pw).pw_uid, (*pw).pw_gid))
-            } else {
-                None
-            }
-        };
+        let as_user = postgres_user();
         if let Some((uid, gid)) = as_user {
             std::os::unix::fs::chown(&base, Some(uid), Some(gid)).expect("chown pg dir");
         }
         let data = base.join("data");
-        let mut initdb = std::process::Command::new(pg_bin("initdb"));
-        initdb
-            .args([
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "--no-sync",
-                "-E",
-                "UTF8",
-                "-D",
-            ])
-            .arg(&data);
-        if let Some((uid, gid)) = as_user {
-            initdb.uid(uid).gid(gid);
-        }
-        let out = initdb.output().expect("run initdb");
-        assert!(
-            out.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        initdb(&data, as_user);
         let port = free_port();
         let mut server = std::process::Command::new(pg_bin("postgres"));
         server
@@ -328,6 +295,144 @@ impl Postgres {
             _server: server,
         }
     }
+}
+
+/// A PostgreSQL cluster of one test's own, to stop and start under a daemon: the shared one
+/// must stay up for the others. Stopped (fast) and removed on drop.
+pub struct PrivatePostgres {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    as_user: Option<(u32, u32)>,
+    server: Option<std::process::Child>,
+}
+
+impl PrivatePostgres {
+    pub async fn start() -> Self {
+        tokio::task::spawn_blocking(|| {
+            let dir = tempfile::Builder::new()
+                .prefix("credwatch-private-pg-")
+                .tempdir()
+                .expect("pg dir");
+            let as_user = postgres_user();
+            if let Some((uid, gid)) = as_user {
+                std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown pg dir");
+            }
+            initdb(&dir.path().join("data"), as_user);
+            let mut pg = Self {
+                port: free_port(),
+                dir,
+                as_user,
+                server: None,
+            };
+            pg.run();
+            pg
+        })
+        .await
+        .expect("start a private postgres")
+    }
+
+    /// The `postgres` database's URL (a daemon may use it as its own).
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// A fast shutdown (`pg_ctl stop -m fast`): sessions are cut, transactions rolled back.
+    pub fn stop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+            unsafe { libc::kill(server.id() as i32, libc::SIGINT) };
+            let _ = server.wait();
+        }
+    }
+
+    pub fn start_again(&mut self) {
+        self.run();
+    }
+
+    fn run(&mut self) {
+        let mut server = std::process::Command::new(pg_bin("postgres"));
+        server
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+            ])
+            .arg("-k")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some((uid, gid)) = self.as_user {
+            server.uid(uid).gid(gid);
+        }
+        // SAFETY: prctl is async-signal-safe and only changes this child's own settings.
+        unsafe {
+            server.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        self.server = Some(server.spawn().expect("start postgres"));
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < until,
+                "postgres did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// initdb and postgres refuse to run as root: as root they run as the `postgres` user.
+fn postgres_user() -> Option<(u32, u32)> {
+    // SAFETY: getuid and getpwnam have no preconditions; the returned pointer is read at once.
+    unsafe {
+        if libc::getuid() != 0 {
+            return None;
+        }
+        let pw = libc::getpwnam(c"postgres".as_ptr());
+        assert!(
+            !pw.is_null(),
+            "running as root needs a `postgres` user for the test cluster"
+        );
+        Some(((*pw).pw_uid, (*pw).pw_gid))
+    }
+}
+
+fn initdb(data: &Path, as_user: Option<(u32, u32)>) {
+    let mut initdb = std::process::Command::new(pg_bin("initdb"));
+    initdb
+        .args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "-D",
+        ])
+        .arg(data);
+    if let Some((uid, gid)) = as_user {
+        initdb.uid(uid).gid(gid);
+    }
+    let out = initdb.output().expect("run initdb");
+    assert!(
+        out.status.success(),
+        "initdb failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Clusters of test processes that are gone (killed before they could clean up).

@@ -184,6 +184,9 @@ impl SqlStore {
         sqlx::any::install_default_drivers();
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
+            // A database that does not answer in this time is down: the caller retries and
+            // says so, rather than every write waiting the default 30 s.
+            .acquire_timeout(std::time::Duration::from_secs(5))
             .after_release(discard_if_in_transaction)
             .connect(url.expose_secret())
             .await?;
