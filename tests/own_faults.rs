@@ -628,3 +628,50 @@ fn oidc_port(oidc: &OidcServer) -> u16 {
         .and_then(|p| p.trim_end_matches('/').parse().ok())
         .expect("oidc port")
 }
+
+#[tokio::test]
+async fn secrets_a_provider_quotes_back_are_kept_out_of_everything() {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let fake = FakeProvider::spawn().await;
+    let env = TestEnv::with_config(&format!(
+        "\n[operator]\nemail = \"ops@example.com\"\n{}probe_url = \"{}\"\n",
+        fake_provider(&fake),
+        fake.probe_url()
+    ));
+    let id = env.add_connection("ada@example.com", TOKENS).await;
+    // The refresh succeeds; the probe quotes the new access token back (raw and in Base64).
+    let r = env.check(&id).await;
+    assert_eq!(r["phase"], "probe", "{r}");
+    // The token endpoint quotes our client's Basic credentials, encoded and decoded.
+    fake.script([Reply::EchoClient]);
+    let r = env.check(&id).await;
+    assert_eq!(r["category"], "client_misconfigured", "{r}");
+
+    let secrets = [
+        "fake-at-1-0123456789".to_owned(),
+        b64("fake-at-1-0123456789"),
+        "credwatch-secret".to_owned(),
+        b64("credwatch:credwatch-secret"),
+    ];
+    let mut seen = env
+        .rows("SELECT COALESCE(error, '') FROM checks")
+        .await
+        .concat();
+    seen.extend(env.rows("SELECT payload FROM outbox").await.concat());
+    seen.extend(
+        env.rows("SELECT COALESCE(detail, '') FROM provider_alerts")
+            .await
+            .concat(),
+    );
+    seen.push(env.ok(&["connection", "show", &id]).await);
+    assert!(
+        seen.iter().any(|s| s.contains("[redacted]")),
+        "the quotes were kept, redacted: {seen:?}"
+    );
+    for secret in &secrets {
+        for text in &seen {
+            assert!(!text.contains(secret.as_str()), "{secret} in {text}");
+        }
+    }
+}

@@ -205,7 +205,7 @@ impl Checker {
                 Consequence::Operator => (Transition::Unchanged, conn.next_check_at),
             }
         };
-        let detail = redact(verdict.detail.clone(), claimed);
+        let detail = ran.secrets.redact(verdict.detail.clone());
         CheckResult {
             attempt: claimed.attempt,
             generation,

@@ -7,6 +7,7 @@ pub mod alerts;
 mod apply;
 mod http;
 mod limits;
+mod redact;
 mod report;
 pub mod schedule;
 
@@ -16,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -334,7 +335,15 @@ impl Checker {
             refresh_uncertain: None,
             pending: None,
             hold_until: None,
+            secrets: redact::Secrets::default(),
         };
+        ran.secrets.add(&claimed.tokens.access_token);
+        if let Some(refresh) = &claimed.tokens.refresh_token {
+            ran.secrets.add(refresh);
+        }
+        if let Some(secret) = &provider.config.client_secret {
+            ran.secrets.add_client(&provider.config.client_id, secret);
+        }
         let mut access: SecretString = claimed.tokens.access_token.clone();
         if let Some(refresh) = &claimed.tokens.refresh_token {
             match self.lost_rotation(provider, claimed, refresh).await? {
@@ -391,6 +400,11 @@ impl Checker {
                 ran.verdict = verdict;
                 return Ok(Some(ran));
             };
+            // The new tokens are secrets too: a probe may quote the access token back.
+            ran.secrets.add(&tokens.access_token);
+            if let Some(refresh) = &tokens.refresh_token {
+                ran.secrets.add(refresh);
+            }
             if provider.config.probe_url.is_none() {
                 // The refresh is the whole check: its tokens are stored with its result, in
                 // one write (see `apply`).
@@ -578,6 +592,8 @@ struct Ran {
     pending: Option<TokenSet>,
     /// Nothing was decided: the connection stays as it is until then.
     hold_until: Option<DateTime<Utc>>,
+    /// Every secret the calls carried or got back, to keep out of the detail.
+    secrets: redact::Secrets,
 }
 
 /// Whether the provider may have acted on a refresh whose answer we did not get: the request
@@ -591,19 +607,4 @@ fn answer_lost(outcome: &Outcome, verdict: &Classification) -> bool {
                 && verdict.category == Category::Transient
         }
     }
-}
-
-/// A provider that echoes a token in its error text must not get it into our history or logs.
-fn redact(mut detail: String, claimed: &Claimed) -> String {
-    let tokens = [
-        Some(&claimed.tokens.access_token),
-        claimed.tokens.refresh_token.as_ref(),
-    ];
-    for t in tokens.into_iter().flatten() {
-        let t = t.expose_secret();
-        if t.len() >= 8 && detail.contains(t) {
-            detail = detail.replace(t, "[redacted]");
-        }
-    }
-    detail
 }

@@ -34,6 +34,8 @@ pub enum Reply {
     Slow(Duration),
     /// An error whose description repeats the refresh token it was sent.
     EchoToken,
+    /// 401 `invalid_client`, quoting the Authorization header it got and the secret in it.
+    EchoClient,
 }
 
 struct Fake {
@@ -67,6 +69,7 @@ impl FakeProvider {
         let port = listener.local_addr().expect("addr").port();
         let app = axum::Router::new()
             .route("/token", axum::routing::post(token))
+            .route("/probe", axum::routing::get(probe))
             .with_state(fake.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -86,6 +89,11 @@ impl FakeProvider {
 
     pub fn token_url(&self) -> String {
         format!("http://127.0.0.1:{}/token", self.port)
+    }
+
+    /// A resource that refuses every access token, quoting it back (raw and in Base64).
+    pub fn probe_url(&self) -> String {
+        format!("http://127.0.0.1:{}/probe", self.port)
     }
 
     /// The next answers, in order; then the default.
@@ -122,7 +130,36 @@ impl Drop for FakeProvider {
     }
 }
 
-async fn token(State(fake): State<Arc<Fake>>, body: String) -> Response {
+async fn probe(headers: axum::http::HeaderMap) -> Response {
+    use base64::Engine;
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .to_owned();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&token);
+    (
+        StatusCode::UNAUTHORIZED,
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (
+                header::WWW_AUTHENTICATE,
+                "Bearer error=\"invalid_token\"".to_owned(),
+            ),
+        ],
+        format!(
+            r#"{{"error":"invalid_token","error_description":"token {token} (also {b64}) is not valid here"}}"#
+        ),
+    )
+        .into_response()
+}
+
+async fn token(
+    State(fake): State<Arc<Fake>>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> Response {
     let n = fake.token_calls.fetch_add(1, Ordering::SeqCst) + 1;
     let reply = {
         let next = fake.script.lock().unwrap().pop_front();
@@ -179,6 +216,27 @@ async fn token(State(fake): State<Arc<Fake>>, body: String) -> Response {
         Reply::Slow(d) => {
             tokio::time::sleep(d).await;
             tokens()
+        }
+        Reply::EchoClient => {
+            use base64::Engine;
+            let basic = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            let decoded = basic
+                .strip_prefix("Basic ")
+                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::CONTENT_TYPE, "application/json")],
+                format!(
+                    r#"{{"error":"invalid_client","error_description":"bad client: {basic} ({decoded})"}}"#
+                ),
+            )
+                .into_response()
         }
         Reply::EchoToken => {
             let sent = body
