@@ -204,9 +204,11 @@ impl Keyring {
 }
 
 fn read_key_file(path: &Path) -> Result<[u8; KEY_LEN], CryptoError> {
-    let raw = std::fs::read(path).map_err(|source| CryptoError::KeyFile {
-        path: path.into(),
-        source,
+    let raw = crate::files::read_capped(path, crate::files::MAX_SECRET_FILE).map_err(|source| {
+        CryptoError::KeyFile {
+            path: path.into(),
+            source,
+        }
     })?;
     parse_key(&raw).ok_or_else(|| CryptoError::KeyFormat {
         path: path.into(),
@@ -215,12 +217,15 @@ fn read_key_file(path: &Path) -> Result<[u8; KEY_LEN], CryptoError> {
 }
 
 /// Accepts 32 raw bytes, or text holding hex or base64 of 32 bytes (what `credwatch key generate`,
-/// `openssl rand -hex 32` and `systemd-creds` produce).
+/// `openssl rand -hex 32` and `systemd-creds` produce). Thirty-two characters of text are a
+/// password typed into the file, not a key: refused, like any text that is neither encoding.
 fn parse_key(raw: &[u8]) -> Option<[u8; KEY_LEN]> {
-    if raw.len() == KEY_LEN {
+    let text = std::str::from_utf8(raw).ok();
+    let is_text = text.is_some_and(|t| t.chars().all(|c| !c.is_control() || c.is_whitespace()));
+    if raw.len() == KEY_LEN && !is_text {
         return raw.try_into().ok();
     }
-    let text = std::str::from_utf8(raw).ok()?.trim();
+    let text = text?.trim();
     let decoded = if text.len() == 2 * KEY_LEN && text.bytes().all(|b| b.is_ascii_hexdigit()) {
         (0..KEY_LEN)
             .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16))
@@ -333,7 +338,8 @@ mod tests {
 
     #[test]
     fn key_files_in_every_accepted_encoding() {
-        let raw = [42u8; 32];
+        // Random-looking bytes, as `head -c 32 /dev/urandom` writes them.
+        let raw: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(97).wrapping_add(131));
         let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(parse_key(&raw), Some(raw));
         assert_eq!(parse_key(format!("{hex}\n").as_bytes()), Some(raw));
@@ -342,6 +348,9 @@ mod tests {
             Some(raw)
         );
         assert_eq!(parse_key(b"too short"), None);
+        // A 32-character password is text, not 32 key bytes.
+        assert_eq!(parse_key(b"correct-horse-battery-staple-123"), None);
+        assert_eq!(parse_key(b"correct-horse-battery-staple-12\n"), None);
         assert_eq!(parse_key(&[1u8; 31]), None);
     }
 

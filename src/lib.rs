@@ -10,6 +10,7 @@ pub mod config;
 pub mod crypto;
 pub mod daemon;
 pub mod domain;
+pub mod files;
 pub mod http;
 pub mod links;
 pub mod logging;

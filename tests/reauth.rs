@@ -418,3 +418,47 @@ async fn an_account_learned_from_the_probe_at_add_time_guards_the_reauthorizatio
     assert_eq!(env.value("SELECT status FROM connections").await, "healthy");
     daemon.unwrap().signal(libc::SIGTERM);
 }
+
+#[tokio::test]
+async fn owner_pages_are_never_framed_cached_or_sniffed() {
+    let Setup {
+        oidc: _oidc,
+        env,
+        base,
+        conn,
+    } = setup(None).await;
+    let daemon = env.spawn().await;
+    let link = env.ok(&["connection", "reauth-link", &conn]).await;
+    let client = no_redirects();
+    let answers = [
+        client.get(&link).send().await.unwrap(),
+        client.post(&link).send().await.unwrap(),
+        client
+            .get(format!("{base}/oauth/callback?state=forged&code=x"))
+            .send()
+            .await
+            .unwrap(),
+        client
+            .get(format!("{base}/reauthorize/unknown"))
+            .send()
+            .await
+            .unwrap(),
+    ];
+    assert_eq!(answers[1].status().as_u16(), 303);
+    for r in &answers {
+        let h = r.headers();
+        let what = format!("{} {}", r.status(), r.url());
+        assert_eq!(h["x-frame-options"], "DENY", "{what}");
+        assert!(
+            h["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("frame-ancestors 'none'"),
+            "{what}"
+        );
+        assert_eq!(h["x-content-type-options"], "nosniff", "{what}");
+        assert_eq!(h["cache-control"], "no-store", "{what}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{what}");
+    }
+    daemon.signal(libc::SIGTERM);
+}

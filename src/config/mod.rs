@@ -252,14 +252,25 @@ impl fmt::Display for ProblemList<'_> {
 impl Config {
     /// Reads, layers and checks the config; either every value is good or every problem is listed.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_with(path, None)
+    }
+
+    /// `load`, with `vars` standing in for the process environment when given.
+    fn load_with(
+        path: &Path,
+        vars: Option<config::Map<String, String>>,
+    ) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
             path: path.into(),
             source,
         })?;
         let env = config::Environment::with_prefix(ENV_PREFIX)
+            .source(vars)
             .prefix_separator(ENV_SEPARATOR)
             .separator(ENV_SEPARATOR)
-            .try_parsing(true);
+            // Values stay text until a key's own type reads them: parsing every variable as a
+            // number would turn a client id "0123" into 123 and a secret "1e3" into 1000.
+            .try_parsing(false);
         let layered = config::Config::builder()
             .add_source(config::File::from_str(&text, config::FileFormat::Toml))
             .add_source(env)
@@ -288,13 +299,69 @@ pub fn env_var_for(key: &str) -> String {
     name
 }
 
+/// A TOML parser's message without the quoted source line (`3 | client_secret = "...`): that
+/// line may hold a secret. Where and what stay.
+fn without_snippet(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.contains('|'))
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
 /// A config-crate error in words, without echoing the value: the value may be a secret.
 fn describe(e: &config::ConfigError) -> String {
     use config::ConfigError as E;
     match e {
         E::Type { expected, .. } => format!("expected {expected}, found a value of another type"),
         E::At { error, .. } => describe(error),
-        E::FileParse { cause, .. } => cause.to_string(),
+        E::FileParse { cause, .. } => without_snippet(&cause.to_string()),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = dir.path().join("k.key");
+        std::fs::write(&key, "0".repeat(64)).expect("key");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).expect("config");
+        (dir, path)
+    }
+
+    const BASE: &str = "[encryption]\nkey_file = \"k.key\"\n\
+        [providers.acme]\ntoken_url = \"http://127.0.0.1/t\"\n\
+        authorize_url = \"http://127.0.0.1/a\"\nclient_id = \"c\"\nclient_secret = \"s\"\n";
+
+    #[test]
+    fn environment_values_stay_text_until_a_key_reads_them() {
+        let (_dir, path) = config(BASE);
+        let vars = [
+            ("CREDWATCH__PROVIDERS__ACME__CLIENT_ID", "0123"),
+            ("CREDWATCH__PROVIDERS__ACME__CLIENT_SECRET", "1e3"),
+            ("CREDWATCH__LIMITS__MAX_CONCURRENT_CHECKS", "7"),
+        ];
+        let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        let c = Config::load_with(&path, Some(vars.collect())).expect("valid");
+        let acme = c.provider(&"acme".parse().unwrap()).expect("acme");
+        assert_eq!(acme.client_id, "0123");
+        use secrecy::ExposeSecret;
+        let secret = acme.client_secret.as_ref().expect("secret");
+        assert_eq!(secret.expose_secret(), "1e3");
+        assert_eq!(c.limits.max_concurrent_checks, 7);
+    }
+
+    #[test]
+    fn a_syntax_error_says_where_without_quoting_the_line() {
+        let (_dir, path) = config(&format!("{BASE}password = \"hunter2-secret\n"));
+        let e = Config::load_with(&path, Some(Default::default())).unwrap_err();
+        let shown = e.to_string();
+        assert!(shown.contains("at line 8"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 }

@@ -497,7 +497,13 @@ impl Checker<'_> {
             (None, None) => Some(None),
             (None, Some(f)) => {
                 let path = self.path(&file_key, f)?;
-                match std::fs::read_to_string(&path) {
+                let read = crate::files::read_capped(&path, crate::files::MAX_SECRET_FILE)
+                    .and_then(|b| {
+                        String::from_utf8(b).map_err(|_| {
+                            std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text")
+                        })
+                    });
+                match read {
                     // A trailing newline is an editor's, not part of the secret.
                     Ok(s) => Some(Some(SecretString::from(
                         s.trim_end_matches(['\r', '\n']).to_owned(),

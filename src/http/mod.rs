@@ -68,7 +68,29 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(reauth::page).post(reauth::start),
         )
         .route("/oauth/callback", get(reauth::callback))
+        .layer(axum::middleware::map_response(protect))
         .with_state(state)
+}
+
+/// Headers every answer carries. The owner pages hold links that act on a connection: they
+/// must not be framed (clickjacking), cached or stored on the way (a shared proxy, the browser's
+/// back button), or leak their address to the provider in a Referer; and no answer is ever
+/// sniffed into another content type.
+async fn protect(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// Binds the listener now (so a taken port stops the start) and returns the server to run.

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{TimeDelta, Utc};
 use secrecy::SecretString;
@@ -100,17 +100,12 @@ pub async fn page(State(state): State<Arc<AppState>>, Path(token): Path<String>)
         None => None,
     };
     let provider = provider_name(&state, &connection);
-    let mut page = state.pages.reauthorize(
+    state.pages.reauthorize(
         &connection.name,
         &provider,
         connection.account.as_deref(),
         since,
-    );
-    page.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    page
+    )
 }
 
 /// POST: a fresh authorization (random single-use `state`, PKCE S256), then off to the provider.
