@@ -326,6 +326,17 @@ impl Mailer {
                         .outbox_sent(&ids, Utc::now(), Some("not sent: no incident"))
                         .await?);
                 };
+                if !self.store.owner_told(incident).await? {
+                    // No "reconnected" for an outage the owner never heard of.
+                    return Ok(self
+                        .store
+                        .outbox_sent(
+                            &ids,
+                            Utc::now(),
+                            Some("not sent: the owner was never told of the outage"),
+                        )
+                        .await?);
+                }
                 let incident = self.store.incident(incident).await?;
                 let resumed: Vec<String> = payload["resumed"]
                     .as_array()
@@ -343,7 +354,8 @@ impl Mailer {
                     .filter(|p| resumed.iter().any(|r| r == p.id.as_str()))
                     .map(|p| PipelineView {
                         name: p.name,
-                        position: p.paused_at_position.map(String::from),
+                        // Where it resumes from, positions reported while paused included.
+                        position: p.position.map(String::from),
                     })
                     .collect();
                 let context = serde_json::json!({

@@ -4,6 +4,12 @@ use clap::Parser;
 use credwatch::cli::{Cli, execute};
 
 fn main() -> ExitCode {
+    // Everything credwatch writes (the database, its journal, e-mails holding live links, keys)
+    // is for its own user alone, run by hand or not; systemd sets the same with UMask=0077.
+    // SAFETY: umask(2) only sets this process's file-creation mask; nothing runs beside it yet.
+    unsafe {
+        libc::umask(0o077);
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

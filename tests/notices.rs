@@ -292,6 +292,8 @@ async fn reminders_follow_while_broken_then_stop_and_a_reconnection_is_announced
     daemon.signal(libc::SIGTERM);
     assert_eq!(daemon.wait(Duration::from_secs(30)).await.0, Some(0));
 
+    // The platform went on reading up to cursor=9 while paused: that is where it resumes.
+    env.ok(&["pipeline", "position", &pipe, "cursor=9"]).await;
     // The grant works again (a recheck, or in the next issue a reauthorization).
     let r = env.check(&conn).await;
     assert_eq!(r["resumed"], serde_json::json!([pipe]), "{r}");
@@ -309,9 +311,14 @@ async fn reminders_follow_while_broken_then_stop_and_a_reconnection_is_announced
         .collect();
     assert_eq!(reconnected.len(), 1);
     assert!(
-        reconnected[0].contains("from position cursor=5"),
+        reconnected[0].contains("from position cursor=9"),
         "{}",
         reconnected[0]
+    );
+    assert_eq!(
+        env.value("SELECT position FROM pipeline_events WHERE kind = 'resumed'")
+            .await,
+        "cursor=9"
     );
     assert_eq!(
         env.value(
@@ -360,6 +367,19 @@ async fn owners_are_warned_before_a_refresh_token_ends_and_operators_about_a_ref
         "{alert}"
     );
     assert!(alert.contains("invalid_client"), "{alert}");
+    // Every e-mail is proper MIME (UTF-8 arrives intact) and has its own Message-ID.
+    let mut ids = std::collections::BTreeSet::new();
+    for mail in &mails {
+        assert!(mail.contains("MIME-Version: 1.0"), "{mail}");
+        assert!(mail.contains("charset=utf-8"), "{mail}");
+        let id = mail
+            .lines()
+            .find_map(|l| l.strip_prefix("Message-ID: <"))
+            .unwrap_or_else(|| panic!("no Message-ID: {mail}"));
+        assert!(id.contains('@') && id.ends_with('>'), "{id}");
+        ids.insert(id.to_owned());
+    }
+    assert_eq!(ids.len(), mails.len());
 }
 
 #[tokio::test]
@@ -415,4 +435,74 @@ async fn an_address_the_server_refuses_for_good_is_recorded_and_not_retried() {
     assert_eq!(&row[..3], ["1", "1", "1"], "{row:?}");
     assert!(row[3].contains("no such mailbox"), "{row:?}");
     assert!(smtp.messages().is_empty());
+}
+
+#[tokio::test]
+async fn no_reconnected_email_for_an_outage_the_owner_never_heard_of() {
+    use crate::helpers::fake::{FakeProvider, Reply};
+    let fake = FakeProvider::spawn().await;
+    // The notice waits an hour for others to share its e-mail; the grant is back before that.
+    let env = fake_env(&fake, "[notices]\ndigest_window = \"1h\"\n");
+    let conn = env.add_connection("ada@example.com", TOKENS).await;
+    fake.script([Reply::Json(400, r#"{"error":"invalid_grant"}"#)]);
+    assert_eq!(env.check(&conn).await["after"], "broken");
+    assert_eq!(env.check(&conn).await["after"], "healthy");
+    let mut daemon = env.spawn().await;
+    wait_until(
+        "the reconnected notice handled",
+        Duration::from_secs(30),
+        || async {
+            env.value(
+                "SELECT COUNT(*) FROM outbox WHERE kind = 'reconnected' AND sent_at IS NOT NULL",
+            )
+            .await
+                == "1"
+        },
+    )
+    .await;
+    sweeps(&mut daemon, 2).await;
+    assert!(eml(&env).is_empty(), "{:?}", eml(&env));
+    assert!(
+        env.value("SELECT last_error FROM outbox WHERE kind = 'reconnected'")
+            .await
+            .contains("never told")
+    );
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait(Duration::from_secs(30)).await.0, Some(0));
+}
+
+#[tokio::test]
+async fn a_server_refusing_every_message_is_an_outage_retried_not_a_refused_address() {
+    let oidc = OidcServer::spawn(serde_json::json!({})).await;
+    let refuse = tempfile::NamedTempFile::new().unwrap();
+    let smtp = SmtpServer::spawn_refusing_data(refuse.path()).await;
+    let grant = oidc.grant("user-8").await;
+    let env = env_for(&oidc, smtp.port, "1s");
+    env.add_connection("ada@example.com", &grant).await;
+    revoke(&oidc, "user-8").await;
+    let mut daemon = env.spawn().await;
+    wait_until("a refused attempt", Duration::from_secs(30), || async {
+        env.rows("SELECT attempts, last_error FROM outbox")
+            .await
+            .first()
+            .is_some_and(|r| r[0] != "0" && r[1].contains("554"))
+    })
+    .await;
+    assert_eq!(
+        env.value("SELECT failed_at IS NULL FROM outbox").await,
+        "1",
+        "kept for a retry"
+    );
+    // The server takes mail again: the notice arrives at its next attempt (10 s later).
+    let path = refuse.path().to_owned();
+    drop(refuse);
+    assert!(!path.exists());
+    wait_until("the notice delivered", Duration::from_secs(40), || async {
+        !smtp.messages().is_empty()
+    })
+    .await;
+    sweeps(&mut daemon, 1).await;
+    assert_eq!(smtp.messages().len(), 1);
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait(Duration::from_secs(30)).await.0, Some(0));
 }

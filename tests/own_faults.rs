@@ -231,6 +231,16 @@ async fn a_kill_mid_rotation_never_presents_the_consumed_token_nor_blames_the_ow
         }
     }
     let owner = owner.replace("=\r\n", "").replace("=\n", "");
+    // Files holding live links and tokens are the daemon's alone, whatever the caller's umask.
+    use std::os::unix::fs::PermissionsExt;
+    let mut private = vec![env.db_path()];
+    for name in crate::helpers::read_dir_names(&env.path("mail")) {
+        private.push(env.path("mail").join(name));
+    }
+    for path in private {
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+    }
     assert!(
         owner.contains("our service lost the authorization"),
         "{owner}"

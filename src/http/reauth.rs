@@ -324,7 +324,7 @@ pub async fn callback(
             .filter(|p| p.state == PipelineState::Running && done.resumed.contains(&p.id))
             .map(|p| ResumedView {
                 name: p.name,
-                position: p.paused_at_position.map(String::from),
+                position: p.position.map(String::from),
             })
             .collect(),
         Err(_) => Vec::new(),

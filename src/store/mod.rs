@@ -604,6 +604,8 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
     async fn incident(&self, id: i64) -> Result<Incident, StoreError>;
+    /// Whether an e-mail about the incident (its notice or a reminder) reached its owner.
+    async fn owner_told(&self, incident: i64) -> Result<bool, StoreError>;
     /// The connection's open incident, if it is broken.
     async fn open_incident(&self, connection: &ConnectionId) -> Result<Option<i64>, StoreError>;
     /// Stores a reauthorize link's token hash for an incident.

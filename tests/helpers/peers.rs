@@ -96,8 +96,17 @@ impl SmtpServer {
         Self::spawn_on(free_port()).await
     }
 
+    /// One that refuses every message at DATA while `refuse` exists.
+    pub async fn spawn_refusing_data(refuse: &Path) -> Self {
+        Self::start(free_port(), Some(refuse)).await
+    }
+
     /// On a given port, to come back where a stopped one was.
     pub async fn spawn_on(port: u16) -> Self {
+        Self::start(port, None).await
+    }
+
+    async fn start(port: u16, refuse_data: Option<&Path>) -> Self {
         let python = peers_dir().join(".venv/bin/python");
         require(&python);
         let maildir = tempfile::tempdir().expect("maildir");
@@ -112,6 +121,7 @@ impl SmtpServer {
                 "smtp_handlers.RejectingMailbox",
             ])
             .env("PYTHONPATH", peers_dir())
+            .env("SMTP_REFUSE_DATA", refuse_data.unwrap_or(Path::new("")))
             // aiosmtpd creates the Maildir only when the directory does not exist yet.
             .arg(maildir.path().join("maildir"))
             .stdout(Stdio::null())

@@ -64,7 +64,7 @@ impl SqlStore {
                AND NOT EXISTS (SELECT 1 FROM pipeline_connections pc \
                  JOIN connections c ON c.id = pc.connection_id \
                  WHERE pc.pipeline_id = pipelines.id AND c.status != 'healthy') \
-             RETURNING id, paused_at_position, \
+             RETURNING id, position, \
                (SELECT at FROM pipeline_events e WHERE e.pipeline_id = pipelines.id \
                   AND e.kind = 'paused' ORDER BY e.id DESC LIMIT 1) AS paused_at",
         )
@@ -82,7 +82,8 @@ impl SqlStore {
             )
             .bind(&id)
             .bind(now)
-            .bind(row.try_get::<Option<String>, _>("paused_at_position")?)
+            // Where it resumes from: positions reported during the pause count.
+            .bind(row.try_get::<Option<String>, _>("position")?)
             .bind(connection.as_str())
             .bind(incident)
             .bind(row.try_get::<Option<i64>, _>("paused_at")?)
@@ -192,7 +193,7 @@ impl SqlStore {
         }
         sqlx::query(
             "INSERT INTO pipeline_events (pipeline_id, at, kind, position, gap_started_at, gap_ended_at) \
-             SELECT id, $1, 'resumed', paused_at_position, paused_at, $1 FROM pipelines WHERE id = $2",
+             SELECT id, $1, 'resumed', position, paused_at, $1 FROM pipelines WHERE id = $2",
         )
         .bind(now)
         .bind(id.as_str())

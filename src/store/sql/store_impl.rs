@@ -531,6 +531,20 @@ impl Store for SqlStore {
         .await?)
     }
 
+    async fn owner_told(&self, incident: i64) -> Result<bool, StoreError> {
+        // A notice marked sent with a note was skipped, not delivered.
+        let told: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM outbox WHERE incident_id = $1 AND kind IN ($2, $3) \
+             AND sent_at IS NOT NULL AND last_error IS NULL",
+        )
+        .bind(incident)
+        .bind(NoticeKind::CredentialsExpired.as_str())
+        .bind(NoticeKind::Reminder.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(told > 0)
+    }
+
     async fn incident(&self, id: i64) -> Result<Incident, StoreError> {
         self.incident_impl(id).await
     }
