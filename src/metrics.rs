@@ -39,6 +39,7 @@ pub struct Metrics {
     checks: Family<CheckLabels, Counter>,
     check_seconds: Family<ProviderLabel, Histogram>,
     sweep_seconds: Histogram,
+    rotation_commit_seconds: Histogram,
     mail_sent: Family<KindLabel, Counter>,
     mail_failures: Family<KindLabel, Counter>,
     connections: Family<ConnectionLabels, Gauge>,
@@ -60,6 +61,7 @@ impl Metrics {
             Histogram::new(exponential_buckets(0.005, 2.0, 14))
         });
         let sweep_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 16));
+        let rotation_commit_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
         let mail_sent = Family::<KindLabel, Counter>::default();
         let mail_failures = Family::<KindLabel, Counter>::default();
         let connections = Family::<ConnectionLabels, Gauge>::default();
@@ -75,6 +77,12 @@ impl Metrics {
             "sweep_duration_seconds",
             "Time one sweep took",
             sweep_seconds.clone(),
+        );
+        registry.register(
+            "rotation_commit_seconds",
+            "From a provider's answer with new tokens to their commit: the window in which a \
+             crash loses tokens the provider already considers live",
+            rotation_commit_seconds.clone(),
         );
         registry.register(
             "mail_sent",
@@ -106,6 +114,7 @@ impl Metrics {
             checks,
             check_seconds,
             sweep_seconds,
+            rotation_commit_seconds,
             mail_sent,
             mail_failures,
             connections,
@@ -126,6 +135,10 @@ impl Metrics {
                 provider: provider.to_string(),
             })
             .observe(seconds);
+    }
+
+    pub fn rotation_commit(&self, seconds: f64) {
+        self.rotation_commit_seconds.observe(seconds);
     }
 
     pub fn sweep(&self, seconds: f64) {

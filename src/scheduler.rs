@@ -39,15 +39,67 @@ pub struct SweepStats {
     pub skipped: u64,
     pub failed: u64,
     pub by_category: BTreeMap<Category, u64>,
+    /// From each refresh's answer to the commit of its tokens.
+    pub rotation_commits: CommitTimes,
+}
+
+/// Answer-to-commit times in whole milliseconds, counted in fixed buckets: memory does not
+/// grow with the number of checks.
+#[derive(Debug, Clone)]
+pub struct CommitTimes {
+    /// `counts[ms]`; the last bucket holds everything at or past it.
+    counts: Vec<u64>,
+}
+
+impl Default for CommitTimes {
+    fn default() -> Self {
+        Self {
+            counts: vec![0; 10_001],
+        }
+    }
+}
+
+impl CommitTimes {
+    fn record(&mut self, ms: u64) {
+        let last = self.counts.len() - 1;
+        self.counts[usize::try_from(ms).unwrap_or(last).min(last)] += 1;
+    }
+
+    fn merge(&mut self, other: &CommitTimes) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+    }
+
+    /// The `q` quantile (0.5, 0.99) in ms; `None` when nothing was recorded.
+    pub fn quantile(&self, q: f64) -> Option<u64> {
+        let total: u64 = self.counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((total as f64 * q).ceil() as u64).max(1);
+        let mut seen = 0;
+        self.counts.iter().enumerate().find_map(|(ms, n)| {
+            seen += n;
+            (seen >= rank).then_some(ms as u64)
+        })
+    }
 }
 
 impl SweepStats {
     fn add(&mut self, r: Result<Result<Report, CheckError>, tokio::task::JoinError>) {
         match r {
             Ok(Ok(report)) => match report.outcome {
-                ReportOutcome::Checked { category, .. } => {
+                ReportOutcome::Checked {
+                    category,
+                    rotation_commit_ms,
+                    ..
+                } => {
                     self.checked += 1;
                     *self.by_category.entry(category).or_default() += 1;
+                    if let Some(ms) = rotation_commit_ms {
+                        self.rotation_commits.record(ms);
+                    }
                 }
                 ReportOutcome::Skipped { .. } => self.skipped += 1,
             },
@@ -69,6 +121,7 @@ impl SweepStats {
         for (c, n) in other.by_category {
             *self.by_category.entry(c).or_default() += n;
         }
+        self.rotation_commits.merge(&other.rotation_commits);
     }
 }
 
@@ -296,4 +349,24 @@ async fn claim(
             &checker.lease(now),
         )
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_times_give_their_quantiles_in_fixed_memory() {
+        let mut t = CommitTimes::default();
+        assert_eq!(t.quantile(0.5), None);
+        for ms in (1..=100).chain([u64::MAX]) {
+            t.record(ms);
+        }
+        assert_eq!(t.quantile(0.5), Some(51));
+        assert_eq!(t.quantile(0.99), Some(100));
+        assert_eq!(t.quantile(1.0), Some(10_000));
+        let mut other = CommitTimes::default();
+        other.merge(&t);
+        assert_eq!(other.quantile(0.5), Some(51));
+    }
 }

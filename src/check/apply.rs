@@ -34,8 +34,9 @@ impl Checker {
                         .await
                     {
                         Ok(true) => {
+                            ran.committed();
                             let applied = Applied::unchanged(ConnectionStatus::Healthy);
-                            return self.report(provider, claimed, result, applied).await;
+                            return self.report(provider, claimed, &ran, result, applied).await;
                         }
                         // Not as claimed, or the write failed: the tokens go alone, and
                         // are retried there until stored.
@@ -54,7 +55,7 @@ impl Checker {
         }
         let result = self.result(claimed, &ran, ran.generation, latency_ms);
         let applied = self.store.finish_check(claimed, &result).await?;
-        self.report(provider, claimed, result, applied).await
+        self.report(provider, claimed, &ran, result, applied).await
     }
 
     /// Stores rotated tokens at once. `false` when they were refused (someone else stored
@@ -68,6 +69,7 @@ impl Checker {
     ) -> Result<bool, CheckError> {
         match self.store_tokens(claimed, ran.generation, tokens).await {
             Ok(g) => {
+                ran.committed();
                 ran.generation = g;
                 ran.expires_at = tokens.expires_at;
                 Ok(true)
@@ -121,6 +123,19 @@ impl Checker {
                 }
                 other => other,
             };
+            let settled = !matches!(
+                stored,
+                Err(ref e) if !matches!(
+                    e,
+                    StoreError::TokensChanged(_)
+                        | StoreError::ConnectionNotFound(_)
+                        | StoreError::Crypto(_)
+                )
+            );
+            if settled && failing {
+                self.unstored
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
             match stored {
                 Ok(generation) => {
                     if failing {
@@ -135,6 +150,8 @@ impl Checker {
                 ) => return Err(e),
                 Err(e) => {
                     if !failing {
+                        self.unstored
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         tracing::error!(
                             connection = %id,
                             "refreshed, but storing the new tokens failed: {e}; the provider \
@@ -228,6 +245,7 @@ impl Checker {
         &self,
         provider: &Provider,
         claimed: &Claimed,
+        ran: &Ran,
         result: CheckResult,
         applied: Applied,
     ) -> Result<Report, CheckError> {
@@ -243,6 +261,9 @@ impl Checker {
         } = result;
         self.metrics
             .check(provider.id(), category, latency_ms as f64 / 1000.0);
+        if let Some(commit) = ran.commit {
+            self.metrics.rotation_commit(commit.as_secs_f64());
+        }
         if applied.incident_opened.is_some() || applied.incident_closed.is_some() {
             self.outbox.notify_one();
         }
@@ -267,6 +288,9 @@ impl Checker {
                 next_check_at: if applied.stale { now } else { next_check_at },
                 paused: applied.paused,
                 resumed: applied.resumed,
+                rotation_commit_ms: ran
+                    .commit
+                    .map(|c| u64::try_from(c.as_micros() / 1000).unwrap_or(u64::MAX)),
             },
         })
     }

@@ -108,6 +108,8 @@ pub struct Checker {
     instance: String,
     /// Woken when a check queued a notice, so the mailer sends it without polling.
     outbox: Arc<tokio::sync::Notify>,
+    /// Refreshed token sets whose write failed and is being retried.
+    unstored: Arc<std::sync::atomic::AtomicUsize>,
     metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -148,6 +150,7 @@ impl Checker {
             operator: config.operator_email.clone(),
             instance,
             outbox: Arc::new(tokio::sync::Notify::new()),
+            unstored: Arc::default(),
             metrics,
         })
     }
@@ -159,6 +162,11 @@ impl Checker {
     /// Notified whenever a check queues a notice.
     pub fn outbox_signal(&self) -> Arc<tokio::sync::Notify> {
         self.outbox.clone()
+    }
+
+    /// How many refreshed token sets are being retried into the store right now.
+    pub fn unstored(&self) -> Arc<std::sync::atomic::AtomicUsize> {
+        self.unstored.clone()
     }
 
     pub fn instance(&self) -> &str {
@@ -336,6 +344,8 @@ impl Checker {
             pending: None,
             hold_until: None,
             secrets: redact::Secrets::default(),
+            answered: None,
+            commit: None,
         };
         ran.secrets.add(&claimed.tokens.access_token);
         if let Some(refresh) = &claimed.tokens.refresh_token {
@@ -374,6 +384,7 @@ impl Checker {
                     message: "could not build the refresh request".into(),
                 }),
             };
+            ran.answered = Some(tokio::time::Instant::now());
             let mut verdict = classify(Phase::Refresh, &outcome, rules, Utc::now());
             ran.refresh_uncertain = Some(answer_lost(&outcome, &verdict));
             if matches!(verdict.category, Category::Revoked | Category::Expired)
@@ -594,6 +605,16 @@ struct Ran {
     hold_until: Option<DateTime<Utc>>,
     /// Every secret the calls carried or got back, to keep out of the detail.
     secrets: redact::Secrets,
+    /// When the refresh's answer arrived, and how long after it its tokens were committed.
+    answered: Option<tokio::time::Instant>,
+    commit: Option<Duration>,
+}
+
+impl Ran {
+    /// The refreshed tokens are committed now.
+    fn committed(&mut self) {
+        self.commit = self.answered.map(|at| at.elapsed());
+    }
 }
 
 /// Whether the provider may have acted on a refresh whose answer we did not get: the request

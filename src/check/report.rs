@@ -33,6 +33,9 @@ pub enum ReportOutcome {
         /// Pipelines this check paused (the connection broke) or resumed (it healed).
         paused: Vec<PipelineId>,
         resumed: Vec<PipelineId>,
+        /// From the provider's answer with new tokens to their commit, when it gave some.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rotation_commit_ms: Option<u64>,
     },
     Skipped {
         why: String,

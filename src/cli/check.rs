@@ -151,8 +151,15 @@ pub async fn sweep(config: &Config) -> Result<(), CliError> {
         .iter()
         .map(|(c, n)| format!("{c} {n}"))
         .collect();
+    let commits = &stats.rotation_commits;
+    let committed = match (commits.quantile(0.5), commits.quantile(0.99)) {
+        (Some(p50), Some(p99)) => {
+            format!("; rotated tokens committed p50 {p50} ms, p99 {p99} ms after the answer")
+        }
+        _ => String::new(),
+    };
     println!(
-        "checked {} ({}), skipped {}, failed {} in {:.3}s",
+        "checked {} ({}), skipped {}, failed {} in {:.3}s{committed}",
         stats.checked,
         if categories.is_empty() {
             "none due".to_owned()

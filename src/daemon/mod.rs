@@ -18,6 +18,9 @@ use crate::systemd::Notifier;
 
 /// Beyond two request timeouts: time to write results and send the notices that are due.
 const STOP_MARGIN: Duration = Duration::from_secs(15);
+/// How much longer a stop waits for refreshed tokens still being retried into the database
+/// (the unit's TimeoutStopSec leaves room for it).
+const UNSTORED_WAIT: Duration = Duration::from_secs(60);
 /// How often STATUS= is refreshed under systemd (more often when the watchdog needs pings).
 const STATUS_EVERY: Duration = Duration::from_secs(30);
 
@@ -167,6 +170,7 @@ impl Workers {
         );
         let (alive, failed, stop) = (alive.clone(), failed.clone(), cancel.clone());
         let checker = self.checker;
+        let unstored = checker.unstored();
         tasks.spawn(async move {
             alive.store(true, Ordering::Relaxed);
             let result = scheduler::run(checker, stop.clone()).await;
@@ -177,13 +181,19 @@ impl Workers {
             }
         });
         tasks.close();
-        Running { cancel, tasks }
+        Running {
+            cancel,
+            tasks,
+            unstored,
+        }
     }
 }
 
 struct Running {
     cancel: CancellationToken,
     tasks: TaskTracker,
+    /// Refreshed token sets being retried until stored (see `Checker::unstored`).
+    unstored: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Running {
@@ -192,13 +202,32 @@ impl Running {
     async fn stop(self, config: &Config) {
         self.cancel.cancel();
         let grace = config.limits.request_timeout * 2 + STOP_MARGIN;
-        if tokio::time::timeout(grace, self.tasks.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(grace, self.tasks.wait()).await.is_ok() {
+            return;
+        }
+        let unstored = self.unstored.load(Ordering::Relaxed);
+        if unstored == 0 {
             tracing::warn!(
                 grace = %humantime::format_duration(grace),
                 "workers still busy after the grace period; their claims expire with their leases"
+            );
+            return;
+        }
+        // Tokens the provider already rotated exist nowhere else: worth the stop's whole time.
+        tracing::error!(
+            unstored,
+            "refreshed tokens are not stored yet (the database fails); the stop waits for them \
+             up to {}",
+            humantime::format_duration(UNSTORED_WAIT)
+        );
+        if tokio::time::timeout(UNSTORED_WAIT, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                unstored = self.unstored.load(Ordering::Relaxed),
+                "stopping with refreshed tokens unstored: the provider has retired the stored \
+                 ones, so these connections will most likely need reauthorizing"
             );
         }
     }
