@@ -1,8 +1,7 @@
--- Set, and committed, just before a refresh of a rotating provider goes out; cleared by
--- whatever stores that check's answer. Found set when a connection is claimed, it means the
--- last refresh was sent but its answer never stored (a crash, a replica stalled past its
--- lease): the provider may have rotated the refresh token then, so the claim moves it into
--- refresh_uncertain_since.
+-- Set by the claim under which a refresh may go out; cleared by whatever ends that check.
+-- Found set by the next claim, it means a worker crashed or stalled with a refresh perhaps in
+-- flight and its answer never stored: the provider may have rotated the refresh token then, so
+-- the claim moves it into refresh_uncertain_since.
 ALTER TABLE connections ADD COLUMN refresh_sent_at BIGINT;
 -- A refresh_sent_at that a claim found set (see above), kept until the next definite answer:
 -- unlike a timeout, the provider almost certainly rotated the refresh token then.

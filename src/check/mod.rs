@@ -374,7 +374,7 @@ impl Checker {
                 }
             }
             let request = http::refresh_request(&provider.oauth, refresh).await;
-            if !self.may_send(provider, claimed, true).await? {
+            if !self.may_send(claimed) {
                 return Ok(None);
             }
             let outcome = match request {
@@ -452,7 +452,7 @@ impl Checker {
         if claimed.tokens.refresh_token.is_some() {
             provider.pacer.wait().await;
         }
-        if !self.may_send(provider, claimed, false).await? {
+        if !self.may_send(claimed) {
             return Ok(None);
         }
         let outcome = self.http.probe(probe_url, &access).await;
@@ -469,27 +469,12 @@ impl Checker {
     /// The last look before a call goes out, after every wait (a slot, the pacer, a process
     /// stopped and continued): the call must end, at its timeout, inside our lease with a
     /// margin. Past the lease another worker may own the connection and refresh it too, and
-    /// two refreshes with one rotating token look like token theft to the provider. Before a
-    /// rotating provider's refresh the look is a durable mark in the store, which checks the
-    /// lease there and lets whoever claims the connection next know the refresh went out.
-    async fn may_send(
-        &self,
-        provider: &Provider,
-        claimed: &Claimed,
-        refresh: bool,
-    ) -> Result<bool, CheckError> {
+    /// two refreshes with one rotating token look like token theft to the provider.
+    fn may_send(&self, claimed: &Claimed) -> bool {
         let call = delta(self.limits.request_timeout + self.lease_margin());
-        let fits = |now: DateTime<Utc>| now.checked_add_signed(call);
-        if refresh && provider.config.rotates_refresh_tokens {
-            let now = Utc::now();
-            let Some(until) = fits(now) else {
-                return Ok(false);
-            };
-            if !self.store.mark_refresh_sent(claimed, now, until).await? {
-                return Ok(false);
-            }
-        }
-        Ok(fits(Utc::now()).is_some_and(|until| until <= claimed.lease.until))
+        Utc::now()
+            .checked_add_signed(call)
+            .is_some_and(|until| until <= claimed.lease.until)
     }
 
     /// After a refresh whose answer was lost, a rotating provider may already have replaced the
@@ -537,7 +522,7 @@ impl Checker {
         let Some(url) = &p.introspection_url else {
             return Ok(Lost::No);
         };
-        if !self.may_send(provider, claimed, false).await? {
+        if !self.may_send(claimed) {
             return Ok(Lost::NotSent);
         }
         let outcome = self.http.introspect(url, p, refresh).await;

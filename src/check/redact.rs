@@ -12,31 +12,17 @@ const MARK: &str = "[redacted]";
 /// Shorter values are not worth hiding and would blank ordinary words.
 const MIN_LEN: usize = 8;
 
-/// The secrets one check handles.
+/// The secrets one check handles. Their encodings are worked out only for a text long enough
+/// to hold one: most details ("refreshed") are not, and a sweep checks thousands a second.
 #[derive(Default)]
 pub struct Secrets {
-    forms: Vec<String>,
+    raw: Vec<SecretString>,
 }
 
 impl Secrets {
     pub fn add(&mut self, secret: &SecretString) {
-        let raw = secret.expose_secret();
-        if raw.len() < MIN_LEN {
-            return;
-        }
-        let encoded = [
-            raw.to_owned(),
-            STANDARD.encode(raw),
-            STANDARD_NO_PAD.encode(raw),
-            URL_SAFE.encode(raw),
-            URL_SAFE_NO_PAD.encode(raw),
-            percent(raw),
-            raw.replace('/', "\\/"),
-        ];
-        for form in encoded {
-            if !self.forms.contains(&form) {
-                self.forms.push(form);
-            }
+        if secret.expose_secret().len() >= MIN_LEN {
+            self.raw.push(secret.clone());
         }
     }
 
@@ -48,9 +34,19 @@ impl Secrets {
     }
 
     pub fn redact(&self, mut text: String) -> String {
+        // Every form of a secret is at least as long as the secret.
+        let shortest = self.raw.iter().map(|s| s.expose_secret().len()).min();
+        if shortest.is_none_or(|n| text.len() < n) {
+            return text;
+        }
+        let mut forms: Vec<String> = self
+            .raw
+            .iter()
+            .flat_map(|s| forms(s.expose_secret()))
+            .collect();
         // Longest first, so a secret inside another's encoding goes as a whole.
-        let mut forms: Vec<&String> = self.forms.iter().collect();
         forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+        forms.dedup();
         for form in forms {
             if text.contains(form.as_str()) {
                 text = text.replace(form.as_str(), MARK);
@@ -58,6 +54,20 @@ impl Secrets {
         }
         text
     }
+}
+
+/// A secret as it travels: raw, Base64 (standard and URL-safe, padded or not), form-encoded,
+/// and JSON-escaped.
+fn forms(raw: &str) -> [String; 7] {
+    [
+        raw.to_owned(),
+        STANDARD.encode(raw),
+        STANDARD_NO_PAD.encode(raw),
+        URL_SAFE.encode(raw),
+        URL_SAFE_NO_PAD.encode(raw),
+        percent(raw),
+        raw.replace('/', "\\/"),
+    ]
 }
 
 /// application/x-www-form-urlencoded, as a token goes in a request body.

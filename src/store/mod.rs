@@ -463,7 +463,9 @@ pub trait Store: Send + Sync + 'static {
     async fn metrics_snapshot(&self) -> Result<MetricsSnapshot, StoreError>;
 
     /// Claims up to `limit` due connections of one provider that no live lease holds, and writes
-    /// an attempt row for each before anything calls the provider. A connection whose tokens
+    /// an attempt row for each before anything calls the provider. The claim marks that a
+    /// refresh may go out (`refresh_sent_at`), and turns a mark left by a worker that never
+    /// finished into `refresh_uncertain_since` and `refresh_interrupted_at`. A connection whose tokens
     /// cannot be opened is set aside instead, with an operator alert, and the rest go on.
     async fn claim_due(&self, q: DueQuery<'_>, lease: &Lease) -> Result<Vec<Claimed>, StoreError>;
     /// Gives the connections set aside another chance (after a restart, the key may be
@@ -478,15 +480,6 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<ClaimOutcome, StoreError>;
     /// Gives back a claim that was never used: the attempt row goes, the lease ends.
     async fn release(&self, claimed: &Claimed) -> Result<(), StoreError>;
-    /// Marks, durably, that a refresh is about to go out, while the lease still holds until
-    /// `hold_until` (the call's end at its timeout, with a margin). `false`, with nothing
-    /// written, when the lease is lost or too short: the call must not go out then.
-    async fn mark_refresh_sent(
-        &self,
-        claimed: &Claimed,
-        now: DateTime<Utc>,
-        hold_until: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
     /// New tokens that lost their lease (a stalled worker whose connection was taken over):
     /// stored if the tokens we refreshed are still the stored ones, whoever holds the lease,
     /// since the provider now considers ours the live ones. The connection is then due at once.

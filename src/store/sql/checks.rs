@@ -5,12 +5,15 @@ use super::*;
 
 const CLAIM_COLUMNS: &str = "key_id, access_token, refresh_token";
 
-/// What a claim finds of the check before it: a refresh marked sent whose answer was never
-/// stored (its worker crashed or stalled past its lease). The provider may have rotated the
-/// refresh token then, so the connection is uncertain, and interrupted until a definite answer.
+/// What a claim finds of the check before it, and leaves for the next: `refresh_sent_at` is set
+/// by every claim (a refresh may go out under it) and cleared by whatever ends the check. Found
+/// set, it means a worker crashed or stalled with a refresh perhaps in flight, whose answer was
+/// never stored: the provider may have rotated the refresh token then, so the connection is
+/// uncertain, and interrupted until a definite answer. Marking in the claim costs no write of
+/// its own: the claim rewrites the row anyway. `$4` is the claim's time.
 const TAKE_OVER: &str = "refresh_uncertain_since = COALESCE(refresh_uncertain_since, refresh_sent_at), \
      refresh_interrupted_at = COALESCE(refresh_interrupted_at, refresh_sent_at), \
-     refresh_sent_at = NULL";
+     refresh_sent_at = $4";
 
 impl SqlStore {
     async fn attempt(
@@ -241,36 +244,6 @@ impl SqlStore {
         .await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    pub(super) async fn mark_refresh_sent_impl(
-        &self,
-        claimed: &Claimed,
-        now: DateTime<Utc>,
-        hold_until: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let (id, owner) = (claimed.connection.id.clone(), claimed.lease.owner.clone());
-        let (now, hold_until) = (to_ms(now), to_ms(hold_until));
-        self.batched(
-            false,
-            |_| false,
-            move |tx| {
-                Box::pin(async move {
-                    let marked = sqlx::query(
-                        "UPDATE connections SET refresh_sent_at = $1 \
-                     WHERE id = $2 AND lease_owner = $3 AND lease_expires_at >= $4",
-                    )
-                    .bind(now)
-                    .bind(id.as_str())
-                    .bind(owner.as_str())
-                    .bind(hold_until)
-                    .execute(&mut *tx)
-                    .await?;
-                    Ok(marked.rows_affected() == 1)
-                })
-            },
-        )
-        .await
     }
 
     pub(super) async fn rescue_rotation_impl(

@@ -381,16 +381,6 @@ impl Store for SqlStore {
         self.watched(result, |_| true)
     }
 
-    async fn mark_refresh_sent(
-        &self,
-        claimed: &Claimed,
-        now: DateTime<Utc>,
-        hold_until: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let result = self.mark_refresh_sent_impl(claimed, now, hold_until).await;
-        self.watched(result, |marked| *marked)
-    }
-
     async fn rescue_rotation(
         &self,
         claimed: &Claimed,
