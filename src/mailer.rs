@@ -1,6 +1,7 @@
-//! The mailer: sends what the outbox holds, through one transport built once (lettre pools its
-//! SMTP connections), marks each notice sent or failed, and retries with backoff when the
-//! server is down. It sleeps until the next notice is due or a check queues one.
+//! The mailer: sends what the outbox holds (over SMTP, one connection per round of sends with
+//! every step bounded, see `smtp`; or as files), marks each notice sent or failed, and retries
+//! with backoff when the server is down. It sleeps until the next notice is due or a check
+//! queues one.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

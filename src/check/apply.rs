@@ -107,7 +107,8 @@ impl Checker {
             now: Utc::now(),
         };
         let mut wait = FIRST_WAIT;
-        let mut failing = false;
+        // Counted while failing (a stop waits for these); uncounted however the loop ends.
+        let mut failing: Option<Unstored> = None;
         loop {
             let stored = match self.store.save_rotation(claimed, rotation()).await {
                 Err(StoreError::LeaseLost(_)) => {
@@ -123,22 +124,9 @@ impl Checker {
                 }
                 other => other,
             };
-            let settled = !matches!(
-                stored,
-                Err(ref e) if !matches!(
-                    e,
-                    StoreError::TokensChanged(_)
-                        | StoreError::ConnectionNotFound(_)
-                        | StoreError::Crypto(_)
-                )
-            );
-            if settled && failing {
-                self.unstored
-                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-            }
             match stored {
                 Ok(generation) => {
-                    if failing {
+                    if failing.is_some() {
                         tracing::info!(connection = %id, "the refreshed tokens are stored now");
                     }
                     return Ok(generation);
@@ -149,16 +137,14 @@ impl Checker {
                     | StoreError::Crypto(_)),
                 ) => return Err(e),
                 Err(e) => {
-                    if !failing {
-                        self.unstored
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if failing.is_none() {
                         tracing::error!(
                             connection = %id,
                             "refreshed, but storing the new tokens failed: {e}; the provider \
                              may already have retired the stored ones, so they are kept and \
                              retried until they are stored"
                         );
-                        failing = true;
+                        failing = Some(Unstored::count(&self.unstored));
                     }
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(MAX_WAIT);
@@ -293,5 +279,21 @@ impl Checker {
                     .map(|c| u64::try_from(c.as_micros() / 1000).unwrap_or(u64::MAX)),
             },
         })
+    }
+}
+
+/// One refreshed token set being retried into the store, counted while it lives.
+struct Unstored(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Unstored {
+    fn count(counter: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for Unstored {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -293,7 +293,7 @@ impl Checker {
         };
         // Two requests, each up to the timeout, must end inside the lease: past it another
         // replica may take the connection over, and two refreshes would look like token theft.
-        let needed = self.limits.request_timeout * 2 + self.lease_margin();
+        let needed = self.limits.lease_needed();
         let left = (claimed.lease.until - Utc::now())
             .to_std()
             .unwrap_or_default();
@@ -356,7 +356,7 @@ impl Checker {
         }
         let mut access: SecretString = claimed.tokens.access_token.clone();
         if let Some(refresh) = &claimed.tokens.refresh_token {
-            match self.lost_rotation(provider, claimed, refresh).await? {
+            match self.lost_rotation(provider, claimed, refresh).await {
                 Lost::No => {}
                 Lost::NotSent => return Ok(None),
                 Lost::Wait(verdict, until) => {
@@ -460,18 +460,12 @@ impl Checker {
         Ok(Some(ran))
     }
 
-    /// How long before its lease ends a worker stops calling: room for clocks that differ
-    /// between replicas, and for the write that ends the check.
-    fn lease_margin(&self) -> Duration {
-        self.limits.request_timeout.min(Duration::from_secs(5))
-    }
-
     /// The last look before a call goes out, after every wait (a slot, the pacer, a process
     /// stopped and continued): the call must end, at its timeout, inside our lease with a
     /// margin. Past the lease another worker may own the connection and refresh it too, and
     /// two refreshes with one rotating token look like token theft to the provider.
     fn may_send(&self, claimed: &Claimed) -> bool {
-        let call = delta(self.limits.request_timeout + self.lease_margin());
+        let call = delta(self.limits.request_timeout + self.limits.lease_margin());
         Utc::now()
             .checked_add_signed(call)
             .is_some_and(|until| until <= claimed.lease.until)
@@ -493,15 +487,15 @@ impl Checker {
         provider: &Provider,
         claimed: &Claimed,
         refresh: &SecretString,
-    ) -> Result<Lost, CheckError> {
+    ) -> Lost {
         let p = &provider.config;
         let conn = &claimed.connection;
         let Some(since) = conn.refresh_uncertain_since else {
-            return Ok(Lost::No);
+            return Lost::No;
         };
         let now = Utc::now();
         if !p.rotates_refresh_tokens || now - since <= delta(p.reuse_grace) {
-            return Ok(Lost::No);
+            return Lost::No;
         }
         let at = since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         if let Some(sent) = conn.refresh_interrupted_at
@@ -517,13 +511,13 @@ impl Checker {
                 ),
                 None,
             );
-            return Ok(Lost::Wait(verdict, until));
+            return Lost::Wait(verdict, until);
         }
         let Some(url) = &p.introspection_url else {
-            return Ok(Lost::No);
+            return Lost::No;
         };
         if !self.may_send(claimed) {
-            return Ok(Lost::NotSent);
+            return Lost::NotSent;
         }
         let outcome = self.http.introspect(url, p, refresh).await;
         provider.pacer.wait().await;
@@ -539,12 +533,12 @@ impl Checker {
         };
         let r = match outcome {
             Outcome::Response(r) => r,
-            Outcome::Transport(t) => return Ok(unsure(t.message)),
+            Outcome::Transport(t) => return unsure(t.message),
         };
         let active = serde_json::from_slice::<serde_json::Value>(&r.body)
             .ok()
             .and_then(|v| v.get("active").and_then(serde_json::Value::as_bool));
-        Ok(match (r.status, active) {
+        match (r.status, active) {
             (200, Some(true)) => Lost::No,
             (200, Some(false)) => Lost::Verdict(Classification::new(
                 Category::RotationLost,
@@ -557,7 +551,7 @@ impl Checker {
             (status, _) => unsure(format!(
                 "introspection answered HTTP {status} without `active`"
             )),
-        })
+        }
     }
 }
 

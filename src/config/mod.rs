@@ -97,6 +97,28 @@ pub struct LimitsConfig {
     pub lease: Duration,
 }
 
+impl LimitsConfig {
+    /// How long before its lease ends a worker stops calling providers: room for clocks that
+    /// differ between replicas, and for the write that ends the check.
+    pub fn lease_margin(&self) -> Duration {
+        lease_margin(self.request_timeout)
+    }
+
+    /// The shortest lease a check can start in: two requests, each up to the timeout, and the
+    /// margin, all inside it.
+    pub fn lease_needed(&self) -> Duration {
+        lease_needed(self.request_timeout)
+    }
+}
+
+fn lease_margin(request_timeout: Duration) -> Duration {
+    request_timeout.min(Duration::from_secs(5))
+}
+
+fn lease_needed(request_timeout: Duration) -> Duration {
+    request_timeout * 2 + lease_margin(request_timeout)
+}
+
 #[derive(Debug, Clone)]
 pub struct MailConfig {
     pub from: lettre::message::Mailbox,
@@ -354,6 +376,24 @@ mod tests {
         let secret = acme.client_secret.as_ref().expect("secret");
         assert_eq!(secret.expose_secret(), "1e3");
         assert_eq!(c.limits.max_concurrent_checks, 7);
+    }
+
+    #[test]
+    fn a_lease_no_check_could_start_in_is_refused() {
+        // Two requests of 2 s and a 2 s margin leave no time to start one in a 6 s lease:
+        // every check would be given back unused, for ever.
+        let (_dir, path) = config(&format!(
+            "{BASE}[limits]\nrequest_timeout = \"2s\"\nlease = \"6s\"\n"
+        ));
+        let e = Config::load_with(&path, Some(Default::default())).unwrap_err();
+        assert!(
+            e.to_string().contains("limits.lease: must be at least 7s"),
+            "{e}"
+        );
+        let (_dir, path) = config(&format!(
+            "{BASE}[limits]\nrequest_timeout = \"2s\"\nlease = \"7s\"\n"
+        ));
+        assert!(Config::load_with(&path, Some(Default::default())).is_ok());
     }
 
     #[test]

@@ -319,12 +319,18 @@ impl Checker<'_> {
             }
         };
         let lease = self.duration("limits.lease", s.lease.as_deref(), "5m");
+        // A second to spare: a check claimed with no more than that would never start.
         if let (Some(lease), Some(timeout)) = (lease, request_timeout)
-            && lease < timeout * 3
+            && let least = super::lease_needed(timeout) + std::time::Duration::from_secs(1)
+            && lease < least
         {
             self.problem(
                 "limits.lease",
-                "must be at least three request timeouts: a check makes two requests and must finish inside its lease",
+                format!(
+                    "must be at least {}: a check makes two requests of up to request_timeout \
+                     each, and must finish inside its lease with a margin",
+                    humantime::format_duration(least)
+                ),
             );
             return None;
         }
