@@ -691,15 +691,19 @@ async fn secrets_a_provider_quotes_back_are_kept_out_of_everything() {
 /// with SIGKILL again and again during its sweeps, against oidc-provider rotating refresh tokens
 /// with reuse detection and no reuse grace, then left to settle; it prints what became of the
 /// connections, and fails if an owner was blamed or a consumed token went back to the provider.
+/// `CREDWATCH_KILLS` and `CREDWATCH_KILL_CONNECTIONS` set its size (40 of each by default).
 #[tokio::test]
 #[ignore = "a fault run of a few minutes; run it by name"]
 async fn kill_nine_run() {
     use rand::Rng;
-    const CONNECTIONS: usize = 40;
-    let kills: usize = std::env::var("CREDWATCH_KILLS")
-        .ok()
-        .and_then(|k| k.parse().ok())
-        .unwrap_or(40);
+    let from_env = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|k| k.parse().ok())
+            .unwrap_or(default)
+    };
+    let connections = from_env("CREDWATCH_KILL_CONNECTIONS", 40);
+    let kills = from_env("CREDWATCH_KILLS", 40);
     let oidc = OidcServer::spawn(serde_json::json!({"ttl": {"AccessToken": 6}})).await;
     let env = TestEnv::with_config(&format!(
         "\n[schedule]\nsweep = \"* * * * * *\"\ncatch_up = \"1s\"\n\n[limits]\nrequest_timeout = \"1s\"\nlease = \"6s\"\n\n\
@@ -710,7 +714,7 @@ async fn kill_nine_run() {
         oidc.url("/auth"),
         oidc.url("/token/introspection"),
     ));
-    for i in 0..CONNECTIONS {
+    for i in 0..connections {
         let grant = oidc.grant(&format!("user-{i}")).await;
         env.add_connection(&format!("owner-{i}@example.com"), &grant)
             .await;
@@ -772,7 +776,7 @@ async fn kill_nine_run() {
         .value("SELECT COUNT(*) FROM incidents WHERE category != 'rotation_lost'")
         .await;
     eprintln!(
-        "kill -9 run: {CONNECTIONS} connections, {kills} kills; connections {statuses:?}; \
+        "kill -9 run: {connections} connections, {kills} kills; connections {statuses:?}; \
          lost rotations {lost}; consumed tokens presented {replayed}; owners blamed {blamed}"
     );
     assert_eq!(blamed, "0", "an owner was blamed for our loss");
