@@ -7,6 +7,7 @@ pub mod check;
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod crypto;
 pub mod daemon;
 pub mod domain;

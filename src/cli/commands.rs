@@ -10,8 +10,9 @@ use serde::Serialize;
 use super::table::Table;
 use super::*;
 use crate::config::Config;
+use crate::connections::{AddConnection, AddError};
 use crate::domain::{ConnectionId, EmailAddress, PipelineId, Position, ProviderId};
-use crate::store::{self, Connection, NewConnection, NewPipeline, Pipeline, Store};
+use crate::store::{self, Connection, NewPipeline, Pipeline, Store};
 use crate::tokens::TokenSet;
 
 /// Token responses are small; anything bigger is not one.
@@ -99,27 +100,19 @@ fn read_tokens(source: &str) -> Result<Vec<u8>, CliError> {
     Ok(bytes)
 }
 
-/// The account of a new connection: what the grant says (see `account`), checked against
-/// `--account` when both are known.
-async fn known_account(
-    config: &Config,
-    provider: &ProviderId,
-    tokens: &TokenSet,
-    given: Option<String>,
-) -> Result<Option<String>, CliError> {
-    let Some(p) = config.provider(provider) else {
-        return Ok(given);
-    };
-    let http = crate::check::HttpClient::new(&config.limits)
-        .map_err(|e| CliError::Failed(format!("cannot build the HTTP client: {e}")))?;
-    let identity = crate::account::of_grant(p, tokens, &http).await;
-    match (given, identity.primary()) {
-        (Some(given), Some(_)) if !identity.is(&given) => Err(CliError::Input(format!(
-            "--account: the grant belongs to {}, not to {given}",
-            identity.primary().unwrap_or_default()
-        ))),
-        (Some(given), _) => Ok(Some(given)),
-        (None, learned) => Ok(learned.map(str::to_owned)),
+/// A refused `connection add` in the command line's words (the flag to fix, exit 65).
+fn add_refused(config: &Config, e: AddError) -> CliError {
+    match e {
+        AddError::UnknownProvider { .. } => {
+            CliError::Input(format!("--provider: {e} in {}", config.path.display()))
+        }
+        AddError::AccountMismatch { .. } => CliError::Input(format!("--account: {e}")),
+        AddError::AccountUnknown { .. } => CliError::Input(format!(
+            "{e}: give --account, or --allow-unknown-account to store it without one, in which \
+             case its owner cannot reauthorize it"
+        )),
+        AddError::Http(e) => CliError::Failed(format!("cannot build the HTTP client: {e}")),
+        AddError::Store(e) => e.into(),
     }
 }
 
@@ -134,17 +127,9 @@ async fn connection(config: &Config, cmd: ConnectionCommand) -> Result<(), CliEr
             tokens,
         } => {
             let provider: ProviderId = input("--provider", &provider)?;
-            if config.provider(&provider).is_none() {
-                let known: Vec<&str> = config.providers.keys().map(ProviderId::as_str).collect();
-                return Err(CliError::Input(format!(
-                    "--provider: no provider \"{provider}\" in {} (configured: {})",
-                    config.path.display(),
-                    if known.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        known.join(", ")
-                    }
-                )));
+            // Before anything is opened: a typo creates no database.
+            if let Err(e) = crate::connections::configured(config, &provider) {
+                return Err(add_refused(config, e));
             }
             let name = name(&display)?;
             let owner: EmailAddress = input("--owner", &owner)?;
@@ -159,42 +144,20 @@ async fn connection(config: &Config, cmd: ConnectionCommand) -> Result<(), CliEr
                 ));
             }
             let now = Utc::now();
-            let mut tokens = TokenSet::from_json(&read_tokens(&tokens)?, now)
+            let tokens = TokenSet::from_json(&read_tokens(&tokens)?, now)
                 .map_err(|e| CliError::Input(format!("--tokens: {e}")))?;
-            // A lifetime the provider does not state in its responses, known from the config.
-            let lifetime = config
-                .provider(&provider)
-                .and_then(|p| p.refresh_token_lifetime)
-                .and_then(|l| chrono::TimeDelta::from_std(l).ok());
-            if tokens.refresh_token.is_some() && tokens.refresh_expires_at.is_none() {
-                tokens.refresh_expires_at = lifetime.map(|l| now + l);
-            }
-            let account = known_account(config, &provider, &tokens, account).await?;
-            if account.is_none() && !allow_unknown_account {
-                return Err(CliError::Input(format!(
-                    "the account this grant belongs to cannot be known (provider \"{provider}\" \
-                     learns it from {}, which named none): give --account, or \
-                     --allow-unknown-account to store it without one, in which case its owner \
-                     cannot reauthorize it",
-                    match config.provider(&provider).map(|p| &p.account_from) {
-                        Some(crate::config::AccountSource::Probe(_)) => "the probe's answer",
-                        _ => "the id_token's subject or verified e-mail",
-                    }
-                )));
-            }
             let store = open_store(config).await?;
-            let id = store
-                .add_connection(
-                    NewConnection {
-                        provider,
-                        name,
-                        owner,
-                        account,
-                        tokens,
-                    },
-                    Utc::now(),
-                )
-                .await?;
+            let new = AddConnection {
+                provider,
+                name,
+                owner,
+                account,
+                allow_unknown_account,
+                tokens,
+            };
+            let id = crate::connections::add(config, store.as_ref(), new, now)
+                .await
+                .map_err(|e| add_refused(config, e))?;
             println!("{id}");
         }
         ConnectionCommand::List => {
