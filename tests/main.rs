@@ -13,5 +13,6 @@ mod peers;
 mod pipelines;
 mod reauth;
 mod replicas;
+mod rotation_faults;
 mod store;
 mod systemd;
