@@ -65,12 +65,7 @@ async fn check_until(
 async fn a_kill_mid_rotation_never_presents_the_consumed_token_nor_blames_the_owner() {
     let oidc = OidcServer::spawn(serde_json::json!({})).await;
     let grant = oidc.grant("user-kill").await;
-    let port: u16 = oidc
-        .url("/")
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse().ok())
-        .expect("oidc port");
+    let port = oidc_port(&oidc);
     let env = TestEnv::with_config(&format!(
         "\n[limits]\nrequest_timeout = \"1s\"\nlease = \"4s\"\n\n[notices]\ndigest_window = \"1s\"\n\n\
          [providers.acme]\ntoken_url = \"{}\"\nauthorize_url = \"{}\"\nintrospection_url = \"{}\"\n\
