@@ -7,19 +7,22 @@ use std::path::Path;
 /// Keys and secrets are far smaller than this.
 pub const MAX_SECRET_FILE: u64 = 64 * 1024;
 
+/// Everything `reader` holds, or `None` when that is more than `max` bytes (reading stops
+/// there).
+pub fn read_at_most(reader: impl Read, max: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    reader.take(max + 1).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= max).then_some(bytes))
+}
+
 /// The file's bytes, or an error when it holds more than `max` bytes.
 pub fn read_capped(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(max + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > max {
-        return Err(std::io::Error::new(
+    read_at_most(std::fs::File::open(path)?, max)?.ok_or_else(|| {
+        std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!("larger than {max} bytes, not a key or a secret"),
-        ));
-    }
-    Ok(bytes)
+        )
+    })
 }
 
 #[cfg(test)]

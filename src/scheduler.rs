@@ -44,28 +44,28 @@ pub struct SweepStats {
 }
 
 /// Answer-to-commit times in whole milliseconds, counted in fixed buckets: memory does not
-/// grow with the number of checks.
-#[derive(Debug, Clone)]
+/// grow with the number of checks (and a sweep that rotated nothing holds none).
+#[derive(Debug, Clone, Default)]
 pub struct CommitTimes {
-    /// `counts[ms]`; the last bucket holds everything at or past it.
+    /// `counts[ms]`, `BUCKETS` of them once anything is recorded; the last holds everything at
+    /// or past it.
     counts: Vec<u64>,
 }
 
-impl Default for CommitTimes {
-    fn default() -> Self {
-        Self {
-            counts: vec![0; 10_001],
-        }
-    }
-}
-
 impl CommitTimes {
+    const BUCKETS: usize = 10_001;
+
     fn record(&mut self, ms: u64) {
-        let last = self.counts.len() - 1;
+        self.counts.resize(Self::BUCKETS, 0);
+        let last = Self::BUCKETS - 1;
         self.counts[usize::try_from(ms).unwrap_or(last).min(last)] += 1;
     }
 
     fn merge(&mut self, other: &CommitTimes) {
+        if other.counts.is_empty() {
+            return;
+        }
+        self.counts.resize(Self::BUCKETS, 0);
         for (a, b) in self.counts.iter_mut().zip(&other.counts) {
             *a += b;
         }

@@ -1,7 +1,6 @@
 //! What each command does. Input is parsed and checked before the database is touched, so a bad
 //! command writes nothing.
 
-use std::io::Read;
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -82,22 +81,14 @@ fn name(value: &str) -> Result<String, CliError> {
 }
 
 fn read_tokens(source: &str) -> Result<Vec<u8>, CliError> {
-    let mut bytes = Vec::new();
+    use crate::files::read_at_most;
     let read = if source == "-" {
-        std::io::stdin()
-            .take(MAX_TOKEN_INPUT + 1)
-            .read_to_end(&mut bytes)
+        read_at_most(std::io::stdin(), MAX_TOKEN_INPUT)
     } else {
-        std::fs::File::open(source)
-            .and_then(|f| f.take(MAX_TOKEN_INPUT + 1).read_to_end(&mut bytes))
+        std::fs::File::open(source).and_then(|f| read_at_most(f, MAX_TOKEN_INPUT))
     };
-    read.map_err(|e| CliError::Input(format!("--tokens: cannot read {source}: {e}")))?;
-    if bytes.len() as u64 > MAX_TOKEN_INPUT {
-        return Err(CliError::Input(
-            "--tokens: more than 1 MiB, not a token response".into(),
-        ));
-    }
-    Ok(bytes)
+    read.map_err(|e| CliError::Input(format!("--tokens: cannot read {source}: {e}")))?
+        .ok_or_else(|| CliError::Input("--tokens: more than 1 MiB, not a token response".into()))
 }
 
 /// A refused `connection add` in the command line's words (the flag to fix, exit 65).
