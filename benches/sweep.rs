@@ -260,6 +260,8 @@ async fn seed(db: &DatabaseConfig, keyring: Arc<Keyring>, n: usize) {
                     past,
                 )
                 .expect("tokens"),
+                external_id: None,
+                metadata: None,
             })
             .collect();
         done += batch.len();

@@ -6,21 +6,41 @@ use chrono::{DateTime, Utc};
 
 use crate::check::HttpClient;
 use crate::config::{AccountSource, Config};
-use crate::domain::{ConnectionId, EmailAddress, ProviderId};
-use crate::store::{NewConnection, Store, StoreError};
+use crate::domain::{ConnectionId, EmailAddress, Name, ProviderId};
+use crate::store::{ConnectionFilter, NewConnection, Store, StoreError};
 use crate::tokens::TokenSet;
 
 /// A connection to add, its input already parsed.
 #[derive(Debug)]
 pub struct AddConnection {
     pub provider: ProviderId,
-    pub name: String,
+    pub name: Name,
     pub owner: EmailAddress,
     /// The account as the caller names it, if it does.
     pub account: Option<String>,
     /// Store it even when its account cannot be known (it can then never be reauthorized).
     pub allow_unknown_account: bool,
     pub tokens: TokenSet,
+    /// The platform's own id: adding again with the same one gives back the first.
+    pub external_id: Option<String>,
+    /// A JSON object, as text.
+    pub metadata: Option<String>,
+}
+
+/// What an add did (of a connection, or of a pipeline).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Added<Id = ConnectionId> {
+    Created(Id),
+    /// One with the same external id already existed: nothing was written.
+    Existing(Id),
+}
+
+impl<Id> Added<Id> {
+    pub fn id(&self) -> &Id {
+        match self {
+            Added::Created(id) | Added::Existing(id) => id,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,14 +83,32 @@ pub fn configured<'c>(
     })
 }
 
+/// The connection with this external id, if there is one.
+pub async fn by_external_id(
+    store: &dyn Store,
+    external_id: &str,
+) -> Result<Option<ConnectionId>, StoreError> {
+    let filter = ConnectionFilter {
+        external_id: Some(external_id.to_owned()),
+        ..Default::default()
+    };
+    let found = store.list_connections(&filter, None, 1).await?;
+    Ok(found.into_iter().next().map(|c| c.id))
+}
+
 /// Checks and stores a new connection; nothing is written when a rule refuses it.
 pub async fn add(
     config: &Config,
     store: &dyn Store,
     mut new: AddConnection,
     now: DateTime<Utc>,
-) -> Result<ConnectionId, AddError> {
+) -> Result<Added, AddError> {
     let provider = configured(config, &new.provider)?;
+    if let Some(ext) = &new.external_id
+        && let Some(id) = by_external_id(store, ext).await?
+    {
+        return Ok(Added::Existing(id));
+    }
     // A lifetime the provider does not state in its responses, known from the config.
     if new.tokens.refresh_token.is_some() && new.tokens.refresh_expires_at.is_none() {
         new.tokens.refresh_expires_at = provider
@@ -99,17 +137,133 @@ pub async fn add(
             },
         });
     }
-    let id = store
+    let external_id = new.external_id.clone();
+    let added = store
         .add_connection(
             NewConnection {
                 provider: new.provider,
-                name: new.name,
+                name: new.name.into(),
                 owner: new.owner,
                 account,
                 tokens: new.tokens,
+                external_id: new.external_id,
+                metadata: new.metadata,
             },
             now,
         )
-        .await?;
-    Ok(id)
+        .await;
+    match (added, external_id) {
+        (Ok(id), _) => Ok(Added::Created(id)),
+        // Two adds with the same external id at once: the other one won.
+        (Err(StoreError::ExternalIdTaken(_)), Some(ext)) => {
+            match by_external_id(store, &ext).await? {
+                Some(id) => Ok(Added::Existing(id)),
+                None => Err(StoreError::ExternalIdTaken(ext).into()),
+            }
+        }
+        (Err(e), _) => Err(e.into()),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RemoveError {
+    #[error("provider {0} is not in the config, so its tokens cannot be revoked")]
+    ProviderNotConfigured(ProviderId),
+    #[error(
+        "provider {0} has no revocation_url; remove without revoking, or revoke at the provider"
+    )]
+    NoRevocationUrl(ProviderId),
+    #[error("{provider} answered HTTP {status} to revoking the {hint}; the connection was kept")]
+    RevokeRefused {
+        provider: ProviderId,
+        status: u16,
+        hint: &'static str,
+    },
+    #[error("cannot reach {provider}: {message}; the connection was kept")]
+    RevokeFailed {
+        provider: ProviderId,
+        message: String,
+    },
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Deletes a connection and its tokens, after revoking them at the provider (RFC 7009) when
+/// asked. Refused before calling anyone while pipelines use it.
+pub async fn remove(
+    config: &Config,
+    store: &dyn Store,
+    id: &ConnectionId,
+    revoke: bool,
+) -> Result<(), RemoveError> {
+    let connection = store.connection(id).await?;
+    let users = store.pipelines_of(id).await?;
+    if !users.is_empty() {
+        let pipelines: Vec<String> = users.iter().map(|p| p.id.to_string()).collect();
+        return Err(StoreError::ConnectionInUse {
+            id: id.clone(),
+            pipelines: pipelines.join(", "),
+        }
+        .into());
+    }
+    if revoke {
+        revoke_at_provider(config, store, &connection).await?;
+    }
+    store.remove_connection(id).await?;
+    Ok(())
+}
+
+async fn revoke_at_provider(
+    config: &Config,
+    store: &dyn Store,
+    connection: &crate::store::Connection,
+) -> Result<(), RemoveError> {
+    use crate::classify::Outcome;
+    let provider = config
+        .provider(&connection.provider)
+        .ok_or_else(|| RemoveError::ProviderNotConfigured(connection.provider.clone()))?;
+    let url = provider
+        .revocation_url
+        .as_ref()
+        .ok_or_else(|| RemoveError::NoRevocationUrl(provider.id.clone()))?;
+    let http = HttpClient::new(&config.limits)?;
+    let tokens = store.tokens(&connection.id).await?;
+    // The refresh token first: revoking it ends the whole grant at most providers.
+    let mut pairs = vec![(&tokens.access_token, "access_token")];
+    if let Some(r) = &tokens.refresh_token {
+        pairs.insert(0, (r, "refresh_token"));
+    }
+    for (token, hint) in pairs {
+        match http.revoke(url, provider, token, hint).await {
+            // RFC 7009 §2.2: 200 also for a token that was already invalid.
+            Outcome::Response(r) if r.status == 200 => {}
+            Outcome::Response(r) => {
+                return Err(RemoveError::RevokeRefused {
+                    provider: provider.id.clone(),
+                    status: r.status,
+                    hint,
+                });
+            }
+            Outcome::Transport(t) => {
+                return Err(RemoveError::RevokeFailed {
+                    provider: provider.id.clone(),
+                    message: t.message,
+                });
+            }
+        }
+    }
+    tracing::info!(connection = %connection.id, provider = %provider.id, "tokens revoked at the provider");
+    Ok(())
+}
+
+/// Changes what the platform may change of a connection: its name, its owner, its metadata.
+pub async fn update(
+    store: &dyn Store,
+    id: &ConnectionId,
+    update: &crate::store::ConnectionUpdate,
+    now: DateTime<Utc>,
+) -> Result<crate::store::Connection, StoreError> {
+    store.update_connection(id, update, now).await
 }

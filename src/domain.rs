@@ -48,6 +48,17 @@ macro_rules! string_newtype {
                 f.write_str(&self.0)
             }
         }
+
+        // In the API's OpenAPI document: a string (its rules are in its parser).
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
 
@@ -109,6 +120,24 @@ pub fn is_plain_text(s: &str) -> bool {
         c.is_control()
             || matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
     })
+}
+
+/// A name people give a connection or a pipeline: 1 to 200 printable characters, trimmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Name(String);
+
+string_newtype!(Name);
+
+impl FromStr for Name {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        let s = s.trim();
+        if s.is_empty() || s.chars().count() > 200 || !is_plain_text(s) {
+            return Err(ParseError("expected 1 to 200 printable characters".into()));
+        }
+        Ok(Self(s.to_owned()))
+    }
 }
 
 /// An owner's or operator's e-mail address, checked with the same parser the mailer uses.
@@ -232,6 +261,17 @@ macro_rules! text_enum {
                 f.write_str(self.as_str())
             }
         }
+
+        impl ::utoipa::PartialSchema for $name {
+            fn schema() -> ::utoipa::openapi::RefOr<::utoipa::openapi::schema::Schema> {
+                ::utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(::utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($text),+]))
+                    .into()
+            }
+        }
+
+        impl ::utoipa::ToSchema for $name {}
     };
 }
 

@@ -3,12 +3,14 @@
 //! reauthorize link. The binary is a thin shell over this library.
 
 pub mod account;
+pub mod api;
 pub mod check;
 pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod connections;
 pub mod crypto;
+pub mod custody;
 pub mod daemon;
 pub mod domain;
 pub mod files;
@@ -18,7 +20,9 @@ pub mod logging;
 pub mod mailer;
 pub mod metrics;
 pub mod notices;
+pub mod pipelines;
 pub mod scheduler;
+pub mod status;
 pub mod store;
 pub mod systemd;
 pub mod tokens;

@@ -45,3 +45,22 @@ pub async fn create(
         .unwrap_or_else(|_| format!("{base_url}reauthorize/{token}"));
     Ok((url, expires))
 }
+
+/// A fresh link for a connection, about its open incident if it is broken (the command line's
+/// `connection reauth-link` and the API's reauthorize-link).
+pub async fn for_connection(
+    store: &dyn Store,
+    config: &crate::config::Config,
+    connection: &ConnectionId,
+) -> Result<(String, DateTime<Utc>), StoreError> {
+    store.connection(connection).await?;
+    let incident = store.open_incident(connection).await?;
+    create(
+        store,
+        &config.http.public_base_url,
+        config.notices.link_lifetime,
+        connection,
+        incident,
+    )
+    .await
+}

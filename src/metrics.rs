@@ -34,8 +34,23 @@ struct KindLabel {
     kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiLabels {
+    key: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandoutLabels {
+    key: String,
+    /// "stored" (fresh enough as it was) or "refreshed" (it waited for a refresh).
+    source: String,
+}
+
 pub struct Metrics {
     registry: Registry,
+    api_requests: Family<ApiLabels, Counter>,
+    access_tokens: Family<HandoutLabels, Counter>,
     checks: Family<CheckLabels, Counter>,
     check_seconds: Family<ProviderLabel, Histogram>,
     sweep_seconds: Histogram,
@@ -67,6 +82,18 @@ impl Metrics {
         let connections = Family::<ConnectionLabels, Gauge>::default();
         let outbox_pending = Gauge::default();
         let outbox_failed = Gauge::default();
+        let api_requests = Family::<ApiLabels, Counter>::default();
+        let access_tokens = Family::<HandoutLabels, Counter>::default();
+        registry.register(
+            "api_requests",
+            "Requests to the platform's API, by key name and HTTP status",
+            api_requests.clone(),
+        );
+        registry.register(
+            "access_tokens_handed_out",
+            "Access tokens handed out, by key name and whether a refresh was waited for",
+            access_tokens.clone(),
+        );
         registry.register("checks", "Checks by provider and category", checks.clone());
         registry.register(
             "check_duration_seconds",
@@ -111,6 +138,8 @@ impl Metrics {
         );
         Self {
             registry,
+            api_requests,
+            access_tokens,
             checks,
             check_seconds,
             sweep_seconds,
@@ -135,6 +164,24 @@ impl Metrics {
                 provider: provider.to_string(),
             })
             .observe(seconds);
+    }
+
+    pub fn api_request(&self, key: &str, status: u16) {
+        self.api_requests
+            .get_or_create(&ApiLabels {
+                key: key.to_owned(),
+                status,
+            })
+            .inc();
+    }
+
+    pub fn access_token(&self, key: &str, refreshed: bool) {
+        self.access_tokens
+            .get_or_create(&HandoutLabels {
+                key: key.to_owned(),
+                source: if refreshed { "refreshed" } else { "stored" }.to_owned(),
+            })
+            .inc();
     }
 
     pub fn rotation_commit(&self, seconds: f64) {

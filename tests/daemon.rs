@@ -135,8 +135,13 @@ async fn health_readiness_and_metrics_are_served() {
     };
     assert_eq!(get("/healthz").await, (200, "ok\n".to_owned()));
     assert_eq!(get("/readyz").await.0, 200);
-    let (status, metrics) = get("/metrics").await;
-    assert_eq!(status, 200);
+    // Metrics answer on the API's private listener, not on the public one.
+    assert_eq!(get("/metrics").await.0, 404);
+    let response = reqwest::get(format!("{}/metrics", env.api_url()))
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let metrics = response.text().await.unwrap();
     for line in [
         r#"credwatch_connections{provider="acme",status="degraded",reason="transient"} 1"#,
         r#"credwatch_checks_total{provider="acme",category="transient"} 1"#,

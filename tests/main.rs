@@ -2,6 +2,8 @@
 
 mod helpers;
 
+mod api;
+mod api_input;
 mod checks;
 mod cli;
 mod config;

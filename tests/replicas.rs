@@ -51,6 +51,8 @@ async fn three_replicas_refresh_each_connection_once_per_due_time_and_survive_a_
             owner: format!("owner-{i}@example.com").parse().unwrap(),
             account: Some(account),
             tokens,
+            external_id: None,
+            metadata: None,
         };
         store.add_connection(new, chrono::Utc::now()).await.unwrap();
     }
@@ -195,21 +197,26 @@ fn replica_config(env: &TestEnv, port: u16) -> String {
 }
 
 fn replica_config_text(text: &str, port: u16) -> String {
-    let listen = text
-        .lines()
-        .find(|l| l.starts_with("listen"))
-        .unwrap()
-        .to_owned();
-    let base = text
-        .lines()
-        .find(|l| l.starts_with("public_base_url"))
-        .unwrap()
-        .to_owned();
-    text.replace(&listen, &format!("listen = \"127.0.0.1:{port}\""))
-        .replace(
-            &base,
-            &format!("public_base_url = \"http://127.0.0.1:{port}/\""),
-        )
+    let mut section = String::new();
+    let mut out = String::new();
+    for line in text.lines() {
+        if line.starts_with('[') {
+            section = line.trim().to_owned();
+        }
+        let line = match (section.as_str(), line) {
+            ("[http]", l) if l.starts_with("listen") => format!("listen = \"127.0.0.1:{port}\""),
+            ("[http]", l) if l.starts_with("public_base_url") => {
+                format!("public_base_url = \"http://127.0.0.1:{port}/\"")
+            }
+            ("[api]", l) if l.starts_with("listen") => {
+                format!("listen = \"127.0.0.1:{}\"", free_port())
+            }
+            (_, l) => l.to_owned(),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
 }
 
 /// A replica frozen past its lease (a paused VM, a stalled process) wakes up with claims whose

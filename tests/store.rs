@@ -43,6 +43,8 @@ fn new_connection() -> NewConnection {
         owner: "ada@example.com".parse().unwrap(),
         account: Some("acct-9".into()),
         tokens: TokenSet::from_json(json.as_bytes(), now()).unwrap(),
+        external_id: None,
+        metadata: None,
     }
 }
 
@@ -95,6 +97,7 @@ async fn round_trip(db: DatabaseConfig) {
                 name: "P".into(),
                 connections: vec![id.clone(), id.clone()],
                 position: Some("c=1".parse().unwrap()),
+                external_id: None,
             },
             now(),
         )

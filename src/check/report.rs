@@ -7,7 +7,7 @@ use crate::domain::{Category, ConnectionId, ConnectionStatus, Phase, PipelineId,
 use crate::store::{Applied, CheckResult};
 
 /// What one check found and did, for the log and `credwatch check`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Report {
     pub connection: ConnectionId,
     pub name: String,
@@ -16,7 +16,7 @@ pub struct Report {
     pub outcome: ReportOutcome,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum ReportOutcome {
     Checked {

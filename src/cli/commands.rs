@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
 
 use super::table::Table;
 use super::*;
 use crate::config::Config;
-use crate::connections::{AddConnection, AddError};
-use crate::domain::{ConnectionId, EmailAddress, PipelineId, Position, ProviderId};
-use crate::store::{self, Connection, NewPipeline, Pipeline, Store};
+use crate::connections::{AddConnection, AddError, RemoveError};
+use crate::domain::{ConnectionId, EmailAddress, Name, PipelineId, Position, ProviderId};
+use crate::pipelines::{self, AddPipeline};
+use crate::store::{self, Connection, Pipeline, Store};
 use crate::tokens::TokenSet;
 
 /// Token responses are small; anything bigger is not one.
@@ -22,6 +22,28 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Key(KeyCommand::Generate { path }) => {
             let id = crate::crypto::generate_key_file(&path)?;
             println!("wrote a new key to {} (key id {id})", path.display());
+            Ok(())
+        }
+        Command::ApiKey(ApiKeyCommand::Generate { name }) => {
+            if !crate::config::valid_key_name(&name) {
+                return Err(CliError::Input(
+                    "NAME: expected 1 to 64 letters, digits, '-', '_' or '.'".into(),
+                ));
+            }
+            let key = crate::api::generate_key();
+            let hash: String = crate::config::api_key_sha256(&key)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            println!("{key}");
+            println!();
+            println!(
+                "# Give the key above to {name}; it is not stored anywhere. Add to the config,"
+            );
+            println!("# then reload (systemctl reload credwatch):");
+            println!("[[api.keys]]");
+            println!("name = \"{name}\"");
+            println!("sha256 = \"{hash}\"");
             Ok(())
         }
         Command::Config(ConfigCommand::Check) => {
@@ -70,14 +92,8 @@ where
         .map_err(|e| CliError::Input(format!("{what}: {e}")))
 }
 
-fn name(value: &str) -> Result<String, CliError> {
-    let trimmed = value.trim();
-    if trimmed.is_empty() || trimmed.len() > 200 || !crate::domain::is_plain_text(trimmed) {
-        return Err(CliError::Input(
-            "--name: expected 1 to 200 printable characters".into(),
-        ));
-    }
-    Ok(trimmed.to_owned())
+fn name(value: &str) -> Result<Name, CliError> {
+    input("--name", value)
 }
 
 fn read_tokens(source: &str) -> Result<Vec<u8>, CliError> {
@@ -145,11 +161,13 @@ async fn connection(config: &Config, cmd: ConnectionCommand) -> Result<(), CliEr
                 account,
                 allow_unknown_account,
                 tokens,
+                external_id: None,
+                metadata: None,
             };
-            let id = crate::connections::add(config, store.as_ref(), new, now)
+            let added = crate::connections::add(config, store.as_ref(), new, now)
                 .await
                 .map_err(|e| add_refused(config, e))?;
-            println!("{id}");
+            println!("{}", added.id());
         }
         ConnectionCommand::List => {
             let store = open_store(config).await?;
@@ -197,25 +215,23 @@ async fn connection(config: &Config, cmd: ConnectionCommand) -> Result<(), CliEr
         ConnectionCommand::Remove { id, revoke } => {
             let id: ConnectionId = input("connection id", &id)?;
             let store = open_store(config).await?;
+            crate::connections::remove(config, store.as_ref(), &id, revoke)
+                .await
+                .map_err(|e| match e {
+                    RemoveError::Store(e) => CliError::Store(e),
+                    e @ (RemoveError::ProviderNotConfigured(_)
+                    | RemoveError::NoRevocationUrl(_)) => CliError::Input(format!("--revoke: {e}")),
+                    e => CliError::Failed(format!("--revoke: {e}")),
+                })?;
             if revoke {
-                super::revoke::revoke(config, store.as_ref(), &id).await?;
+                println!("revoked the tokens of {id} at its provider");
             }
-            store.remove_connection(&id).await?;
             println!("removed {id}");
         }
         ConnectionCommand::ReauthLink { id } => {
             let id: ConnectionId = input("connection id", &id)?;
             let store = open_store(config).await?;
-            store.connection(&id).await?;
-            let incident = store.open_incident(&id).await?;
-            let (link, expires) = crate::links::create(
-                store.as_ref(),
-                &config.http.public_base_url,
-                config.notices.link_lifetime,
-                &id,
-                incident,
-            )
-            .await?;
+            let (link, expires) = crate::links::for_connection(store.as_ref(), config, &id).await?;
             println!("{link}");
             eprintln!("valid until {}", time(Some(expires)));
         }
@@ -239,25 +255,20 @@ async fn pipeline(config: &Config, cmd: PipelineCommand) -> Result<(), CliError>
                 .map(|p| input::<Position>("--position", &p))
                 .transpose()?;
             let store = open_store(config).await?;
-            let id = store
-                .add_pipeline(
-                    NewPipeline {
-                        name,
-                        connections,
-                        position,
-                    },
-                    Utc::now(),
-                )
-                .await?;
-            println!("{id}");
+            let new = AddPipeline {
+                name,
+                connections,
+                position,
+                external_id: None,
+            };
+            let added = pipelines::add(store.as_ref(), new, Utc::now()).await?;
+            println!("{}", added.id());
         }
         PipelineCommand::Position { id, position } => {
             let id: PipelineId = input("pipeline id", &id)?;
             let position: Position = input("position", &position)?;
-            let p = open_store(config)
-                .await?
-                .set_position(&id, &position, Utc::now())
-                .await?;
+            let store = open_store(config).await?;
+            let p = pipelines::report_position(store.as_ref(), &id, &position, Utc::now()).await?;
             println!("{} at {} ({})", p.id, position, p.state);
         }
         PipelineCommand::List => {
@@ -300,12 +311,9 @@ async fn pipeline(config: &Config, cmd: PipelineCommand) -> Result<(), CliError>
         }
         PipelineCommand::Pause { id, reason } => {
             let id: PipelineId = input("pipeline id", &id)?;
-            let reason = reason.map(|r| name(&r)).transpose()?;
+            let reason = reason.map(|r| input::<Name>("--reason", &r)).transpose()?;
             let store = open_store(config).await?;
-            store
-                .pause_pipeline(&id, reason.as_deref(), Utc::now())
-                .await?;
-            let p = store.pipeline(&id).await?;
+            let p = pipelines::pause(store.as_ref(), &id, reason.as_ref(), Utc::now()).await?;
             println!(
                 "{} paused at {} (by {})",
                 p.id,
@@ -316,8 +324,7 @@ async fn pipeline(config: &Config, cmd: PipelineCommand) -> Result<(), CliError>
         PipelineCommand::Resume { id } => {
             let id: PipelineId = input("pipeline id", &id)?;
             let store = open_store(config).await?;
-            store.resume_pipeline(&id, Utc::now()).await?;
-            let p = store.pipeline(&id).await?;
+            let p = pipelines::resume(store.as_ref(), &id, Utc::now()).await?;
             println!(
                 "{} {} at {}",
                 p.id,
@@ -327,7 +334,7 @@ async fn pipeline(config: &Config, cmd: PipelineCommand) -> Result<(), CliError>
         }
         PipelineCommand::Remove { id } => {
             let id: PipelineId = input("pipeline id", &id)?;
-            open_store(config).await?.remove_pipeline(&id).await?;
+            pipelines::remove(open_store(config).await?.as_ref(), &id).await?;
             println!("removed {id}");
         }
     }
@@ -411,81 +418,12 @@ fn print_pipeline(p: &Pipeline) {
     }
 }
 
-/// The `status --json` document. Its shape is a promise to scripts: fields are only ever added.
-#[derive(Serialize)]
-struct StatusReport {
-    version: u32,
-    generated_at: DateTime<Utc>,
-    connections: Vec<ConnectionStatusJson>,
-    pipelines: Vec<PipelineStatusJson>,
-}
-
-#[derive(Serialize)]
-struct ConnectionStatusJson {
-    id: ConnectionId,
-    name: String,
-    provider: ProviderId,
-    owner: EmailAddress,
-    account: Option<String>,
-    status: crate::domain::ConnectionStatus,
-    reason: Option<String>,
-    since: DateTime<Utc>,
-    last_check: Option<DateTime<Utc>>,
-    next_check: DateTime<Utc>,
-    /// Why checks skip it (its stored tokens cannot be opened); null normally.
-    set_aside: Option<String>,
-}
-
-#[derive(Serialize)]
-struct PipelineStatusJson {
-    id: PipelineId,
-    name: String,
-    state: crate::domain::PipelineState,
-    position: Option<Position>,
-    paused_at_position: Option<Position>,
-    paused_at: Option<DateTime<Utc>>,
-    paused_by: Option<crate::domain::PausedBy>,
-    connections: Vec<ConnectionId>,
-}
-
 async fn status(config: &Config, json: bool) -> Result<(), CliError> {
     let store = open_store(config).await?;
     let connections = store.connections().await?;
     let pipelines = store.pipelines().await?;
     if json {
-        let report = StatusReport {
-            version: 1,
-            generated_at: Utc::now(),
-            connections: connections
-                .into_iter()
-                .map(|c| ConnectionStatusJson {
-                    id: c.id,
-                    name: c.name,
-                    provider: c.provider,
-                    owner: c.owner,
-                    account: c.account,
-                    status: c.status,
-                    reason: c.reason,
-                    since: c.since,
-                    last_check: c.last_check_at,
-                    next_check: c.next_check_at,
-                    set_aside: c.set_aside,
-                })
-                .collect(),
-            pipelines: pipelines
-                .into_iter()
-                .map(|p| PipelineStatusJson {
-                    id: p.id,
-                    name: p.name,
-                    state: p.state,
-                    position: p.position,
-                    paused_at_position: p.paused_at_position,
-                    paused_at: p.paused_at,
-                    paused_by: p.paused_by,
-                    connections: p.connections,
-                })
-                .collect(),
-        };
+        let report = crate::status::StatusReport::new(connections, pipelines, Utc::now());
         let text = serde_json::to_string_pretty(&report)
             .map_err(|e| CliError::Io(std::io::Error::other(e)))?;
         println!("{text}");

@@ -2,7 +2,6 @@
 
 mod check;
 mod commands;
-mod revoke;
 mod table;
 
 use std::path::PathBuf;
@@ -37,6 +36,9 @@ pub enum Command {
     /// Encryption keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Keys for the platform's API.
+    #[command(subcommand, name = "api-key")]
+    ApiKey(ApiKeyCommand),
     /// Stored OAuth grants.
     #[command(subcommand)]
     Connection(ConnectionCommand),
@@ -77,6 +79,16 @@ pub enum ConfigCommand {
 pub enum KeyCommand {
     /// Write a new random 32-byte key to PATH (never overwrites).
     Generate { path: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Print a new random API key once, with the config lines that let it in. Only its
+    /// SHA-256 goes into the config: the key itself is shown here and nowhere else.
+    Generate {
+        /// Who uses it; logged with every request it makes (letters, digits, '-', '_', '.').
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

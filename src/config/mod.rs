@@ -4,6 +4,7 @@
 //! environment variables. Relative paths are resolved against the config file's directory;
 //! a path starting with `$CREDENTIALS_DIRECTORY/` is read from systemd's credentials directory.
 
+mod api;
 mod mail;
 mod providers;
 mod raw;
@@ -22,6 +23,7 @@ use crate::classify::{ProviderKind, Rule};
 use crate::crypto::Keyring;
 use crate::domain::{EmailAddress, ProviderId};
 
+pub use api::{ApiConfig, ApiKeyConfig, api_key_sha256, valid_key_name};
 pub use reqwest::Url;
 
 pub const DEFAULT_PATH: &str = "/etc/credwatch/credwatch.toml";
@@ -39,6 +41,7 @@ pub struct Config {
     pub mail: MailConfig,
     pub notices: NoticesConfig,
     pub http: HttpConfig,
+    pub api: ApiConfig,
     pub operator_email: Option<EmailAddress>,
     pub log: LogConfig,
     pub providers: BTreeMap<ProviderId, ProviderConfig>,
@@ -170,6 +173,8 @@ pub struct HttpConfig {
     pub public_base_url: Url,
     /// Open client connections at most; more wait in the kernel's queue.
     pub max_connections: u32,
+    /// `/metrics` answers here too (it always does on the API's listener).
+    pub metrics: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -76,6 +76,26 @@ pub struct Http {
     pub listen: Option<String>,
     pub public_base_url: Option<String>,
     pub max_connections: Option<u32>,
+    /// Serve `/metrics` here too, not only on the API's listener.
+    pub metrics: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Api {
+    pub listen: Option<String>,
+    pub max_connections: Option<u32>,
+    pub request_timeout: Option<String>,
+    pub max_body_bytes: Option<u64>,
+    pub keys: Vec<ApiKey>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiKey {
+    pub name: Option<String>,
+    pub sha256: Option<String>,
+    pub key_file: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -45,6 +45,9 @@ pub(super) fn validate(
     let http = c
         .section::<raw::Http>(&mut map, "http")
         .and_then(|s| c.http(s));
+    let api = c
+        .section::<raw::Api>(&mut map, "api")
+        .and_then(|s| c.api(s, limits.as_ref()));
     let operator = c
         .section::<raw::Operator>(&mut map, "operator")
         .and_then(|s| c.operator(s));
@@ -55,11 +58,11 @@ pub(super) fn validate(
     for unknown in map.keys() {
         c.problem(
             unknown,
-            "unknown section (known: database, encryption, schedule, limits, mail, smtp, notices, http, operator, log, providers)",
+            "unknown section (known: database, encryption, schedule, limits, mail, smtp, notices, http, api, operator, log, providers)",
         );
     }
     match (
-        database, keyring, schedule, limits, mail, notices, http, operator, log, providers,
+        database, keyring, schedule, limits, mail, notices, http, api, operator, log, providers,
     ) {
         (
             Some(database),
@@ -69,6 +72,7 @@ pub(super) fn validate(
             Some(mail),
             Some(notices),
             Some(http),
+            Some(api),
             Some(operator_email),
             Some(log),
             Some(providers),
@@ -81,6 +85,7 @@ pub(super) fn validate(
             mail,
             notices,
             http,
+            api,
             operator_email,
             log,
             providers,
@@ -377,6 +382,7 @@ impl Checker<'_> {
             listen: listen?,
             public_base_url: base,
             max_connections: max_connections?,
+            metrics: s.metrics,
         })
     }
 

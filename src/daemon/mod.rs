@@ -69,6 +69,12 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let metrics = Arc::new(Metrics::new());
     let workers = Workers::build(&config, &store, &instance, &metrics)?;
     let (listener, app, http) = crate::http::bind(&config, workers.checker.clone()).await?;
+    let api_listener = crate::api::bind(&config).await?;
+    let api = crate::api::ApiState::new(
+        Arc::new(config.clone()),
+        workers.checker.clone(),
+        shutdown.clone(),
+    );
     log_started(&config, &store, &instance).await?;
 
     // Every task is spawned on a tracker and watches a cancellation token; none is
@@ -79,6 +85,12 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         listener,
         app,
         config.http.max_connections,
+        shutdown.clone(),
+    ));
+    tasks.spawn(crate::http::serve(
+        api_listener,
+        crate::api::router(api.clone()),
+        config.api.max_connections,
         shutdown.clone(),
     ));
     let alive = Arc::new(AtomicBool::new(false));
@@ -106,6 +118,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
                     Ok((new_config, workers)) => {
                         running.stop(&config).await;
                         http.set_checker(workers.checker.clone());
+                        api.set(Arc::new(new_config.clone()), workers.checker.clone());
                         running = workers.start(&shutdown, &alive, &failed);
                         config = new_config;
                         tracing::info!("config reloaded");
@@ -251,7 +264,13 @@ fn reload(
         (
             "http",
             current.http.listen != new.http.listen
-                || current.http.public_base_url != new.http.public_base_url,
+                || current.http.public_base_url != new.http.public_base_url
+                || current.http.metrics != new.http.metrics,
+        ),
+        (
+            "api",
+            current.api.listen != new.api.listen
+                || current.api.max_body_bytes != new.api.max_body_bytes,
         ),
         ("log", current.log.level != new.log.level),
     ];
@@ -285,6 +304,7 @@ async fn log_started(
         paused = counts.paused,
         mail = %mail,
         http = %config.http.listen,
+        api = %config.api.listen,
         sweep = %config.schedule.sweep,
         instance,
         "credwatch started"

@@ -58,11 +58,17 @@ impl AppState {
     }
 }
 
-pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+pub fn router(state: Arc<AppState>, with_metrics: bool) -> Router {
+    let router = Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/readyz", get(readyz));
+    // On the API's listener always; here only if asked (this one faces the world).
+    let router = if with_metrics {
+        router.route("/metrics", get(metrics))
+    } else {
+        router
+    };
+    router
         .route(
             "/reauthorize/{token}",
             get(reauth::page).post(reauth::start),
@@ -110,7 +116,7 @@ pub async fn bind(
         base_url: config.http.public_base_url.clone(),
         link_lifetime: config.notices.link_lifetime,
     });
-    Ok((listener, router(state.clone()), state))
+    Ok((listener, router(state.clone(), config.http.metrics), state))
 }
 
 pub use serve::serve;
@@ -147,7 +153,11 @@ async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> axum::response::Response {
-    let checker = state.checker();
+    render_metrics(&state.checker()).await
+}
+
+/// The Prometheus text of the counters and of the database's state (on either listener).
+pub async fn render_metrics(checker: &Checker) -> axum::response::Response {
     match checker.metrics().render(checker.store().as_ref()).await {
         Ok(text) => (
             [(

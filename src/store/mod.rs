@@ -2,6 +2,7 @@
 //! The backend is chosen from the database URL; tokens are sealed and opened here and nowhere else.
 
 mod health;
+mod queries;
 mod sql;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::domain::{
 use crate::tokens::TokenSet;
 
 pub use health::{WriteHealth, WritesFailing};
+pub use queries::{ConnectionFilter, ConnectionUpdate, Handout, PipelineFilter, PositionUpdate};
 pub use sql::SqlStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +60,9 @@ pub enum StoreError {
     /// Our lease ran out and another worker may own the connection now: nothing was written.
     #[error("connection {0} is no longer leased to this worker; its result was not stored")]
     LeaseLost(ConnectionId),
+    /// Another connection or pipeline already has this external id.
+    #[error("external_id {0:?} is already used")]
+    ExternalIdTaken(String),
     /// The stored tokens changed under us: someone else refreshed. Nothing was written.
     #[error("the tokens of connection {0} changed while it was being checked; nothing was stored")]
     TokensChanged(ConnectionId),
@@ -93,6 +98,10 @@ pub struct NewConnection {
     pub owner: EmailAddress,
     pub account: Option<String>,
     pub tokens: TokenSet,
+    /// The platform's own id for it, unique.
+    pub external_id: Option<String>,
+    /// A JSON object, kept as given.
+    pub metadata: Option<String>,
 }
 
 /// A connection as the rest of the daemon sees it: everything but the tokens.
@@ -122,6 +131,9 @@ pub struct Connection {
     pub last_check_at: Option<DateTime<Utc>>,
     pub next_check_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
+    pub external_id: Option<String>,
+    /// The platform's JSON object, as text.
+    pub metadata: Option<String>,
 }
 
 /// A connection's tokens, opened; only the checker and the revocation path ask for these.
@@ -137,6 +149,7 @@ pub struct NewPipeline {
     pub name: String,
     pub connections: Vec<ConnectionId>,
     pub position: Option<Position>,
+    pub external_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -152,6 +165,7 @@ pub struct Pipeline {
     pub pause_reason: Option<String>,
     pub connections: Vec<ConnectionId>,
     pub created_at: DateTime<Utc>,
+    pub external_id: Option<String>,
 }
 
 /// A pause or a resume, with the position and the data gap it leaves.
@@ -366,7 +380,7 @@ pub struct ConnectionCount {
 }
 
 /// One recorded check, for `connection show` and the operator.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CheckRecord {
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -424,6 +438,21 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&ConnectionId>,
         limit: u32,
     ) -> Result<Vec<ConnectionId>, StoreError>;
+    /// A connection and its access token, read together (the refresh token stays sealed).
+    async fn handout(&self, id: &ConnectionId) -> Result<Handout, StoreError>;
+    /// Up to `limit` connections matching `filter`, in id order after `after`.
+    async fn list_connections(
+        &self,
+        filter: &ConnectionFilter,
+        after: Option<&ConnectionId>,
+        limit: u32,
+    ) -> Result<Vec<Connection>, StoreError>;
+    async fn update_connection(
+        &self,
+        id: &ConnectionId,
+        update: &ConnectionUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<Connection, StoreError>;
     /// Refused while pipelines use the connection.
     async fn remove_connection(&self, id: &ConnectionId) -> Result<(), StoreError>;
 
@@ -442,6 +471,20 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Pipeline, StoreError>;
     async fn remove_pipeline(&self, id: &PipelineId) -> Result<(), StoreError>;
+    /// Up to `limit` pipelines matching `filter`, in id order after `after`.
+    async fn list_pipelines(
+        &self,
+        filter: &PipelineFilter,
+        after: Option<&PipelineId>,
+        limit: u32,
+    ) -> Result<Vec<Pipeline>, StoreError>;
+    /// Many positions in one transaction; returns the pipelines that do not exist (the others
+    /// are recorded).
+    async fn set_positions(
+        &self,
+        updates: &[PositionUpdate],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<PipelineId>, StoreError>;
     /// The platform pauses a pipeline for its own reasons; we never resume such a pause.
     async fn pause_pipeline(
         &self,

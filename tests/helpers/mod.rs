@@ -5,6 +5,8 @@ pub mod fake;
 pub mod peers;
 
 use std::path::{Path, PathBuf};
+
+use sha2::Digest;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
@@ -52,6 +54,9 @@ where
 }
 
 /// A config directory with a key, a SQLite database and a mail directory, removed on drop.
+/// The key every test installation's API accepts (as `[[api.keys]] name = "platform"`).
+pub const API_KEY: &str = "cwk_test-key-for-the-platform-api-0123456789ab";
+
 pub struct TestEnv {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
@@ -114,6 +119,16 @@ impl TestEnv {
                 "\n[http]\nlisten = \"127.0.0.1:{port}\"\npublic_base_url = \"http://127.0.0.1:{port}/\"\n"
             ));
         }
+        if !extra.contains("[api]") {
+            let port = peers::free_port();
+            let hash: String = sha2::Sha256::digest(API_KEY.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            base.push_str(&format!(
+                "\n[api]\nlisten = \"127.0.0.1:{port}\"\n\n[[api.keys]]\nname = \"platform\"\nsha256 = \"{hash}\"\n"
+            ));
+        }
         if !extra.contains("[mail]") {
             base.push_str("\n[mail]\ntransport = \"file\"\ndir = \"mail\"\n");
         }
@@ -155,6 +170,21 @@ impl TestEnv {
             .expect("quoted")
             .trim_end_matches('/')
             .to_owned()
+    }
+
+    /// The platform API's address (no trailing '/').
+    pub fn api_url(&self) -> String {
+        let text = std::fs::read_to_string(&self.config).expect("config");
+        let mut in_api = false;
+        for line in text.lines() {
+            if line.starts_with('[') {
+                in_api = line.trim() == "[api]";
+            } else if in_api && line.starts_with("listen") {
+                let addr = line.split('"').nth(1).expect("quoted");
+                return format!("http://{addr}");
+            }
+        }
+        panic!("no [api] listen in the config")
     }
 
     pub fn db_path(&self) -> PathBuf {
@@ -251,7 +281,11 @@ impl TestEnv {
     /// Every row of every table, in a stable order: equal snapshots mean nothing was written.
     pub async fn db_snapshot(&self) -> Vec<String> {
         let tables = self
-            .rows("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .rows(if self.postgres.is_some() {
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename"
+            } else {
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            })
             .await;
         let mut out = Vec::new();
         for table in tables {

@@ -127,6 +127,12 @@ const provider = new Provider(issuer, {
 
 provider.on('server_error', (ctx, err) => console.error('server_error', err));
 
+// Refresh-token grants answered, so a test can tell how many refreshes reached the provider.
+let refreshes = 0;
+provider.on('grant.success', (ctx) => {
+  if (ctx.oidc.params?.grant_type === 'refresh_token') refreshes += 1;
+});
+
 provider.use(async (ctx, next) => {
   const interaction = ctx.path.match(/^\/interaction\/([^/]+)$/);
   if (interaction && ctx.method === 'GET') {
@@ -154,6 +160,10 @@ provider.use(async (ctx, next) => {
       result = { consent: { grantId } };
     }
     await provider.interactionFinished(ctx.req, ctx.res, result, { mergeWithLastSubmission: true });
+    return;
+  }
+  if (ctx.path === '/test/refreshes' && ctx.method === 'GET') {
+    ctx.body = { refreshes };
     return;
   }
   // The account removes the app on the provider's own site: every grant and token goes.

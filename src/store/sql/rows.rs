@@ -53,6 +53,8 @@ pub(super) fn connection_from_row(r: &AnyRow) -> Result<Connection, StoreError> 
         last_check_at: opt_time(r.try_get("last_check_at")?)?,
         next_check_at: from_ms(r.try_get("next_check_at")?)?,
         created_at: from_ms(r.try_get("created_at")?)?,
+        external_id: r.try_get("external_id")?,
+        metadata: r.try_get("metadata")?,
     })
 }
 
@@ -75,5 +77,6 @@ pub(super) fn pipeline_from_row(
         pause_reason: r.try_get("pause_reason")?,
         connections,
         created_at: from_ms(r.try_get("created_at")?)?,
+        external_id: r.try_get("external_id")?,
     })
 }

@@ -1,6 +1,7 @@
 //! The `Store` trait for `SqlStore`: connections and pipelines here, the rest delegated to the
 //! files that own each part (checks, outbox, reauthorization, actions).
 
+use super::connections::external_id_taken;
 use super::*;
 
 #[async_trait]
@@ -82,8 +83,8 @@ impl Store for SqlStore {
             sqlx::query(
                 "INSERT INTO connections (id, provider, name, owner_email, account, scopes, key_id, access_token, \
                  refresh_token, access_expires_at, refresh_expires_at, tokens_updated_at, status, status_since, \
-                 next_check_at, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'healthy', $12, $12, $12, $12)",
+                 next_check_at, created_at, updated_at, external_id, metadata) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'healthy', $12, $12, $12, $12, $13, $14)",
             )
             .bind(id.as_str())
             .bind(new.provider.as_str())
@@ -97,8 +98,11 @@ impl Store for SqlStore {
             .bind(new.tokens.expires_at.map(to_ms))
             .bind(new.tokens.refresh_expires_at.map(to_ms))
             .bind(now)
+            .bind(&new.external_id)
+            .bind(&new.metadata)
             .execute(&mut *tx)
-            .await?;
+            .await
+            .map_err(|e| external_id_taken(e, new.external_id.as_deref()))?;
             ids.push(id);
         }
         tx.commit().await?;
@@ -148,6 +152,45 @@ impl Store for SqlStore {
         self.tokens_from_row(id, &row)
     }
 
+    async fn handout(&self, id: &ConnectionId) -> Result<Handout, StoreError> {
+        self.handout_impl(id).await
+    }
+
+    async fn list_connections(
+        &self,
+        filter: &ConnectionFilter,
+        after: Option<&ConnectionId>,
+        limit: u32,
+    ) -> Result<Vec<Connection>, StoreError> {
+        self.list_connections_impl(filter, after, limit).await
+    }
+
+    async fn update_connection(
+        &self,
+        id: &ConnectionId,
+        update: &ConnectionUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<Connection, StoreError> {
+        self.update_connection_impl(id, update, now).await
+    }
+
+    async fn list_pipelines(
+        &self,
+        filter: &PipelineFilter,
+        after: Option<&PipelineId>,
+        limit: u32,
+    ) -> Result<Vec<Pipeline>, StoreError> {
+        self.list_pipelines_impl(filter, after, limit).await
+    }
+
+    async fn set_positions(
+        &self,
+        updates: &[PositionUpdate],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<PipelineId>, StoreError> {
+        self.set_positions_impl(updates, now).await
+    }
+
     async fn remove_connection(&self, id: &ConnectionId) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         let users: Vec<String> = sqlx::query_scalar("SELECT pipeline_id FROM pipeline_connections WHERE connection_id = $1 ORDER BY pipeline_id")
@@ -183,16 +226,18 @@ impl Store for SqlStore {
         connections.dedup();
         let mut tx = self.write().await?;
         sqlx::query(
-            "INSERT INTO pipelines (id, name, state, position, position_updated_at, created_at, updated_at) \
-             VALUES ($1, $2, 'running', $3, $4, $5, $5)",
+            "INSERT INTO pipelines (id, name, state, position, position_updated_at, created_at, updated_at, external_id) \
+             VALUES ($1, $2, 'running', $3, $4, $5, $5, $6)",
         )
         .bind(id.as_str())
         .bind(&new.name)
         .bind(new.position.as_ref().map(Position::as_str))
         .bind(new.position.as_ref().map(|_| now))
         .bind(now)
+        .bind(&new.external_id)
         .execute(&mut *tx)
-        .await?;
+        .await
+        .map_err(|e| external_id_taken(e, new.external_id.as_deref()))?;
         for c in &connections {
             let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM connections WHERE id = $1")
                 .bind(c.as_str())
