@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::check::{CheckError, Checker, Report, ReportOutcome};
 use crate::domain::{Category, ConnectionId, ConnectionStatus};
-use crate::store::{ClaimOutcome, Connection, Handout, StoreError};
+use crate::store::{ClaimOutcome, Handout, StoreError};
 
 /// A token handed out.
 #[derive(Debug)]
@@ -122,10 +122,10 @@ impl Custody {
         if let Some(handed) = usable(&first, min_valid, false)? {
             return Ok(handed);
         }
-        let seen = first.connection.token_generation;
+        let seen = first.token_generation;
         let flight = self.flight(id);
         let Ok(_turn) = tokio::time::timeout_at(deadline, flight.lock.lock()).await else {
-            return Err(waited_too_long(&first.connection));
+            return Err(waited_too_long(&first));
         };
         // Whoever held the turn before us may have refreshed it already.
         let current = store.handout(id).await?;
@@ -141,16 +141,16 @@ impl Custody {
                     let report = checker.check(*claimed, cancel).await?;
                     let after = store.handout(id).await?;
                     return served(&after, seen, min_valid)?
-                        .ok_or_else(|| unavailable(&after.connection, Some(&report)));
+                        .ok_or_else(|| unavailable(&after, Some(&report)));
                 }
                 // Another worker (the sweep, or another replica) checks it now: its result is
                 // ours once stored.
                 ClaimOutcome::Busy { .. } => {
                     if Instant::now() + pause >= deadline {
-                        return Err(waited_too_long(&current.connection));
+                        return Err(waited_too_long(&current));
                     }
                     tokio::select! {
-                        _ = cancel.cancelled() => return Err(waited_too_long(&current.connection)),
+                        _ = cancel.cancelled() => return Err(waited_too_long(&current)),
                         _ = tokio::time::sleep(pause) => {}
                     }
                     pause = (pause * 2).min(Duration::from_millis(500));
@@ -158,9 +158,9 @@ impl Custody {
                     if let Some(handed) = served(&now, seen, min_valid)? {
                         return Ok(handed);
                     }
-                    if now.connection.last_check_at.is_some_and(|at| at >= started) {
+                    if now.last_check_at.is_some_and(|at| at >= started) {
                         // That check ended without a token good enough: its verdict stands.
-                        return Err(unavailable(&now.connection, None));
+                        return Err(unavailable(&now, None));
                     }
                 }
             }
@@ -176,14 +176,13 @@ impl Custody {
         deadline: Instant,
         cancel: &CancellationToken,
     ) -> Result<SharedCheck, TokenError> {
-        checker.store().connection(id).await?;
+        let known = checker.store().handout(id).await?;
         if let Some(shared) = self.recent_report(id) {
             return Ok(shared);
         }
         let flight = self.flight(id);
         let Ok(_turn) = tokio::time::timeout_at(deadline, flight.lock.lock()).await else {
-            let c = checker.store().connection(id).await?;
-            return Err(waited_too_long(&c));
+            return Err(waited_too_long(&known));
         };
         // The check we waited behind may have been a report's.
         if let Some(shared) = self.recent_report(id) {
@@ -217,7 +216,7 @@ impl Custody {
 
 /// The stored token if it is good for `min_valid`; an error if the connection is broken.
 fn usable(h: &Handout, min_valid: Duration, refreshed: bool) -> Result<Option<Handed>, TokenError> {
-    let c = &h.connection;
+    let c = h;
     if c.status == ConnectionStatus::Broken {
         return Err(broken(c));
     }
@@ -230,26 +229,23 @@ fn usable(h: &Handout, min_valid: Duration, refreshed: bool) -> Result<Option<Ha
 /// After a refresh (ours or another's, seen as a newer generation): the new token, valid, even
 /// if the provider gives tokens shorter than `min_valid` (refreshing again would not help).
 fn served(h: &Handout, seen: i64, min_valid: Duration) -> Result<Option<Handed>, TokenError> {
-    if let Some(fresh) = usable(h, min_valid, h.connection.token_generation != seen)? {
+    if let Some(fresh) = usable(h, min_valid, h.token_generation != seen)? {
         return Ok(Some(fresh));
     }
-    let valid = h
-        .connection
-        .access_expires_at
-        .is_some_and(|at| at > Utc::now());
-    Ok((h.connection.token_generation != seen && valid).then(|| handed(h, true)))
+    let valid = h.access_expires_at.is_some_and(|at| at > Utc::now());
+    Ok((h.token_generation != seen && valid).then(|| handed(h, true)))
 }
 
 fn handed(h: &Handout, refreshed: bool) -> Handed {
     Handed {
         access_token: h.access_token.clone(),
-        expires_at: h.connection.access_expires_at,
-        scopes: h.connection.scopes.clone(),
+        expires_at: h.access_expires_at,
+        scopes: h.scopes.clone(),
         refreshed,
     }
 }
 
-fn broken(c: &Connection) -> TokenError {
+fn broken(c: &Handout) -> TokenError {
     let category = c.reason.as_deref().and_then(|r| r.parse::<Category>().ok());
     TokenError::Broken {
         id: c.id.clone(),
@@ -263,7 +259,7 @@ fn broken(c: &Connection) -> TokenError {
 }
 
 /// The check ran (or another did) and left no token good enough.
-fn unavailable(c: &Connection, report: Option<&Report>) -> TokenError {
+fn unavailable(c: &Handout, report: Option<&Report>) -> TokenError {
     if c.status == ConnectionStatus::Broken {
         return broken(c);
     }
@@ -287,7 +283,7 @@ fn unavailable(c: &Connection, report: Option<&Report>) -> TokenError {
     }
 }
 
-fn waited_too_long(c: &Connection) -> TokenError {
+fn waited_too_long(c: &Handout) -> TokenError {
     TokenError::Unavailable {
         why: "a refresh of this connection is still running".into(),
         retry_after: Duration::from_secs(1).max(retry_after(c).min(Duration::from_secs(5))),
@@ -295,7 +291,7 @@ fn waited_too_long(c: &Connection) -> TokenError {
 }
 
 /// Until the connection's next check, within reason.
-fn retry_after(c: &Connection) -> Duration {
+fn retry_after(c: &Handout) -> Duration {
     (c.next_check_at - Utc::now())
         .to_std()
         .unwrap_or_default()

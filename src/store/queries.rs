@@ -1,12 +1,11 @@
 //! What the platform's API asks the store for: filtered pages, updates, hand-outs and batches.
 
+use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
 use crate::domain::{
     ConnectionId, ConnectionStatus, EmailAddress, PipelineId, PipelineState, Position, ProviderId,
 };
-
-use super::Connection;
 
 /// Which connections a page lists; every set field must match.
 #[derive(Debug, Clone, Default)]
@@ -34,11 +33,20 @@ pub struct ConnectionUpdate {
     pub metadata: Option<Option<String>>,
 }
 
-/// A connection with its access token opened (never its refresh token): what a hand-out reads,
-/// in one query.
+/// What a hand-out reads, in one query: the connection's state and its access token, opened
+/// (never its refresh token).
 #[derive(Debug)]
 pub struct Handout {
-    pub connection: Connection,
+    pub id: ConnectionId,
+    pub provider: ProviderId,
+    pub status: ConnectionStatus,
+    pub reason: Option<String>,
+    pub since: DateTime<Utc>,
+    pub token_generation: i64,
+    pub access_expires_at: Option<DateTime<Utc>>,
+    pub scopes: Vec<String>,
+    pub last_check_at: Option<DateTime<Utc>>,
+    pub next_check_at: DateTime<Utc>,
     pub access_token: SecretString,
 }
 

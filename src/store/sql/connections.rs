@@ -13,23 +13,16 @@ pub(super) fn external_id_taken(e: sqlx::Error, external_id: Option<&str>) -> St
 }
 
 impl SqlStore {
+    /// One hand-out read, grouped with the others asked at the same moment (see `handouts`).
     pub(super) async fn handout_impl(&self, id: &ConnectionId) -> Result<Handout, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {CONNECTION_COLUMNS}, key_id, access_token FROM connections WHERE id = $1"
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| StoreError::ConnectionNotFound(id.clone()))?;
-        let key_id: String = row.try_get("key_id")?;
-        let sealed: Vec<u8> = row.try_get("access_token")?;
-        let access_token =
-            self.keyring
-                .open(&key_id, &sealed, &token_context(id, "access_token"))?;
-        Ok(Handout {
-            connection: connection_from_row(&row)?,
-            access_token,
-        })
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        if self.handouts.send((id.clone(), answer)).await.is_err() {
+            return handouts::read_one(&self.pool, &self.keyring, id).await;
+        }
+        match answered.await {
+            Ok(result) => result,
+            Err(_) => handouts::read_one(&self.pool, &self.keyring, id).await,
+        }
     }
 
     pub(super) async fn list_connections_impl(

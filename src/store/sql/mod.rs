@@ -17,6 +17,7 @@ mod alerts;
 mod batch;
 mod checks;
 mod connections;
+mod handouts;
 mod merged;
 mod outbox;
 mod pipelines;
@@ -102,7 +103,26 @@ pub struct SqlStore {
     writers: Option<Arc<tokio::sync::Mutex<()>>>,
     /// SQLite's group commit (see `batch`).
     batch: Option<tokio::sync::mpsc::Sender<batch::Queued>>,
+    /// Hand-out reads, grouped (see `handouts`).
+    handouts: tokio::sync::mpsc::Sender<handouts::Asked>,
     writes: WriteHealth,
+}
+
+/// Starts the tasks that read hand-outs in groups; they end when the store is dropped.
+fn handout_readers(
+    pool: &AnyPool,
+    keyring: &Arc<Keyring>,
+) -> tokio::sync::mpsc::Sender<handouts::Asked> {
+    let (ask, asked) = tokio::sync::mpsc::channel(1024);
+    let asked = Arc::new(tokio::sync::Mutex::new(asked));
+    for _ in 0..handouts::READERS {
+        tokio::spawn(handouts::reader(
+            pool.clone(),
+            keyring.clone(),
+            asked.clone(),
+        ));
+    }
+    ask
 }
 
 /// A write transaction, holding this process's turn to write while it lasts.
@@ -168,6 +188,7 @@ impl SqlStore {
         let (queue, queued) = tokio::sync::mpsc::channel(4096);
         tokio::spawn(batch::writer(pool.clone(), turns.clone(), queued));
         Ok(Self {
+            handouts: handout_readers(&pool, &keyring),
             pool,
             keyring,
             backend: Backend::Sqlite,
@@ -193,6 +214,7 @@ impl SqlStore {
             .connect(url.expose_secret())
             .await?;
         Ok(Self {
+            handouts: handout_readers(&pool, &keyring),
             pool,
             keyring,
             backend: Backend::Postgres,
