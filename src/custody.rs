@@ -189,7 +189,7 @@ impl Custody {
             return Ok(shared);
         }
         let check = SharedCheck {
-            report: checker.check_now(id, cancel).await?,
+            report: self.check_when_free(checker, id, deadline, cancel).await?,
             at: Utc::now(),
             shared: false,
         };
@@ -202,6 +202,51 @@ impl Custody {
             reported.insert(id.clone(), (Instant::now(), check.clone()));
         }
         Ok(check)
+    }
+
+    /// Checks the connection now, as `credwatch check` does; if another worker is checking it,
+    /// waits for that check to end and then checks it again, so the answer is about now.
+    pub async fn check(
+        &self,
+        checker: &Checker,
+        id: &ConnectionId,
+        deadline: Instant,
+        cancel: &CancellationToken,
+    ) -> Result<Report, TokenError> {
+        let known = checker.store().handout(id).await?;
+        let flight = self.flight(id);
+        let Ok(_turn) = tokio::time::timeout_at(deadline, flight.lock.lock()).await else {
+            return Err(waited_too_long(&known));
+        };
+        self.check_when_free(checker, id, deadline, cancel).await
+    }
+
+    /// Claims and checks the connection, waiting (with backoff, within `deadline`) while
+    /// another worker holds its lease.
+    async fn check_when_free(
+        &self,
+        checker: &Checker,
+        id: &ConnectionId,
+        deadline: Instant,
+        cancel: &CancellationToken,
+    ) -> Result<Report, TokenError> {
+        let store = checker.store();
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let now = Utc::now();
+            match store.claim(id, &checker.lease(now), now).await? {
+                ClaimOutcome::Claimed(claimed) => {
+                    return Ok(checker.check(*claimed, cancel).await?);
+                }
+                ClaimOutcome::Busy { .. } => {
+                    if Instant::now() + pause >= deadline || cancel.is_cancelled() {
+                        return Err(waited_too_long(&store.handout(id).await?));
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+            }
+        }
     }
 
     fn recent_report(&self, id: &ConnectionId) -> Option<SharedCheck> {

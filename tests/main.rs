@@ -4,6 +4,7 @@ mod helpers;
 
 mod api;
 mod api_input;
+mod api_loop;
 mod checks;
 mod cli;
 mod config;

@@ -204,7 +204,7 @@ pub async fn failure(
 }
 
 /// Checks the connection now (refresh and probe) and answers what the check found: the "Test"
-/// button of a platform's UI.
+/// button of a platform's UI. While another check of it runs, waits for that one to end first.
 #[utoipa::path(
     post,
     path = "/v1/connections/{id}/check",
@@ -223,10 +223,14 @@ pub async fn check(
 ) -> Result<Json<Report>, ApiError> {
     let id: ConnectionId = input::id("connection", &id)?;
     let current = state.current();
-    let report = current
-        .checker
-        .check_now(&id, &state.shutdown)
-        .await
-        .map_err(crate::custody::TokenError::from)?;
+    let report = state
+        .custody
+        .check(
+            &current.checker,
+            &id,
+            super::wait_deadline(&state),
+            &state.shutdown,
+        )
+        .await?;
     Ok(Json(report))
 }
