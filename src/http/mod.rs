@@ -1,5 +1,6 @@
-//! The small HTTP side: the reauthorize page and the OAuth callback for owners, and health and
-//! metrics for operators. It enters through the store and the same actions as the checks.
+//! The public HTTP side: the reauthorize page and the OAuth callback for owners, and health for
+//! operators (metrics only when asked: they answer on the API's private listener). It enters
+//! through the store and the same actions as the checks.
 
 mod pages;
 mod reauth;
