@@ -5,14 +5,13 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-use axum::extract::{FromRequestParts, Query};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
-use super::problem::parse_json;
+use super::problem::{body_error, is_json, parse_json};
 
 /// An id from the path: one that does not parse names nothing we have (404).
 pub fn id<T: FromStr>(what: &str, text: &str) -> Result<T, ApiError> {
@@ -70,26 +69,26 @@ impl Params {
     }
 }
 
-/// A JSON body that may be left out (empty, with or without a content type).
-pub fn optional_json<T: DeserializeOwned>(
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Option<T>, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
+/// A JSON body that may be left out (empty, with or without a content type): the call's
+/// defaults then apply.
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let json = is_json(req.headers());
+        let body = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(body_error)?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(None));
+        }
+        if !json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        parse_json(&body).map(|v| OptionalJson(Some(v)))
     }
-    let json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            let v = v.trim();
-            v.eq_ignore_ascii_case("application/json") || v.ends_with("+json")
-        });
-    if !json {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    parse_json(body).map(Some)
 }
 
 /// A length of time: whole seconds, or text such as "5m" or "90s".

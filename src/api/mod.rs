@@ -204,6 +204,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::map_response(no_store))
         .with_state(state)
 }

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::connections::Page;
-use super::input::{self, Params};
+use super::input::{self, OptionalJson, Params};
 use super::{ApiError, ApiJson, ApiState, Problem};
 use crate::connections::Added;
 use crate::domain::{ConnectionId, Name, PausedBy, PipelineId, PipelineState, Position};
@@ -367,11 +367,10 @@ pub struct PauseRequest {
 pub async fn pause(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
+    OptionalJson(request): OptionalJson<PauseRequest>,
 ) -> Result<Json<PipelineView>, ApiError> {
     let id: PipelineId = input::id("pipeline", &id)?;
-    let request: PauseRequest = input::optional_json(&headers, &body)?.unwrap_or_default();
+    let request = request.unwrap_or_default();
     let p = crate::pipelines::pause(
         state.current().checker.store().as_ref(),
         &id,

@@ -43,6 +43,7 @@ pub enum ApiError {
     /// Not JSON, or JSON of the wrong shape as a whole (400).
     Malformed(String),
     UnsupportedMediaType,
+    MethodNotAllowed,
     TooLarge,
     Conflict {
         kind: &'static str,
@@ -113,6 +114,12 @@ impl ApiError {
                 "unsupported-media-type",
                 "The body must be JSON",
                 "send `Content-Type: application/json`".to_owned(),
+            ),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "This route does not take that method",
+                "see /v1/openapi.json for the calls and their methods".to_owned(),
             ),
             ApiError::TooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -300,28 +307,34 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|v| {
-                let v = v.trim();
-                v.eq_ignore_ascii_case("application/json") || v.ends_with("+json")
-            });
-        if !json {
+        if !is_json(req.headers()) {
             return Err(ApiError::UnsupportedMediaType);
         }
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
-            .map_err(|e| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::TooLarge
-                } else {
-                    ApiError::Malformed(format!("cannot read the body: {e}"))
-                }
-            })?;
+            .map_err(body_error)?;
         parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Whether the request says its body is JSON (`application/json` or a `+json` type).
+pub fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            let v = v.trim();
+            v.eq_ignore_ascii_case("application/json") || v.ends_with("+json")
+        })
+}
+
+/// A body that could not be read: too large for `[api] max_body_bytes`, or cut off.
+pub fn body_error(e: axum::extract::rejection::BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::TooLarge
+    } else {
+        ApiError::Malformed(format!("cannot read the body: {e}"))
     }
 }
 

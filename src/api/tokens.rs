@@ -5,12 +5,11 @@ use std::sync::Arc;
 use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
-use super::input::{self, Params, Seconds};
+use super::input::{self, OptionalJson, Params, Seconds};
 use super::{ApiError, ApiJson, ApiState, Caller, Problem};
 use crate::check::Report;
 use crate::domain::{ConnectionId, ConnectionStatus};
@@ -66,12 +65,11 @@ pub async fn access_token(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     params: Params,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    OptionalJson(body): OptionalJson<AccessTokenRequest>,
 ) -> Result<Json<AccessToken>, ApiError> {
     params.only(&["min_valid"])?;
     let id: ConnectionId = input::id("connection", &id)?;
-    let body: AccessTokenRequest = input::optional_json(&headers, &body)?.unwrap_or_default();
+    let body = body.unwrap_or_default();
     let min_valid = match (params.parsed::<Seconds>("min_valid")?, body.min_valid) {
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid(
