@@ -395,6 +395,8 @@ async fn keys_added_and_removed_by_a_reload_apply_at_once() {
         }
     };
     assert_eq!(status_with(API_KEY.to_owned()).await, 200);
+    let refused = env.cli(&["api-key", "generate", "two words"]).await;
+    assert_eq!(refused.status.code(), Some(65));
     let out = env.ok(&["api-key", "generate", "ingest-workers"]).await;
     let new_key = out.lines().next().unwrap().to_owned();
     assert!(new_key.starts_with("cwk_"), "{out}");

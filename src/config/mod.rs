@@ -402,6 +402,39 @@ mod tests {
     }
 
     #[test]
+    fn api_keys_and_listener_problems_are_each_named() {
+        let hash = "ab".repeat(32);
+        let (_dir, path) = config(&format!(
+            "{BASE}[api]\nlisten = \"localhost\"\nrequest_timeout = \"5s\"\n\
+             [[api.keys]]\nname = \"ok\"\nsha256 = \"{hash}\"\n\
+             [[api.keys]]\nname = \"ok\"\nsha256 = \"{hash}\"\n\
+             [[api.keys]]\nname = \"with space\"\nsha256 = \"{hash}\"\n\
+             [[api.keys]]\nname = \"short\"\nsha256 = \"abc\"\n\
+             [[api.keys]]\nname = \"neither\"\n"
+        ));
+        let e = Config::load_with(&path, Some(Default::default()))
+            .unwrap_err()
+            .to_string();
+        for expected in [
+            "api.listen: expected an address and port",
+            "api.request_timeout: must be at least 1m 5s",
+            "api.keys[1].name: \"ok\" is named twice",
+            "api.keys[2].name: expected 1 to 64 letters",
+            "api.keys[3].sha256: expected 64 hex digits",
+            "api.keys[4]: set either sha256 or key_file",
+        ] {
+            assert!(e.contains(expected), "{expected} not in:\n{e}");
+        }
+        let (dir, path) = config(&format!(
+            "{BASE}[[api.keys]]\nname = \"f\"\nkey_file = \"k.txt\"\n"
+        ));
+        std::fs::write(dir.path().join("k.txt"), "cwk_from-a-file\n").unwrap();
+        let c = Config::load_with(&path, Some(Default::default())).expect("valid");
+        assert_eq!(c.api.keys[0].sha256, api_key_sha256("cwk_from-a-file"));
+        assert_eq!(c.api.listen.to_string(), "127.0.0.1:8081");
+    }
+
+    #[test]
     fn a_syntax_error_says_where_without_quoting_the_line() {
         let (_dir, path) = config(&format!("{BASE}password = \"hunter2-secret\n"));
         let e = Config::load_with(&path, Some(Default::default())).unwrap_err();
