@@ -107,15 +107,17 @@ crate::on_both_backends!(fifty_callers_get_one_refresh_and_the_same_working_toke
 async fn fifty_callers_get_one_refresh_and_the_same_working_token(db: Db) {
     let oidc = OidcServer::spawn(json!({})).await;
     let env = installation(db, &oidc).await;
-    let _daemon = env.spawn().await;
+    let mut daemon = env.spawn().await;
     let platform = Platform::new(&env);
     // A real grant whose access token is about to run out (the provider's lives an hour): every
     // caller below needs a refresh, and the daemon's sweep finds the new connection due at once.
     let mut grant: Value = serde_json::from_str(&oidc.grant("user-1").await).unwrap();
     let stored_token = grant["access_token"].as_str().unwrap().to_owned();
     grant["expires_in"] = json!(30);
-    let id = platform.connect("ada@example.com", grant).await;
+    // Counted from before the connection exists: the sweep may refresh it first, and then the
+    // callers must not refresh it again.
     let before = refreshes(&oidc).await;
+    let id = platform.connect("ada@example.com", grant).await;
 
     let path = format!("/v1/connections/{id}/access-token");
     let calls: Vec<_> = (0..50)
@@ -144,8 +146,22 @@ async fn fifty_callers_get_one_refresh_and_the_same_working_token(db: Db) {
     assert_eq!(tokens.len(), 1, "every caller gets the same token");
     let token = tokens.into_iter().next().unwrap();
     assert_ne!(token, stored_token, "a token refreshed for the callers");
-    // Let the sweep run a few more times: no second refresh (it would revoke the family).
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Two more sweeps after the calls: no second refresh (it would revoke the family).
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    daemon
+        .log_until("two more sweeps", Duration::from_secs(30), |log| {
+            let after = |l: &&String| {
+                l.split_whitespace()
+                    .next()
+                    .is_some_and(|t| t > now.as_str())
+            };
+            log.iter()
+                .filter(after)
+                .filter(|l| l.contains("sweep finished"))
+                .count()
+                >= 2
+        })
+        .await;
     assert_eq!(refreshes(&oidc).await - before, 1, "exactly one refresh");
     let me = reqwest::Client::new()
         .get(oidc.url("/me"))
@@ -292,4 +308,61 @@ async fn a_missing_or_wrong_key_is_refused_and_writes_nothing(db: Db) {
         }
     }
     assert_eq!(env.db_snapshot().await, before, "nothing written");
+}
+
+#[tokio::test]
+async fn callers_at_two_replicas_share_one_refresh() {
+    let oidc = OidcServer::spawn(json!({})).await;
+    let env = installation(Db::Postgres, &oidc).await;
+    let other = env.path("replica.toml");
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let port = crate::helpers::peers::free_port();
+    std::fs::write(&other, crate::replicas::replica_config_text(&text, port)).unwrap();
+    let _first = env.spawn().await;
+    let _second = env.spawn_with(&other).await;
+    let first = Platform::new(&env);
+    let api_of_other = {
+        let mut in_api = false;
+        let mut addr = String::new();
+        for line in std::fs::read_to_string(&other).unwrap().lines() {
+            if line.starts_with('[') {
+                in_api = line.trim() == "[api]";
+            } else if in_api && line.starts_with("listen") {
+                addr = line.split('"').nth(1).unwrap().to_owned();
+            }
+        }
+        format!("http://{addr}")
+    };
+    let second = Platform {
+        base: api_of_other,
+        http: reqwest::Client::new(),
+    };
+    let mut grant: Value = serde_json::from_str(&oidc.grant("user-3").await).unwrap();
+    grant["expires_in"] = json!(30);
+    let before = refreshes(&oidc).await;
+    let id = first.connect("ada@example.com", grant).await;
+    let path = format!("/v1/connections/{id}/access-token");
+    let calls: Vec<_> = (0..40)
+        .map(|i| {
+            let platform = if i % 2 == 0 {
+                first.clone()
+            } else {
+                second.clone()
+            };
+            let path = path.clone();
+            tokio::spawn(async move {
+                platform
+                    .call("POST", &path, Some(json!({"min_valid": 600})))
+                    .await
+            })
+        })
+        .collect();
+    let mut tokens = std::collections::BTreeSet::new();
+    for call in calls {
+        let (status, body) = call.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        tokens.insert(body["access_token"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(tokens.len(), 1, "both replicas hand out the one new token");
+    assert_eq!(refreshes(&oidc).await - before, 1, "exactly one refresh");
 }

@@ -196,7 +196,7 @@ fn replica_config(env: &TestEnv, port: u16) -> String {
     replica_config_text(&std::fs::read_to_string(&env.config).unwrap(), port)
 }
 
-fn replica_config_text(text: &str, port: u16) -> String {
+pub fn replica_config_text(text: &str, port: u16) -> String {
     let mut section = String::new();
     let mut out = String::new();
     for line in text.lines() {

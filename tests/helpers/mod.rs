@@ -408,6 +408,8 @@ impl TestEnv {
             .arg(config)
             .arg("run")
             .env_remove("RUST_LOG")
+            // Lines start with their time, even when the tests run under journald.
+            .env_remove("JOURNAL_STREAM")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
             .envs(env.iter().copied())
