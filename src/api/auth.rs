@@ -75,7 +75,7 @@ pub async fn require_key(
         });
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let Some(caller) = presented.and_then(|k| state.current().find(k)) else {
+    let Some(caller) = presented.and_then(|k| state.current().caller(k)) else {
         tracing::warn!(target: "credwatch::api::access", %method, path, status = 401,
             "API request refused: {}", if presented.is_some() { "unknown key" } else { "no key" });
         return ApiError::Unauthorized.into_response();

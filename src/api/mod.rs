@@ -105,7 +105,8 @@ impl ApiState {
 }
 
 impl Generation {
-    fn find(&self, presented: &str) -> Option<Arc<str>> {
+    /// The name of the presented key, if it is one of this generation's.
+    fn caller(&self, presented: &str) -> Option<Arc<str>> {
         self.keys.find(presented)
     }
 }
