@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod custody;
 pub mod daemon;
 pub mod domain;
+pub mod events;
 pub mod files;
 pub mod http;
 pub mod links;

@@ -268,6 +268,14 @@ async fn queue_notices(checker: &Checker) {
     {
         tracing::error!("cannot queue expiry warnings: {e}");
     }
+    if let Some(retention) = checker.retention_due()
+        && let Some(before) = chrono::TimeDelta::from_std(retention)
+            .ok()
+            .and_then(|r| now.checked_sub_signed(r))
+        && let Err(e) = checker.store().prune_events(before).await
+    {
+        tracing::error!("cannot remove old events: {e}");
+    }
     checker.outbox_signal().notify_one();
 }
 

@@ -241,6 +241,24 @@ async fn a_failure_report_about_a_revoked_grant_breaks_it_and_pauses_its_pipelin
     assert_eq!(p["state"], "paused", "{p}");
     assert_eq!(p["paused_by"], "credwatch");
     assert_eq!(p["resume_from"], "cursor-7", "{p}");
+    // The platform hears it from the feed: the break, then the pause at its position.
+    let (_, feed) = platform
+        .call(
+            "GET",
+            "/v1/events?types=connection.broken,pipeline.paused",
+            None,
+        )
+        .await;
+    let events = feed["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "{feed}");
+    assert_eq!(events[0]["type"], "connection.broken");
+    assert_eq!(events[0]["data"]["connection"], id.as_str());
+    assert_eq!(events[0]["data"]["category"], "revoked");
+    assert_eq!(events[1]["type"], "pipeline.paused");
+    assert_eq!(events[1]["data"]["pipeline"], pipeline.as_str());
+    assert_eq!(events[1]["data"]["position"], "cursor-7");
+    assert!(events[0]["id"].as_str() < events[1]["id"].as_str());
+    assert!(!feed.to_string().contains(r#""access_token""#), "{feed}");
 }
 
 crate::on_both_backends!(a_missing_or_wrong_key_is_refused_and_writes_nothing);

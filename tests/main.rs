@@ -9,6 +9,7 @@ mod checks;
 mod cli;
 mod config;
 mod daemon;
+mod events;
 mod faults;
 mod notices;
 mod own_faults;

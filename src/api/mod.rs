@@ -5,6 +5,7 @@
 
 mod auth;
 mod connections;
+mod events;
 mod input;
 mod pipelines;
 mod problem;
@@ -125,6 +126,7 @@ impl Generation {
         (name = "tokens", description = "Access tokens and failure reports"),
         (name = "connections", description = "Stored grants"),
         (name = "pipelines", description = "What reads through connections, and how far it got"),
+        (name = "events", description = "What happened, in order: the feed webhooks deliver too"),
     )
 )]
 struct ApiDoc;
@@ -167,6 +169,7 @@ fn v1() -> (Router<Arc<ApiState>>, utoipa::openapi::OpenApi) {
         .routes(routes!(pipelines::pause))
         .routes(routes!(pipelines::resume))
         .routes(routes!(pipelines::status))
+        .routes(routes!(events::list))
         .split_for_parts()
 }
 

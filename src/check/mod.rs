@@ -106,6 +106,9 @@ pub struct Checker {
     schedule: ScheduleConfig,
     limits: LimitsConfig,
     notices: NoticesConfig,
+    /// How long events are kept, and when old ones were last removed.
+    retention: Duration,
+    pruned: std::sync::Mutex<Option<tokio::time::Instant>>,
     operator: Option<EmailAddress>,
     instance: String,
     /// Woken when a check queued a notice, so the mailer sends it without polling.
@@ -149,6 +152,8 @@ impl Checker {
             schedule: config.schedule.clone(),
             limits: config.limits.clone(),
             notices: config.notices.clone(),
+            retention: config.events.retention,
+            pruned: std::sync::Mutex::new(None),
             operator: config.operator_email.clone(),
             instance,
             outbox: Arc::new(tokio::sync::Notify::new()),
@@ -198,6 +203,18 @@ impl Checker {
 
     pub fn notices(&self) -> &NoticesConfig {
         &self.notices
+    }
+
+    /// How long the event log keeps events, when it is time to remove old ones (at most
+    /// every ten minutes: it takes a write).
+    pub fn retention_due(&self) -> Option<Duration> {
+        let mut pruned = self.pruned.lock().unwrap_or_else(|p| p.into_inner());
+        let now = tokio::time::Instant::now();
+        if pruned.is_some_and(|at| now.duration_since(at) < Duration::from_secs(600)) {
+            return None;
+        }
+        *pruned = Some(now);
+        Some(self.retention)
     }
 
     pub fn schedule(&self) -> &ScheduleConfig {

@@ -72,6 +72,37 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Connection(cmd) => connection(&Config::load(&cli.config)?, cmd).await,
         Command::Pipeline(cmd) => pipeline(&Config::load(&cli.config)?, cmd).await,
         Command::Status { json } => status(&Config::load(&cli.config)?, json).await,
+        Command::Events(EventsCommand::List {
+            after,
+            types,
+            limit,
+        }) => {
+            let after = match after {
+                None => 0,
+                Some(id) => crate::events::seq_of(&id).ok_or_else(|| {
+                    CliError::Input(format!("--after: {id:?} is not an event id (evt_…)"))
+                })?,
+            };
+            if let Some(t) = types
+                .iter()
+                .find(|t| !crate::events::TYPES.contains(&t.as_str()))
+            {
+                return Err(CliError::Input(format!(
+                    "--type: {t:?} is not one of: {}",
+                    crate::events::TYPES.join(", ")
+                )));
+            }
+            let store = open_store(&Config::load(&cli.config)?).await?;
+            for e in store
+                .events_after(after, &types, limit.clamp(1, 10_000))
+                .await?
+            {
+                let line = serde_json::to_string(&crate::events::Envelope::from(e))
+                    .map_err(|e| CliError::Io(std::io::Error::other(e)))?;
+                println!("{line}");
+            }
+            Ok(())
+        }
         Command::Sweep => super::check::sweep(&Config::load(&cli.config)?).await,
         Command::Check { all, ids, json } => {
             super::check::check(&Config::load(&cli.config)?, all, &ids, json).await

@@ -45,6 +45,9 @@ pub enum Command {
     /// What reads or writes through connections, and how far it got.
     #[command(subcommand)]
     Pipeline(PipelineCommand),
+    /// What the platform is told: the event log.
+    #[command(subcommand)]
+    Events(EventsCommand),
     /// Check connections now (refresh, probe, classify, record) and print what each check found.
     /// Exits 0 when the checks ran, whatever they found.
     Check {
@@ -79,6 +82,22 @@ pub enum ConfigCommand {
 pub enum KeyCommand {
     /// Write a new random 32-byte key to PATH (never overwrites).
     Generate { path: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Events in the order they happened, one JSON object per line (as the feed answers them).
+    List {
+        /// Only events after this one (an id such as evt_0000000000000042).
+        #[arg(long)]
+        after: Option<String>,
+        /// Only events of this type (repeatable).
+        #[arg(long = "type", value_name = "TYPE")]
+        types: Vec<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]

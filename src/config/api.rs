@@ -1,4 +1,5 @@
-//! `[api]`: the platform's listener and the keys that may call it.
+//! `[api]` and `[events]`: the platform's listener, the keys that may call it, and how long
+//! the event log keeps what happened.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -62,7 +63,26 @@ pub fn valid_key_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// `[events]`: how long the event log keeps what happened.
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    /// Events older than this are removed (unless a webhook delivery still waits for one).
+    pub retention: Duration,
+}
+
 impl Checker<'_> {
+    pub(super) fn events(&mut self, s: raw::Events) -> Option<EventsConfig> {
+        let retention = self.duration("events.retention", s.retention.as_deref(), "30d")?;
+        if retention < Duration::from_secs(3600) {
+            self.problem(
+                "events.retention",
+                "must be at least 1h: platforms read the feed from where they stopped",
+            );
+            return None;
+        }
+        Some(EventsConfig { retention })
+    }
+
     pub(super) fn api(&mut self, s: raw::Api, limits: Option<&LimitsConfig>) -> Option<ApiConfig> {
         let listen = s.listen.unwrap_or_else(|| "127.0.0.1:8081".to_owned());
         let listen = match listen.parse::<SocketAddr>() {

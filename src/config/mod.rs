@@ -23,7 +23,7 @@ use crate::classify::{ProviderKind, Rule};
 use crate::crypto::Keyring;
 use crate::domain::{EmailAddress, ProviderId};
 
-pub use api::{ApiConfig, ApiKeyConfig, api_key_sha256, valid_key_name};
+pub use api::{ApiConfig, ApiKeyConfig, EventsConfig, api_key_sha256, valid_key_name};
 pub use reqwest::Url;
 
 pub const DEFAULT_PATH: &str = "/etc/credwatch/credwatch.toml";
@@ -42,6 +42,7 @@ pub struct Config {
     pub notices: NoticesConfig,
     pub http: HttpConfig,
     pub api: ApiConfig,
+    pub events: EventsConfig,
     pub operator_email: Option<EmailAddress>,
     pub log: LogConfig,
     pub providers: BTreeMap<ProviderId, ProviderConfig>,

@@ -100,6 +100,12 @@ pub struct ApiKey {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
+pub struct Events {
+    pub retention: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
 pub struct Operator {
     pub email: Option<String>,
 }

@@ -48,6 +48,9 @@ pub(super) fn validate(
     let api = c
         .section::<raw::Api>(&mut map, "api")
         .and_then(|s| c.api(s, limits.as_ref()));
+    let events = c
+        .section::<raw::Events>(&mut map, "events")
+        .and_then(|s| c.events(s));
     let operator = c
         .section::<raw::Operator>(&mut map, "operator")
         .and_then(|s| c.operator(s));
@@ -58,24 +61,23 @@ pub(super) fn validate(
     for unknown in map.keys() {
         c.problem(
             unknown,
-            "unknown section (known: database, encryption, schedule, limits, mail, smtp, notices, http, api, operator, log, providers)",
+            "unknown section (known: database, encryption, schedule, limits, mail, smtp, notices, http, api, events, operator, log, providers)",
         );
     }
     match (
-        database, keyring, schedule, limits, mail, notices, http, api, operator, log, providers,
+        (database, keyring, schedule, limits, mail, notices),
+        (http, api, events, operator, log, providers),
     ) {
         (
-            Some(database),
-            Some(keyring),
-            Some(schedule),
-            Some(limits),
-            Some(mail),
-            Some(notices),
-            Some(http),
-            Some(api),
-            Some(operator_email),
-            Some(log),
-            Some(providers),
+            (
+                Some(database),
+                Some(keyring),
+                Some(schedule),
+                Some(limits),
+                Some(mail),
+                Some(notices),
+            ),
+            (Some(http), Some(api), Some(events), Some(operator_email), Some(log), Some(providers)),
         ) if c.problems.is_empty() => Ok(Config {
             path: path.to_path_buf(),
             database,
@@ -86,6 +88,7 @@ pub(super) fn validate(
             notices,
             http,
             api,
+            events,
             operator_email,
             log,
             providers,

@@ -371,6 +371,19 @@ pub trait Store: Send + Sync + 'static {
     /// The pipelines that use a connection.
     async fn pipelines_of(&self, connection: &ConnectionId) -> Result<Vec<Pipeline>, StoreError>;
 
+    /// Up to `limit` events after the one at `after` (0: from the start), of `types` (all
+    /// when empty), in the order they happened.
+    async fn events_after(
+        &self,
+        after: i64,
+        types: &[String],
+        limit: u32,
+    ) -> Result<Vec<crate::events::Stored>, StoreError>;
+    /// Woken after every write this process commits (a long poll's cue to look again).
+    fn committed(&self) -> Arc<tokio::sync::Notify>;
+    /// Removes events older than `before` that no delivery still waits for.
+    async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
     /// The ids of the keys that sealed the stored tokens.
     async fn key_ids(&self) -> Result<Vec<String>, StoreError>;
 }

@@ -2,7 +2,10 @@
 //! transaction that changes it: a broken connection pauses them at their last position, and a
 //! pipeline whose connections are all healthy again resumes from there.
 
+use super::events;
 use super::*;
+use crate::domain::PausedBy;
+use crate::events::Event;
 
 impl SqlStore {
     /// Pauses every running pipeline that uses `connection`, recording where it stood.
@@ -12,6 +15,7 @@ impl SqlStore {
         incident: i64,
         reason: &str,
         now: i64,
+        events: &mut Vec<Event>,
     ) -> Result<Vec<PipelineId>, StoreError> {
         let rows = sqlx::query(
             "UPDATE pipelines SET state = 'paused', paused_at_position = position, paused_at = $1, \
@@ -41,7 +45,15 @@ impl SqlStore {
             .bind(reason)
             .execute(&mut *tx)
             .await?;
-            paused.push(parse(id)?);
+            let id: PipelineId = parse(id)?;
+            events.push(Event::PipelinePaused {
+                pipeline: id.clone(),
+                position: opt_parse(row, "position")?,
+                connection: Some(connection.clone()),
+                reason: Some(reason.to_owned()),
+                paused_by: PausedBy::Credwatch,
+            });
+            paused.push(id);
         }
         paused.sort();
         Ok(paused)
@@ -55,6 +67,7 @@ impl SqlStore {
         connection: &ConnectionId,
         incident: Option<i64>,
         now: i64,
+        events: &mut Vec<Event>,
     ) -> Result<Vec<PipelineId>, StoreError> {
         let rows = sqlx::query(
             "UPDATE pipelines SET state = 'running', paused_at = NULL, paused_by = NULL, \
@@ -89,7 +102,15 @@ impl SqlStore {
             .bind(row.try_get::<Option<i64>, _>("paused_at")?)
             .execute(&mut *tx)
             .await?;
-            resumed.push(parse(id)?);
+            let id: PipelineId = parse(id)?;
+            events.push(Event::PipelineResumed {
+                pipeline: id.clone(),
+                resume_from: opt_parse(row, "position")?,
+                connection: Some(connection.clone()),
+                gap_started_at: opt_time(row.try_get("paused_at")?)?,
+                gap_ended_at: from_ms(now)?,
+            });
+            resumed.push(id);
         }
         resumed.sort();
         Ok(resumed)
@@ -129,15 +150,24 @@ impl SqlStore {
         .execute(&mut *tx)
         .await?;
         if state == "running" {
-            sqlx::query(
+            let position: Option<String> = sqlx::query_scalar(
                 "INSERT INTO pipeline_events (pipeline_id, at, kind, position, reason, gap_started_at) \
-                 SELECT id, $1, 'paused', position, $2, $1 FROM pipelines WHERE id = $3",
+                 SELECT id, $1, 'paused', position, $2, $1 FROM pipelines WHERE id = $3 \
+                 RETURNING position",
             )
             .bind(now)
             .bind(reason.unwrap_or("paused by the platform"))
             .bind(id.as_str())
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
+            let paused = [Event::PipelinePaused {
+                pipeline: id.clone(),
+                position: position.map(parse).transpose()?,
+                connection: None,
+                reason: reason.map(str::to_owned),
+                paused_by: PausedBy::Platform,
+            }];
+            events::write(&mut tx, self.backend, &paused, now).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -191,13 +221,14 @@ impl SqlStore {
                 connections: broken.join(", "),
             });
         }
-        sqlx::query(
+        let (position, paused_at): (Option<String>, Option<i64>) = sqlx::query_as(
             "INSERT INTO pipeline_events (pipeline_id, at, kind, position, gap_started_at, gap_ended_at) \
-             SELECT id, $1, 'resumed', position, paused_at, $1 FROM pipelines WHERE id = $2",
+             SELECT id, $1, 'resumed', position, paused_at, $1 FROM pipelines WHERE id = $2 \
+             RETURNING position, gap_started_at",
         )
         .bind(now)
         .bind(id.as_str())
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
         sqlx::query(
             "UPDATE pipelines SET state = 'running', paused_at = NULL, paused_by = NULL, \
@@ -207,6 +238,14 @@ impl SqlStore {
         .bind(id.as_str())
         .execute(&mut *tx)
         .await?;
+        let resumed = [Event::PipelineResumed {
+            pipeline: id.clone(),
+            resume_from: position.map(parse).transpose()?,
+            connection: None,
+            gap_started_at: opt_time(paused_at)?,
+            gap_ended_at: from_ms(now)?,
+        }];
+        events::write(&mut tx, self.backend, &resumed, now).await?;
         tx.commit().await?;
         Ok(())
     }

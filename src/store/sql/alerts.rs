@@ -2,6 +2,7 @@
 //! same transaction, and the retry schedule of a held provider.
 
 use super::*;
+use crate::events::Event;
 
 impl SqlStore {
     pub(super) async fn open_provider_alert_impl(
@@ -24,11 +25,14 @@ impl SqlStore {
             operator,
         )
         .await?;
+        let events: Vec<Event> = opened.iter().cloned().collect();
+        super::events::write(&mut tx, self.backend, &events, to_ms(now)).await?;
         tx.commit().await?;
-        Ok(opened)
+        Ok(opened.is_some())
     }
 
-    /// Opens an alert in a transaction of the caller's, with the operator's notice.
+    /// Opens an alert in a transaction of the caller's, with the operator's notice. Answers the
+    /// event to write (last, see `events::write`) when it opened one.
     pub(super) async fn open_alert_in(
         tx: &mut sqlx::AnyConnection,
         provider: &ProviderId,
@@ -37,7 +41,7 @@ impl SqlStore {
         now: DateTime<Utc>,
         next_attempt_at: DateTime<Utc>,
         operator: Option<&EmailAddress>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Event>, StoreError> {
         let alert: Option<i64> = sqlx::query_scalar(
             "INSERT INTO provider_alerts (provider, kind, detail, opened_at, next_attempt_at) \
              SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS \
@@ -68,7 +72,11 @@ impl SqlStore {
             )
             .await?;
         }
-        Ok(alert.is_some())
+        Ok(alert.map(|_| Event::ProviderAlert {
+            provider: provider.clone(),
+            kind: kind.to_owned(),
+            detail: detail.to_owned(),
+        }))
     }
 
     pub(super) async fn postpone_provider_alert_impl(

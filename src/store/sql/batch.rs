@@ -61,6 +61,7 @@ pub(super) async fn writer(
     pool: AnyPool,
     turns: Arc<tokio::sync::Mutex<()>>,
     mut queue: mpsc::Receiver<Queued>,
+    committed_signal: Arc<tokio::sync::Notify>,
 ) {
     while let Some(first) = queue.recv().await {
         // A rotation is committed at once: until it is, a crash loses tokens the provider
@@ -155,6 +156,8 @@ pub(super) async fn writer(
             // connection left inside a transaction would fail every later write.
             let _ = conn.execute("ROLLBACK").await;
             conn.close_on_drop();
+        } else {
+            committed_signal.notify_waiters();
         }
         answer(rotated_to, rotated, &committed);
         answer(healthy_to, healed, &committed);

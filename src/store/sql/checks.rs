@@ -2,6 +2,7 @@
 
 use super::merged::{self, HealthyRow, RefreshedRow, RotateRow};
 use super::*;
+use crate::events::Event;
 
 const CLAIM_COLUMNS: &str = "key_id, access_token, refresh_token";
 
@@ -84,9 +85,11 @@ impl SqlStore {
                 Err(e) => return Err(e),
             }
         }
-        if !aside.is_empty() {
-            Self::set_aside(&mut tx, &q, &aside).await?;
-        }
+        let alert = if aside.is_empty() {
+            None
+        } else {
+            Self::set_aside(&mut tx, &q, &aside).await?
+        };
         if !claimed.is_empty() {
             // One statement writes every attempt row of the batch: per-row round trips to the
             // database are what a sweep spends its time on.
@@ -116,6 +119,8 @@ impl SqlStore {
                 })?;
             }
         }
+        let alert: Vec<Event> = alert.into_iter().collect();
+        events::write(&mut tx, self.backend, &alert, now).await?;
         tx.commit().await?;
         claimed.sort_by_key(|c| c.connection.next_check_at);
         Ok(claimed)
@@ -127,7 +132,7 @@ impl SqlStore {
         tx: &mut sqlx::AnyConnection,
         q: &DueQuery<'_>,
         aside: &[(String, String)],
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<Event>, StoreError> {
         for (id, why) in aside {
             sqlx::query(
                 "UPDATE connections SET set_aside = $1, lease_owner = NULL, lease_expires_at = NULL \
@@ -161,8 +166,7 @@ impl SqlStore {
             q.now,
             q.operator,
         )
-        .await?;
-        Ok(())
+        .await
     }
 
     pub(super) async fn retry_set_aside_impl(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -352,8 +356,8 @@ impl SqlStore {
         merged::record(tx, backend, &[&healthy_row(id, owner, r)]).await?;
 
         let row = sqlx::query(&format!(
-            "SELECT status, reason, status_since, token_generation, lease_owner, consecutive_failures \
-             FROM connections WHERE id = $1{}",
+            "SELECT provider, status, reason, status_since, token_generation, lease_owner, \
+               consecutive_failures FROM connections WHERE id = $1{}",
             backend.for_update()
         ))
         .bind(id.as_str())
@@ -365,9 +369,11 @@ impl SqlStore {
             // The check happened and stays in the history; its verdict is not ours to apply.
             return Err(StoreError::LeaseLost(id.clone()));
         }
+        let provider: ProviderId = parse(row.try_get("provider")?)?;
         let before: ConnectionStatus = parse(row.try_get("status")?)?;
         let mut reason: Option<String> = row.try_get("reason")?;
         let mut since: i64 = row.try_get("status_since")?;
+        let spell_began = since;
         let generation: i64 = row.try_get("token_generation")?;
         let mut failures: i64 = row.try_get("consecutive_failures")?;
         let mut next = to_ms(r.next_check_at);
@@ -433,6 +439,35 @@ impl SqlStore {
             paused: Vec::new(),
             resumed: Vec::new(),
         };
+        let mut events = Vec::new();
+        match (before, after) {
+            (b, ConnectionStatus::Broken) if b != ConnectionStatus::Broken => {
+                events.push(Event::ConnectionBroken {
+                    connection: id.clone(),
+                    reason: crate::notices::explain(r.category, provider.as_str()),
+                    provider: provider.clone(),
+                    category: r.category,
+                    since: r.finished_at,
+                })
+            }
+            (ConnectionStatus::Healthy, ConnectionStatus::Degraded) => {
+                events.push(Event::ConnectionDegraded {
+                    connection: id.clone(),
+                    provider: provider.clone(),
+                    category: r.category,
+                    since: r.finished_at,
+                })
+            }
+            (b, ConnectionStatus::Healthy) if b != ConnectionStatus::Healthy => {
+                events.push(Event::ConnectionRecovered {
+                    connection: id.clone(),
+                    provider: provider.clone(),
+                    was: b,
+                    since: from_ms(spell_began)?,
+                })
+            }
+            _ => {}
+        }
         if after == ConnectionStatus::Broken && before != ConnectionStatus::Broken {
             let incident = sqlx::query_scalar(
                 "INSERT INTO incidents (connection_id, category, detail, opened_at) \
@@ -445,7 +480,8 @@ impl SqlStore {
             .fetch_one(&mut *tx)
             .await?;
             let why = format!("connection {id} is broken: {}", r.category);
-            applied.paused = Self::pause_dependents(&mut *tx, id, incident, &why, now).await?;
+            applied.paused =
+                Self::pause_dependents(&mut *tx, id, incident, &why, now, &mut events).await?;
             Self::notify_broken(&mut *tx, id, incident, r, now).await?;
             applied.incident_opened = Some(incident);
         }
@@ -461,7 +497,7 @@ impl SqlStore {
         }
         if after == ConnectionStatus::Healthy && before != ConnectionStatus::Healthy {
             applied.resumed =
-                Self::resume_ready(&mut *tx, id, applied.incident_closed, now).await?;
+                Self::resume_ready(&mut *tx, id, applied.incident_closed, now, &mut events).await?;
         }
         if let Some(incident) = applied.incident_closed {
             Self::notify_reconnected(&mut *tx, id, incident, &applied.resumed, now).await?;
@@ -474,6 +510,7 @@ impl SqlStore {
             .execute(&mut *tx)
             .await?;
         }
+        events::write(tx, backend, &events, now).await?;
         Ok(applied)
     }
 

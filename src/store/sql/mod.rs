@@ -17,6 +17,7 @@ mod alerts;
 mod batch;
 mod checks;
 mod connections;
+mod events;
 mod handouts;
 mod merged;
 mod outbox;
@@ -105,6 +106,8 @@ pub struct SqlStore {
     batch: Option<tokio::sync::mpsc::Sender<batch::Queued>>,
     /// Hand-out reads, grouped (see `handouts`).
     handouts: tokio::sync::mpsc::Sender<handouts::Asked>,
+    /// Woken after every commit of this process's writes.
+    committed: Arc<tokio::sync::Notify>,
     writes: WriteHealth,
 }
 
@@ -129,11 +132,14 @@ fn handout_readers(
 pub(super) struct WriteTx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    committed: Arc<tokio::sync::Notify>,
 }
 
 impl WriteTx {
     pub(super) async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+        self.tx.commit().await?;
+        self.committed.notify_waiters();
+        Ok(())
     }
 }
 
@@ -186,8 +192,15 @@ impl SqlStore {
             .await?;
         let turns = Arc::new(tokio::sync::Mutex::new(()));
         let (queue, queued) = tokio::sync::mpsc::channel(4096);
-        tokio::spawn(batch::writer(pool.clone(), turns.clone(), queued));
+        let committed = Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(batch::writer(
+            pool.clone(),
+            turns.clone(),
+            queued,
+            committed.clone(),
+        ));
         Ok(Self {
+            committed,
             handouts: handout_readers(&pool, &keyring),
             pool,
             keyring,
@@ -214,6 +227,7 @@ impl SqlStore {
             .connect(url.expose_secret())
             .await?;
         Ok(Self {
+            committed: Arc::new(tokio::sync::Notify::new()),
             handouts: handout_readers(&pool, &keyring),
             pool,
             keyring,
@@ -234,6 +248,7 @@ impl SqlStore {
         Ok(WriteTx {
             tx: self.pool.begin_with(self.backend.begin()).await?,
             _turn: turn,
+            committed: self.committed.clone(),
         })
     }
 

@@ -158,20 +158,38 @@ impl SqlStore {
     ) -> Result<u64, StoreError> {
         let now = to_ms(now);
         let until = now.saturating_add(i64::try_from(horizon.as_millis()).unwrap_or(i64::MAX));
-        let queued = sqlx::query(
+        let mut tx = self.write().await?;
+        let queued: Vec<String> = sqlx::query_scalar(
             "INSERT INTO outbox (kind, recipient, dedupe_key, connection_id, payload, created_at, \
                not_before, next_attempt_at) \
              SELECT 'expiring_soon', owner_email, 'expiring:' || id || ':' || refresh_expires_at, id, \
                '{}', $1, $1, $1 \
              FROM connections WHERE status != 'broken' AND refresh_expires_at > $1 \
                AND refresh_expires_at <= $2 \
-             ON CONFLICT (dedupe_key) DO NOTHING",
+             ON CONFLICT (dedupe_key) DO NOTHING RETURNING connection_id",
         )
         .bind(now)
         .bind(until)
-        .execute(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
-        Ok(queued.rows_affected())
+        // The platform hears of each once too: in the same transaction as the notice.
+        let mut expiring = Vec::with_capacity(queued.len());
+        for id in &queued {
+            let (provider, ends): (String, i64) = sqlx::query_as(
+                "SELECT provider, refresh_expires_at FROM connections WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            expiring.push(crate::events::Event::ConnectionExpiringSoon {
+                connection: parse(id.clone())?,
+                provider: parse(provider)?,
+                refresh_expires_at: from_ms(ends)?,
+            });
+        }
+        super::events::write(&mut tx, self.backend, &expiring, now).await?;
+        tx.commit().await?;
+        Ok(queued.len() as u64)
     }
 
     pub(super) async fn claim_outbox_impl(

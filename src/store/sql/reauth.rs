@@ -2,6 +2,7 @@
 //! transaction that heals a connection with the owner's new grant.
 
 use super::*;
+use crate::events::Event;
 
 fn session_context(state_hash: &[u8]) -> String {
     let hex: String = state_hash.iter().map(|b| format!("{b:02x}")).collect();
@@ -102,7 +103,7 @@ impl SqlStore {
             .transpose()?;
         let now = to_ms(now);
         let mut tx = self.write().await?;
-        let updated = sqlx::query(
+        let provider: Option<String> = sqlx::query_scalar(
             "UPDATE connections SET key_id = $1, access_token = $2, refresh_token = $3, \
                token_generation = token_generation + 1, access_expires_at = $4, \
                refresh_expires_at = $5, scopes = CASE WHEN $6 = '' THEN scopes ELSE $6 END, \
@@ -110,7 +111,7 @@ impl SqlStore {
                status = 'healthy', reason = NULL, consecutive_failures = 0, next_check_at = $8, \
                refresh_uncertain_since = NULL, refresh_interrupted_at = NULL, \
                refresh_sent_at = NULL, set_aside = NULL, updated_at = $7 \
-             WHERE id = $9",
+             WHERE id = $9 RETURNING provider",
         )
         .bind(access.key_id.as_str())
         .bind(&access.blob)
@@ -121,11 +122,15 @@ impl SqlStore {
         .bind(now)
         .bind(to_ms(next_check_at))
         .bind(id.as_str())
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        if updated.rows_affected() == 0 {
+        let Some(provider) = provider else {
             return Err(StoreError::ConnectionNotFound(id.clone()));
-        }
+        };
+        let mut events = vec![Event::ConnectionReauthorized {
+            connection: id.clone(),
+            provider: parse(provider)?,
+        }];
         let incident: Option<i64> = sqlx::query_scalar(
             "UPDATE incidents SET closed_at = $1, closed_by = 'reauthorized' \
              WHERE connection_id = $2 AND closed_at IS NULL RETURNING id",
@@ -134,7 +139,7 @@ impl SqlStore {
         .bind(id.as_str())
         .fetch_optional(&mut *tx)
         .await?;
-        let resumed = Self::resume_ready(&mut tx, id, incident, now).await?;
+        let resumed = Self::resume_ready(&mut tx, id, incident, now, &mut events).await?;
         if let Some(incident) = incident {
             Self::notify_reconnected(&mut tx, id, incident, &resumed, now).await?;
         }
@@ -151,6 +156,7 @@ impl SqlStore {
         .bind(id.as_str())
         .execute(&mut *tx)
         .await?;
+        events::write(&mut tx, self.backend, &events, now).await?;
         tx.commit().await?;
         Ok(Reauthorized {
             incident_closed: incident,

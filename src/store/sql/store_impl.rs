@@ -2,7 +2,9 @@
 //! files that own each part (checks, outbox, reauthorization, actions).
 
 use super::connections::external_id_taken;
+use super::events;
 use super::*;
+use crate::events::Event;
 
 #[async_trait]
 impl Store for SqlStore {
@@ -67,6 +69,7 @@ impl Store for SqlStore {
     ) -> Result<Vec<ConnectionId>, StoreError> {
         let now = to_ms(now);
         let mut ids = Vec::with_capacity(batch.len());
+        let mut events = Vec::with_capacity(batch.len());
         let mut tx = self.write().await?;
         for new in batch {
             let id = ConnectionId::generate();
@@ -103,8 +106,15 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| external_id_taken(e, new.external_id.as_deref()))?;
+            events.push(Event::ConnectionCreated {
+                connection: id.clone(),
+                provider: new.provider,
+                name: new.name,
+                owner: new.owner,
+            });
             ids.push(id);
         }
+        events::write(&mut tx, self.backend, &events, now).await?;
         tx.commit().await?;
         Ok(ids)
     }
@@ -150,6 +160,23 @@ impl Store for SqlStore {
             .await?
             .ok_or_else(|| StoreError::ConnectionNotFound(id.clone()))?;
         self.tokens_from_row(id, &row)
+    }
+
+    async fn events_after(
+        &self,
+        after: i64,
+        types: &[String],
+        limit: u32,
+    ) -> Result<Vec<crate::events::Stored>, StoreError> {
+        self.events_after_impl(after, types, limit).await
+    }
+
+    fn committed(&self) -> Arc<tokio::sync::Notify> {
+        self.committed.clone()
+    }
+
+    async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.prune_events_impl(before).await
     }
 
     async fn handout(&self, id: &ConnectionId) -> Result<Handout, StoreError> {
@@ -203,13 +230,28 @@ impl Store for SqlStore {
                 pipelines: users.join(", "),
             });
         }
-        let removed = sqlx::query("DELETE FROM connections WHERE id = $1")
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        if removed.rows_affected() == 0 {
+        let gone: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
+            "DELETE FROM connections WHERE id = $1 RETURNING provider, external_id, metadata",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((provider, external_id, metadata)) = gone else {
             return Err(StoreError::ConnectionNotFound(id.clone()));
-        }
+        };
+        let deleted = [Event::ConnectionDeleted {
+            connection: id.clone(),
+            provider: parse(provider)?,
+        }];
+        let ids = (external_id, metadata);
+        events::write_with(
+            &mut tx,
+            self.backend,
+            &deleted,
+            to_ms(Utc::now()),
+            Some(&ids),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -1,0 +1,130 @@
+//! The event log: events written in the transaction of their change, read in order by the feed
+//! and fanned out to webhook deliveries.
+
+use super::*;
+use crate::events::{Event, Stored};
+
+/// Taken by every transaction that writes events, as its last lock, on PostgreSQL: events then
+/// commit in `seq` order, so a reader that has seen `seq` N never later finds an N-1 appear.
+const EVENT_LOCK: i64 = 0x6372_6577_6576; // "crewev"
+
+impl Backend {
+    async fn lock_events(self, tx: &mut sqlx::AnyConnection) -> Result<(), StoreError> {
+        if self == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(EVENT_LOCK)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The connection's platform ids as they are now (an event keeps them: it may outlive it).
+pub(super) type PlatformIds = (Option<String>, Option<String>);
+
+/// Writes `events` at `at`. Call it last in the transaction, after every other write, so the
+/// event lock is the last lock it takes (no lock cycle with other writers).
+pub(super) async fn write(
+    tx: &mut sqlx::AnyConnection,
+    backend: Backend,
+    events: &[Event],
+    at: i64,
+) -> Result<(), StoreError> {
+    write_with(tx, backend, events, at, None).await
+}
+
+/// `write`, with the connection's platform ids given (the connection is gone already).
+pub(super) async fn write_with(
+    tx: &mut sqlx::AnyConnection,
+    backend: Backend,
+    events: &[Event],
+    at: i64,
+    ids: Option<&PlatformIds>,
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    backend.lock_events(tx).await?;
+    for event in events {
+        let data = serde_json::to_string(event)
+            .map_err(|e| StoreError::Corrupt(format!("an event that cannot be written: {e}")))?;
+        let connection = event.connection().map(ConnectionId::as_str);
+        let (external_id, metadata) = match (ids, connection) {
+            (Some((e, m)), _) => (e.clone(), m.clone()),
+            (None, Some(c)) => sqlx::query_as::<_, (Option<String>, Option<String>)>(
+                "SELECT external_id, metadata FROM connections WHERE id = $1",
+            )
+            .bind(c)
+            .fetch_optional(&mut *tx)
+            .await?
+            .unwrap_or_default(),
+            (None, None) => (None, None),
+        };
+        sqlx::query(
+            "INSERT INTO events (type, at, connection_id, pipeline_id, order_key, external_id, \
+               metadata, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(event.type_name())
+        .bind(at)
+        .bind(connection)
+        .bind(event.pipeline().map(PipelineId::as_str))
+        .bind(event.order_key())
+        .bind(external_id)
+        .bind(metadata)
+        .bind(data)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+pub(super) fn stored_from_row(r: &AnyRow) -> Result<Stored, StoreError> {
+    let data: String = r.try_get("data")?;
+    Ok(Stored {
+        seq: r.try_get("seq")?,
+        at: from_ms(r.try_get("at")?)?,
+        external_id: r.try_get("external_id")?,
+        metadata: r.try_get("metadata")?,
+        event: serde_json::from_str(&data)
+            .map_err(|e| StoreError::Corrupt(format!("event: {e}")))?,
+    })
+}
+
+impl SqlStore {
+    pub(super) async fn events_after_impl(
+        &self,
+        after: i64,
+        types: &[String],
+        limit: u32,
+    ) -> Result<Vec<Stored>, StoreError> {
+        let mut sql =
+            "SELECT seq, at, external_id, metadata, data FROM events WHERE seq > $1".to_owned();
+        if !types.is_empty() {
+            let params: Vec<String> = (0..types.len()).map(|i| format!("${}", i + 3)).collect();
+            sql.push_str(&format!(" AND type IN ({})", params.join(", ")));
+        }
+        sql.push_str(" ORDER BY seq LIMIT $2");
+        let mut query = sqlx::query(&sql).bind(after).bind(i64::from(limit));
+        for t in types {
+            query = query.bind(t.as_str());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(stored_from_row).collect()
+    }
+
+    pub(super) async fn prune_events_impl(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut tx = self.write().await?;
+        // Deliveries still pending keep their events (a receiver down for longer than the
+        // retention still gets them, until its own max_age ends them).
+        let pruned = sqlx::query(
+            "DELETE FROM events WHERE at < $1 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+               WHERE d.event_seq = events.seq AND d.delivered_at IS NULL AND d.failed_at IS NULL)",
+        )
+        .bind(to_ms(before))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(pruned.rows_affected())
+    }
+}
