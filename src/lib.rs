@@ -27,3 +27,4 @@ pub mod status;
 pub mod store;
 pub mod systemd;
 pub mod tokens;
+pub mod webhooks;

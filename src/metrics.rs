@@ -47,8 +47,24 @@ struct HandoutLabels {
     source: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    endpoint: String,
+    r#type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabel {
+    endpoint: String,
+}
+
 pub struct Metrics {
     registry: Registry,
+    webhooks_delivered: Family<WebhookLabels, Counter>,
+    webhook_failures: Family<WebhookLabels, Counter>,
+    webhook_latency: Family<EndpointLabel, Histogram>,
+    webhooks_pending: Family<EndpointLabel, Gauge>,
+    webhooks_oldest_pending: Family<EndpointLabel, Gauge>,
     api_requests: Family<ApiLabels, Counter>,
     access_tokens: Family<HandoutLabels, Counter>,
     checks: Family<CheckLabels, Counter>,
@@ -82,6 +98,38 @@ impl Metrics {
         let connections = Family::<ConnectionLabels, Gauge>::default();
         let outbox_pending = Gauge::default();
         let outbox_failed = Gauge::default();
+        let webhooks_delivered = Family::<WebhookLabels, Counter>::default();
+        let webhook_failures = Family::<WebhookLabels, Counter>::default();
+        let webhook_latency = Family::<EndpointLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.01, 2.0, 16))
+        });
+        let webhooks_pending = Family::<EndpointLabel, Gauge>::default();
+        let webhooks_oldest_pending = Family::<EndpointLabel, Gauge>::default();
+        registry.register(
+            "webhooks_delivered",
+            "Webhook deliveries acknowledged with a 2xx, by endpoint and event type",
+            webhooks_delivered.clone(),
+        );
+        registry.register(
+            "webhook_failures",
+            "Webhook attempts that failed (retried, or given up past max_age)",
+            webhook_failures.clone(),
+        );
+        registry.register(
+            "webhook_delivery_seconds",
+            "From an event to its delivery",
+            webhook_latency.clone(),
+        );
+        registry.register(
+            "webhooks_pending",
+            "Deliveries waiting, by endpoint",
+            webhooks_pending.clone(),
+        );
+        registry.register(
+            "webhooks_oldest_pending_seconds",
+            "Age of the oldest delivery waiting, by endpoint",
+            webhooks_oldest_pending.clone(),
+        );
         let api_requests = Family::<ApiLabels, Counter>::default();
         let access_tokens = Family::<HandoutLabels, Counter>::default();
         registry.register(
@@ -138,6 +186,11 @@ impl Metrics {
         );
         Self {
             registry,
+            webhooks_delivered,
+            webhook_failures,
+            webhook_latency,
+            webhooks_pending,
+            webhooks_oldest_pending,
             api_requests,
             access_tokens,
             checks,
@@ -164,6 +217,26 @@ impl Metrics {
                 provider: provider.to_string(),
             })
             .observe(seconds);
+    }
+
+    /// One webhook attempt; `latency` (event to delivery) when it was delivered.
+    pub fn webhook(&self, endpoint: &str, kind: &str, delivered: bool, latency: Option<f64>) {
+        let labels = WebhookLabels {
+            endpoint: endpoint.to_owned(),
+            r#type: kind.to_owned(),
+        };
+        if delivered {
+            self.webhooks_delivered.get_or_create(&labels).inc();
+        } else {
+            self.webhook_failures.get_or_create(&labels).inc();
+        }
+        if let Some(seconds) = latency {
+            self.webhook_latency
+                .get_or_create(&EndpointLabel {
+                    endpoint: endpoint.to_owned(),
+                })
+                .observe(seconds);
+        }
     }
 
     pub fn api_request(&self, key: &str, status: u16) {
@@ -218,6 +291,21 @@ impl Metrics {
         }
         self.outbox_pending.set(snapshot.outbox_pending);
         self.outbox_failed.set(snapshot.outbox_failed);
+        let now = chrono::Utc::now();
+        for e in store.endpoint_status().await? {
+            let label = EndpointLabel {
+                endpoint: e.endpoint,
+            };
+            self.webhooks_pending
+                .get_or_create(&label)
+                .set(i64::try_from(e.pending).unwrap_or(i64::MAX));
+            let oldest = e
+                .oldest_pending_at
+                .map_or(0, |at| (now - at).num_seconds().max(0));
+            self.webhooks_oldest_pending
+                .get_or_create(&label)
+                .set(oldest);
+        }
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -20,3 +20,4 @@ mod replicas;
 mod rotation_faults;
 mod store;
 mod systemd;
+mod webhooks;

@@ -34,7 +34,7 @@ async fn setup_on(db: Db, smtp_port: Option<u16>) -> Setup {
 
 /// oidc-provider whose client may come back to a daemon on its own port, and an installation
 /// whose provider `acme` is that server, with `provider_extra` lines in its section.
-async fn install(
+pub async fn install(
     db: Db,
     smtp_port: Option<u16>,
     provider_extra: &str,
@@ -77,7 +77,7 @@ async fn install(
 }
 
 /// The account removes the app at the provider: its grants die.
-async fn revoke_app(oidc: &OidcServer, account: &str) {
+pub async fn revoke_app(oidc: &OidcServer, account: &str) {
     reqwest::Client::new()
         .post(oidc.url(&format!("/test/accounts/{account}/revoke-app")))
         .send()
@@ -93,7 +93,7 @@ fn no_redirects() -> reqwest::Client {
 }
 
 /// POSTs the link's button and returns where the provider was asked to send the owner.
-async fn start(link: &str) -> String {
+pub async fn start(link: &str) -> String {
     let r = no_redirects().post(link).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 303, "{}", r.text().await.unwrap());
     r.headers()["location"].to_str().unwrap().to_owned()
@@ -101,7 +101,7 @@ async fn start(link: &str) -> String {
 
 /// Goes through the provider as a browser (its consent is automated) and stops at our
 /// callback, returning its URL.
-async fn through_provider(authorize: &str, base: &str) -> String {
+pub async fn through_provider(authorize: &str, base: &str) -> String {
     let callback = format!("{base}/oauth/callback");
     let browser = reqwest::Client::builder()
         .cookie_store(true)
@@ -122,7 +122,7 @@ async fn through_provider(authorize: &str, base: &str) -> String {
         .to_owned()
 }
 
-async fn get(url: &str) -> (u16, String) {
+pub async fn get(url: &str) -> (u16, String) {
     let r = no_redirects().get(url).send().await.unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
 }

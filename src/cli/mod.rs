@@ -48,6 +48,9 @@ pub enum Command {
     /// What the platform is told: the event log.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Webhook endpoints and their deliveries.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
     /// Check connections now (refresh, probe, classify, record) and print what each check found.
     /// Exits 0 when the checks ran, whatever they found.
     Check {
@@ -97,6 +100,20 @@ pub enum EventsCommand {
         /// At most this many.
         #[arg(long, default_value_t = 100)]
         limit: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Per endpoint: deliveries waiting, the oldest one's age, delivered, given up, last error.
+    Status,
+    /// Deliveries of ENDPOINT waiting for a retry, and those given up, are due now.
+    Retry { endpoint: String },
+    /// Sends ENDPOINT every event since TIME again (RFC 3339, or a duration ago such as 2h).
+    Replay {
+        endpoint: String,
+        #[arg(long, value_name = "TIME")]
+        since: String,
     },
 }
 

@@ -9,6 +9,7 @@ mod mail;
 mod providers;
 mod raw;
 mod validate;
+mod webhooks;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,6 +26,7 @@ use crate::domain::{EmailAddress, ProviderId};
 
 pub use api::{ApiConfig, ApiKeyConfig, EventsConfig, api_key_sha256, valid_key_name};
 pub use reqwest::Url;
+pub use webhooks::WebhookConfig;
 
 pub const DEFAULT_PATH: &str = "/etc/credwatch/credwatch.toml";
 pub const ENV_PREFIX: &str = "CREDWATCH";
@@ -43,6 +45,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub api: ApiConfig,
     pub events: EventsConfig,
+    pub webhooks: Vec<WebhookConfig>,
     pub operator_email: Option<EmailAddress>,
     pub log: LogConfig,
     pub providers: BTreeMap<ProviderId, ProviderConfig>,

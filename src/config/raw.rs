@@ -100,6 +100,20 @@ pub struct ApiKey {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
+pub struct Webhook {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub secret: Option<SecretString>,
+    pub secret_file: Option<String>,
+    pub previous_secret: Option<SecretString>,
+    pub previous_secret_file: Option<String>,
+    pub events: Vec<String>,
+    pub max_age: Option<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
 pub struct Events {
     pub retention: Option<String>,
 }

@@ -58,15 +58,17 @@ pub(super) fn validate(
         .section::<raw::Log>(&mut map, "log")
         .and_then(|s| c.log(s));
     let providers = c.providers(map.remove("providers"));
+    let webhooks = c.webhooks(map.remove("webhooks"));
     for unknown in map.keys() {
         c.problem(
             unknown,
-            "unknown section (known: database, encryption, schedule, limits, mail, smtp, notices, http, api, events, operator, log, providers)",
+            "unknown section (known: database, encryption, schedule, limits, mail, smtp, notices, http, api, events, webhooks, operator, log, providers)",
         );
     }
     match (
         (database, keyring, schedule, limits, mail, notices),
         (http, api, events, operator, log, providers),
+        webhooks,
     ) {
         (
             (
@@ -78,6 +80,7 @@ pub(super) fn validate(
                 Some(notices),
             ),
             (Some(http), Some(api), Some(events), Some(operator_email), Some(log), Some(providers)),
+            Some(webhooks),
         ) if c.problems.is_empty() => Ok(Config {
             path: path.to_path_buf(),
             database,
@@ -89,6 +92,7 @@ pub(super) fn validate(
             http,
             api,
             events,
+            webhooks,
             operator_email,
             log,
             providers,

@@ -40,6 +40,8 @@ pub enum DaemonError {
     Mailer(#[from] crate::mailer::MailerError),
     #[error("{0}")]
     Http(#[from] crate::http::HttpError),
+    #[error("{0}")]
+    Webhooks(#[from] crate::webhooks::WebhookError),
     #[error(
         "another credwatch daemon is already running on {0} (SQLite allows one daemon per \
          database file; use a postgres:// database for several replicas)"
@@ -142,10 +144,12 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     Ok(())
 }
 
-/// What a config generation runs: the checks (with their scheduler) and the mailer.
+/// What a config generation runs: the checks (with their scheduler), the mailer and the
+/// webhook deliveries.
 struct Workers {
     checker: Arc<Checker>,
     mailer: Mailer,
+    webhooks: crate::webhooks::Webhooks,
 }
 
 impl Workers {
@@ -166,7 +170,17 @@ impl Workers {
             metrics.clone(),
         )?);
         let mailer = Mailer::new(config, store.clone(), instance.to_owned(), metrics.clone())?;
-        Ok(Self { checker, mailer })
+        let webhooks = crate::webhooks::Webhooks::new(
+            config,
+            store.clone(),
+            instance.to_owned(),
+            metrics.clone(),
+        )?;
+        Ok(Self {
+            checker,
+            mailer,
+            webhooks,
+        })
     }
 
     fn start(
@@ -181,6 +195,7 @@ impl Workers {
             self.mailer
                 .run(self.checker.outbox_signal(), cancel.clone()),
         );
+        tasks.spawn(self.webhooks.run(cancel.clone()));
         let (alive, failed, stop) = (alive.clone(), failed.clone(), cancel.clone());
         let checker = self.checker;
         let unstored = checker.unstored();

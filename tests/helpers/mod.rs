@@ -3,6 +3,7 @@
 
 pub mod fake;
 pub mod peers;
+pub mod receiver;
 
 use std::path::{Path, PathBuf};
 

@@ -12,7 +12,7 @@ use tokio::process::{Child, Command};
 
 use super::wait_until;
 
-fn peers_dir() -> PathBuf {
+pub fn peers_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers")
 }
 

@@ -17,6 +17,7 @@ mod alerts;
 mod batch;
 mod checks;
 mod connections;
+mod deliveries;
 mod events;
 mod handouts;
 mod merged;
@@ -223,6 +224,16 @@ impl SqlStore {
             // A database that does not answer in this time is down: the caller retries and
             // says so, rather than every write waiting the default 30 s.
             .acquire_timeout(std::time::Duration::from_secs(5))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // No transaction of ours waits on anything outside the database. One left
+                    // open by a stalled or frozen process would hold its locks (the event lock
+                    // among them) for every replica: the server ends it instead.
+                    conn.execute("SET idle_in_transaction_session_timeout = '30s'")
+                        .await?;
+                    Ok(())
+                })
+            })
             .after_release(discard_if_in_transaction)
             .connect(url.expose_secret())
             .await?;
