@@ -158,13 +158,35 @@ impl Webhooks {
                 let (this, endpoint) = (self.clone(), endpoint.clone());
                 attempts.spawn(async move {
                     let result = this.attempt(&endpoint, &d).await;
-                    this.settle(&endpoint, &d, result).await
+                    (d, result)
                 });
             }
+            let mut delivered = Vec::new();
             while let Some(done) = attempts.join_next().await {
-                if let Ok(Err(e)) = done {
-                    tracing::error!(endpoint = name, "cannot record a webhook delivery: {e}");
+                let Ok((d, result)) = done else { continue };
+                match result {
+                    Attempt::Delivered => delivered.push(d),
+                    Attempt::Failed(error) => {
+                        if let Err(e) = self.failed(endpoint, &d, error).await {
+                            tracing::error!(
+                                endpoint = name,
+                                "cannot record a webhook attempt: {e}"
+                            );
+                        }
+                    }
                 }
+            }
+            // One write for the batch's deliveries: each write waits for the disk.
+            let now = Utc::now();
+            self.store.delivered(&delivered, now).await?;
+            for d in &delivered {
+                let age = (now - d.event.at).to_std().unwrap_or_default();
+                self.metrics.webhook(
+                    name,
+                    d.event.event.type_name(),
+                    true,
+                    Some(age.as_secs_f64()),
+                );
             }
         }
         let due = self.store.next_delivery_due(name).await?;
@@ -232,46 +254,34 @@ impl Webhooks {
         }
     }
 
-    /// Records an attempt: delivered; retried later with backoff and jitter; or, past the
+    /// Records a failed attempt: retried later with backoff and jitter, or, past the
     /// endpoint's `max_age`, given up (the operator is told once per failing spell).
-    async fn settle(
+    async fn failed(
         &self,
         endpoint: &Endpoint,
         d: &Delivery,
-        result: Attempt,
+        error: String,
     ) -> Result<(), StoreError> {
         let now = Utc::now();
         let kind = d.event.event.type_name();
         let name = endpoint.config.name.as_str();
-        match result {
-            Attempt::Delivered => {
-                self.store.delivered(d, now).await?;
-                let age = (now - d.event.at).to_std().unwrap_or_default();
-                self.metrics
-                    .webhook(name, kind, true, Some(age.as_secs_f64()));
-                tracing::debug!(endpoint = name, event = %id_of(d.event.seq), kind, "webhook delivered");
-            }
-            Attempt::Failed(error) => {
-                self.metrics.webhook(name, kind, false, None);
-                let wait = backoff(d.attempts);
-                let at = now + TimeDelta::from_std(wait).unwrap_or(TimeDelta::MAX);
-                let deadline = d.created_at
-                    + TimeDelta::from_std(endpoint.config.max_age).unwrap_or(TimeDelta::MAX);
-                if at > deadline {
-                    tracing::error!(endpoint = name, event = %id_of(d.event.seq), kind, attempts = d.attempts,
-                        "webhook given up after max_age: {error}");
-                    self.store
-                        .delivery_failed(d, &error, now, self.operator.as_ref())
-                        .await?;
-                } else {
-                    tracing::warn!(endpoint = name, event = %id_of(d.event.seq), kind, attempts = d.attempts,
-                        retry_in = %humantime::format_duration(Duration::from_secs(wait.as_secs())),
-                        "webhook not delivered: {error}");
-                    self.store.retry_delivery(d, &error, at).await?;
-                }
-            }
+        self.metrics.webhook(name, kind, false, None);
+        let wait = backoff(d.attempts);
+        let at = now + TimeDelta::from_std(wait).unwrap_or(TimeDelta::MAX);
+        let deadline =
+            d.created_at + TimeDelta::from_std(endpoint.config.max_age).unwrap_or(TimeDelta::MAX);
+        if at > deadline {
+            tracing::error!(endpoint = name, event = %id_of(d.event.seq), kind, attempts = d.attempts,
+                "webhook given up after max_age: {error}");
+            self.store
+                .delivery_failed(d, &error, now, self.operator.as_ref())
+                .await
+        } else {
+            tracing::warn!(endpoint = name, event = %id_of(d.event.seq), kind, attempts = d.attempts,
+                retry_in = %humantime::format_duration(Duration::from_secs(wait.as_secs())),
+                "webhook not delivered: {error}");
+            self.store.retry_delivery(d, &error, at).await
         }
-        Ok(())
     }
 }
 

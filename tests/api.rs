@@ -40,6 +40,23 @@ impl Platform {
         }
     }
 
+    /// The API of the daemon running with another config file (a replica).
+    pub fn at(config: &std::path::Path) -> Self {
+        let mut in_api = false;
+        let mut addr = String::new();
+        for line in std::fs::read_to_string(config).unwrap().lines() {
+            if line.starts_with('[') {
+                in_api = line.trim() == "[api]";
+            } else if in_api && line.starts_with("listen") {
+                addr = line.split('"').nth(1).unwrap().to_owned();
+            }
+        }
+        Self {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+        }
+    }
+
     /// Sends `body` (JSON, when given) with the test key; answers the status and the JSON.
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut request = self
@@ -339,22 +356,7 @@ async fn callers_at_two_replicas_share_one_refresh() {
     let _first = env.spawn().await;
     let _second = env.spawn_with(&other).await;
     let first = Platform::new(&env);
-    let api_of_other = {
-        let mut in_api = false;
-        let mut addr = String::new();
-        for line in std::fs::read_to_string(&other).unwrap().lines() {
-            if line.starts_with('[') {
-                in_api = line.trim() == "[api]";
-            } else if in_api && line.starts_with("listen") {
-                addr = line.split('"').nth(1).unwrap().to_owned();
-            }
-        }
-        format!("http://{addr}")
-    };
-    let second = Platform {
-        base: api_of_other,
-        http: reqwest::Client::new(),
-    };
+    let second = Platform::at(&other);
     let mut grant: Value = serde_json::from_str(&oidc.grant("user-3").await).unwrap();
     grant["expires_in"] = json!(30);
     let before = refreshes(&oidc).await;

@@ -279,3 +279,55 @@ async fn a_daemon_killed_mid_delivery_loses_nothing_and_redelivers_under_the_sam
         "the first attempt was made, and made again"
     );
 }
+
+#[tokio::test]
+async fn three_replicas_deliver_each_event_once() {
+    let receiver = Receiver::spawn().await;
+    let env = TestEnv::with_config_on(
+        Db::Postgres,
+        &format!(
+            "{}{}",
+            crate::api::ACME,
+            receiver::config("platform", &receiver.url(), &[])
+        ),
+    )
+    .await;
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let mut daemons = vec![env.spawn().await];
+    let mut platforms = vec![Platform::new(&env)];
+    for n in 0..2 {
+        let other = env.path(&format!("replica-{n}.toml"));
+        let port = crate::helpers::peers::free_port();
+        std::fs::write(&other, crate::replicas::replica_config_text(&text, port)).unwrap();
+        daemons.push(env.spawn_with(&other).await);
+        platforms.push(Platform::at(&other));
+    }
+    endpoint_known(&env).await;
+    // Events written through every replica at once.
+    let writes: Vec<_> = (0..30)
+        .map(|n| {
+            let platform = platforms[n % 3].clone();
+            tokio::spawn(async move {
+                let body = json!({"provider": "acme", "name": format!("CRM {n}"),
+                    "owner": "a@example.com", "tokens": {"access_token": format!("at-{n}-0123456789")},
+                    "allow_unknown_account": true});
+                let (status, _) = platform.call("POST", "/v1/connections", Some(body)).await;
+                assert_eq!(status, 201);
+            })
+        })
+        .collect();
+    for w in writes {
+        w.await.unwrap();
+    }
+    wait_until("thirty deliveries", Duration::from_secs(60), || async {
+        receiver.received().await.len() >= 30
+    })
+    .await;
+    let received = receiver.received().await;
+    let ids: std::collections::BTreeSet<&String> = received.iter().map(|(id, _)| id).collect();
+    assert_eq!(received.len(), 30, "none twice");
+    assert_eq!(ids.len(), 30, "none lost");
+    let logged = env.ok(&["events", "list"]).await;
+    assert_eq!(logged.lines().count(), 30);
+    drop(daemons);
+}

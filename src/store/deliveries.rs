@@ -49,7 +49,12 @@ pub trait Deliveries: Send + Sync {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Delivery>, StoreError>;
-    async fn delivered(&self, delivery: &Delivery, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Marks deliveries done, in one write (a batch's worth: each write waits for the disk).
+    async fn delivered(
+        &self,
+        deliveries: &[Delivery],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     async fn retry_delivery(
         &self,
         delivery: &Delivery,

@@ -134,20 +134,33 @@ impl Deliveries for SqlStore {
         Ok(claimed)
     }
 
-    async fn delivered(&self, d: &Delivery, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn delivered(&self, done: &[Delivery], now: DateTime<Utc>) -> Result<(), StoreError> {
+        if done.is_empty() {
+            return Ok(());
+        }
         let mut tx = self.write().await?;
-        sqlx::query(
+        let params: Vec<String> = (0..done.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
             "UPDATE webhook_deliveries SET delivered_at = $1, lease_owner = NULL, \
-               lease_expires_at = NULL, last_error = NULL WHERE id = $2",
-        )
-        .bind(to_ms(now))
-        .bind(d.id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE webhook_endpoints SET failing_since = NULL WHERE endpoint = $1")
-            .bind(&d.endpoint)
+               lease_expires_at = NULL, last_error = NULL WHERE id IN ({})",
+            params.join(", ")
+        );
+        let mut update = sqlx::query(&sql).bind(to_ms(now));
+        for d in done {
+            update = update.bind(d.id);
+        }
+        update.execute(&mut *tx).await?;
+        let mut endpoints: Vec<&str> = done.iter().map(|d| d.endpoint.as_str()).collect();
+        endpoints.dedup();
+        for endpoint in endpoints {
+            sqlx::query(
+                "UPDATE webhook_endpoints SET failing_since = NULL \
+                 WHERE endpoint = $1 AND failing_since IS NOT NULL",
+            )
+            .bind(endpoint)
             .execute(&mut *tx)
             .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
