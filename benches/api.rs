@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 use credwatch::store::{self, NewConnection, NewPipeline};
 use credwatch::tokens::TokenSet;
 
+mod common;
+
+use common::{free_port, machine, process_cpu};
+
 const BIN: &str = env!("CARGO_BIN_EXE_credwatch");
 const KEY: &str = "cwk_benchmark-key-0123456789abcdefghijklmnopqrstu";
 
@@ -80,7 +84,7 @@ async fn bench(o: Options) {
     let loaded = credwatch::config::Config::load(&config).expect("config loads");
     let (connections, pipelines) = seed(&loaded, o.connections).await;
 
-    let mut daemon = Daemon(
+    let mut daemon = common::Child(
         std::process::Command::new(BIN)
             .arg("--config")
             .arg(&config)
@@ -321,52 +325,4 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the daemon's API did not answer within 30 s");
-}
-
-/// CPU seconds a process has used so far (utime + stime from /proc).
-fn process_cpu(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit(')').next().unwrap_or_default();
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks(11) + ticks(12)) / hz
-}
-
-struct Daemon(std::process::Child);
-
-impl Daemon {
-    fn stop(&mut self) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    format!("{cpus} cores")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }

@@ -8,7 +8,6 @@
 //! process's peak RSS and the database size, beside the ceiling: the same endpoint's raw
 //! request rate with no credwatch around it (from `wrk` when installed, else a client loop).
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -19,6 +18,10 @@ use credwatch::config::{DatabaseConfig, DatabaseUrl};
 use credwatch::crypto::Keyring;
 use credwatch::store::{self, NewConnection};
 use credwatch::tokens::TokenSet;
+
+mod common;
+
+use common::{children_usage, free_port, machine};
 
 const BIN: &str = env!("CARGO_BIN_EXE_credwatch");
 const SEED_BATCH: usize = 5_000;
@@ -377,49 +380,4 @@ async fn results(
         .sum(),
     };
     (sorted(calls), sorted(stored), bytes)
-}
-
-/// Peak RSS (KiB) and CPU seconds of the children waited for so far: the sweep.
-fn children_usage() -> (i64, f64) {
-    // SAFETY: getrusage writes into the struct we pass and has no other preconditions.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
-        usage
-    };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    (usage.ru_maxrss, secs(usage.ru_utime) + secs(usage.ru_stime))
-}
-
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    let mem_gib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .next()
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|k| k.parse::<f64>().ok())
-        })
-        .map(|kib| kib / 1024.0 / 1024.0)
-        .unwrap_or(0.0);
-    format!("{cpus} cores, {model}, {mem_gib:.0} GiB")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a: SocketAddr| a.port())
-        .expect("free port")
 }
