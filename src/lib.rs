@@ -21,6 +21,7 @@ pub mod logging;
 pub mod mailer;
 pub mod metrics;
 pub mod notices;
+pub mod outbox;
 pub mod pipelines;
 pub mod scheduler;
 pub mod status;

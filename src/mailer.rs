@@ -1,13 +1,12 @@
-//! The mailer: sends what the outbox holds (over SMTP, one connection per round of sends with
-//! every step bounded, see `smtp`; or as files), marks each notice sent or failed, and retries
-//! with backoff when the server is down. It sleeps until the next notice is due or a check
-//! queues one.
+//! The mailer: e-mail as a channel of the outbox (`outbox`), which claims, retries with
+//! backoff and records. This says what an e-mail is: the notices it carries, rendered, sent
+//! over SMTP (one session per round with every step bounded, see `smtp`) or written as files.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Serialize;
@@ -17,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, MailTransport, NoticesConfig, Url};
 use crate::domain::{ConnectionId, PausedBy, PipelineState, ProviderId};
 use crate::notices::{NoticeError, Rendered, Templates, explain};
+use crate::outbox::{Backoff, Channel, Outcome, Recorded, Worker};
 use crate::store::{Connection, Lease, NoticeKind, OutboxItem, Store, StoreError};
 
 mod smtp;
@@ -27,8 +27,6 @@ const BATCH: u32 = 50;
 const MAX_SLEEP: Duration = Duration::from_secs(600);
 const RETRY_START: Duration = Duration::from_secs(10);
 const RETRY_MAX: Duration = Duration::from_secs(1800);
-/// How long stopping waits for the last due notices.
-const FLUSH: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum MailerError {
@@ -125,10 +123,6 @@ fn human(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-fn delta(d: Duration) -> TimeDelta {
-    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
-}
-
 impl Mailer {
     pub fn new(
         config: &Config,
@@ -155,114 +149,32 @@ impl Mailer {
     }
 
     /// Sends until `shutdown`, waking when `signal` says a notice was queued or when the next
-    /// retry is due.
+    /// retry is due: the outbox worker with e-mail as its channel.
     pub async fn run(self, signal: Arc<Notify>, shutdown: CancellationToken) {
-        loop {
-            // A stop does not wait for a slow mail server: what was claimed and not sent is
-            // taken up again when its lease ends.
-            let sent = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                sent = self.send_due() => sent,
-            };
-            let claimed = match sent {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::error!("mailer: {e}");
-                    0
-                }
-            };
-            if claimed > 0 && !shutdown.is_cancelled() {
-                continue;
-            }
-            let wait = match self.store.next_outbox_due().await {
-                Ok(Some(at)) => (at - Utc::now())
-                    .to_std()
-                    .unwrap_or_default()
-                    .min(MAX_SLEEP),
-                Ok(None) => MAX_SLEEP,
-                Err(e) => {
-                    tracing::error!("mailer: cannot read the outbox: {e}");
-                    RETRY_START
-                }
-            };
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = signal.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-            }
-        }
-        // Stopping: send what is due now (the checks that just finished may have queued some),
-        // without holding the stop up for long. The rest waits in the outbox.
-        match tokio::time::timeout(FLUSH, self.send_due()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!("mailer: {e}"),
-            Err(_) => {
-                tracing::warn!("mailer: stopped before every due notice went out; they stay queued")
-            }
-        }
-    }
-
-    /// Claims due notices and sends them; returns how many were claimed.
-    pub async fn send_due(&self) -> Result<usize, MailerError> {
-        let sent = self.send_claimed().await;
-        self.transport.close().await;
-        sent
-    }
-
-    async fn send_claimed(&self) -> Result<usize, MailerError> {
-        let now = Utc::now();
-        let lease = Lease {
-            owner: self.instance.clone(),
-            until: now + delta(self.lease),
-        };
-        let items = self.store.claim_outbox(&lease, now, BATCH).await?;
-        let claimed = items.len();
-        // An owner's expired-credentials notices and reminders go out together; the rest one by one.
-        let mut groups: BTreeMap<(String, bool), Vec<OutboxItem>> = BTreeMap::new();
-        let mut singles = Vec::new();
-        for item in items {
-            match item.kind {
-                NoticeKind::CredentialsExpired | NoticeKind::Reminder => groups
-                    .entry((
-                        item.recipient.to_string(),
-                        item.kind == NoticeKind::Reminder,
-                    ))
-                    .or_default()
-                    .push(item),
-                _ => singles.push(item),
-            }
-        }
-        for ((_, reminder), group) in groups {
-            self.send_expired(group, reminder).await?;
-        }
-        for item in singles {
-            self.send_single(item).await?;
-        }
-        Ok(claimed)
+        let (instance, lease) = (self.instance.clone(), self.lease);
+        Worker::new(self, instance, lease, signal)
+            .run(shutdown)
+            .await
     }
 
     async fn send_expired(
         &self,
-        items: Vec<OutboxItem>,
+        items: &[OutboxItem],
         reminder: bool,
-    ) -> Result<(), MailerError> {
-        let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
+    ) -> Result<Outcome, MailerError> {
         let mut views = Vec::new();
-        for item in &items {
+        for item in items {
             if let Some(view) = self.expired_view(item).await? {
                 views.push(view);
             }
         }
-        if views.is_empty() {
+        let Some(first) = items.first().filter(|_| !views.is_empty()) else {
             // Reconnected (or removed) before the notice went out: nothing to say any more.
-            self.store
-                .outbox_sent(&ids, Utc::now(), Some("not sent: no longer broken"))
-                .await?;
-            return Ok(());
-        }
+            return Ok(Outcome::Moot("not sent: no longer broken".into()));
+        };
         let context = serde_json::json!({ "reminder": reminder, "connections": views });
         let rendered = self.templates.render("credentials_expired", &context)?;
-        self.deliver(&items[0], &ids, rendered).await
+        Ok(self.send(first, rendered).await)
     }
 
     /// The facts of one broken connection, with a fresh reauthorize link; `None` when the
@@ -307,8 +219,7 @@ impl Mailer {
         }))
     }
 
-    async fn send_single(&self, item: OutboxItem) -> Result<(), MailerError> {
-        let ids = [item.id];
+    async fn send_single(&self, item: &OutboxItem) -> Result<Outcome, MailerError> {
         let payload: serde_json::Value = serde_json::from_str(&item.payload).unwrap_or_default();
         let connection = match &item.connection {
             Some(id) => match self.store.connection(id).await {
@@ -322,21 +233,13 @@ impl Mailer {
             (NoticeKind::OperatorAlert, _) => ("operator_alert", payload),
             (NoticeKind::Reconnected, Some(c)) => {
                 let Some(incident) = item.incident else {
-                    return Ok(self
-                        .store
-                        .outbox_sent(&ids, Utc::now(), Some("not sent: no incident"))
-                        .await?);
+                    return Ok(Outcome::Moot("not sent: no incident".into()));
                 };
                 if !self.store.owner_told(incident).await? {
                     // No "reconnected" for an outage the owner never heard of.
-                    return Ok(self
-                        .store
-                        .outbox_sent(
-                            &ids,
-                            Utc::now(),
-                            Some("not sent: the owner was never told of the outage"),
-                        )
-                        .await?);
+                    return Ok(Outcome::Moot(
+                        "not sent: the owner was never told of the outage".into(),
+                    ));
                 }
                 let incident = self.store.incident(incident).await?;
                 let resumed: Vec<String> = payload["resumed"]
@@ -369,10 +272,7 @@ impl Mailer {
             }
             (NoticeKind::ExpiringSoon, Some(c)) => {
                 let Some(expires) = c.refresh_expires_at else {
-                    return Ok(self
-                        .store
-                        .outbox_sent(&ids, Utc::now(), Some("not sent: no end date"))
-                        .await?);
+                    return Ok(Outcome::Moot("not sent: no end date".into()));
                 };
                 let (link, _) = self.link(&c.id, None).await?;
                 let days = (expires - Utc::now()).num_days().max(0);
@@ -382,33 +282,18 @@ impl Mailer {
                 });
                 ("expiring_soon", context)
             }
-            _ => {
-                return Ok(self
-                    .store
-                    .outbox_sent(&ids, Utc::now(), Some("not sent: the connection is gone"))
-                    .await?);
-            }
+            _ => return Ok(Outcome::Moot("not sent: the connection is gone".into())),
         };
         let rendered = self.templates.render(kind, &context)?;
-        self.deliver(&item, &ids, rendered).await
+        Ok(self.send(item, rendered).await)
     }
 
-    /// Sends one message and records the outcome for every notice it carries.
-    async fn deliver(
-        &self,
-        first: &OutboxItem,
-        ids: &[i64],
-        r: Rendered,
-    ) -> Result<(), MailerError> {
+    /// Sends one message; `first` is the notice it answers to (its recipient and kind).
+    async fn send(&self, first: &OutboxItem, r: Rendered) -> Outcome {
         let to = match first.recipient.as_str().parse::<lettre::Address>() {
             Ok(a) => Mailbox::new(None, a),
-            Err(e) => {
-                // Checked when the connection was added; a row edited by hand could still fail.
-                return Ok(self
-                    .store
-                    .outbox_failed(ids, &e.to_string(), Utc::now())
-                    .await?);
-            }
+            // Checked when the connection was added; a row edited by hand could still fail.
+            Err(e) => return Outcome::FailedForGood(e.to_string()),
         };
         // MIME headers on every message (UTF-8 text arrives intact), and a Message-ID, which
         // spam filters expect.
@@ -425,38 +310,26 @@ impl Mailer {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(recipient = %first.recipient, "cannot build the e-mail: {e}");
-                return Ok(self
-                    .store
-                    .outbox_failed(ids, &e.to_string(), Utc::now())
-                    .await?);
+                return Outcome::FailedForGood(e.to_string());
             }
         };
         let sent = self.transport.send(message).await;
         self.metrics.mail(first.kind.as_str(), sent.is_ok());
         match sent {
             Ok(()) => {
-                tracing::info!(recipient = %first.recipient, kind = %first.kind, notices = ids.len(), "e-mail sent");
-                self.store.outbox_sent(ids, Utc::now(), None).await?;
+                tracing::info!(recipient = %first.recipient, kind = %first.kind, "e-mail sent");
+                Outcome::Sent
             }
             Err(e) if e.permanent => {
                 tracing::error!(recipient = %first.recipient, kind = %first.kind,
                     "the mail server refused the e-mail for good; it will not be retried: {}", e.message);
-                self.store
-                    .outbox_failed(ids, &e.message, Utc::now())
-                    .await?;
+                Outcome::FailedForGood(e.message)
             }
-            Err(e) => {
-                let wait = RETRY_START
-                    .saturating_mul(1 << first.attempts.min(16))
-                    .min(RETRY_MAX);
-                tracing::warn!(recipient = %first.recipient, kind = %first.kind,
-                    retry_in = %humantime::format_duration(wait), "e-mail not sent, will retry: {}", e.message);
-                self.store
-                    .outbox_retry(ids, &e.message, Utc::now() + delta(wait))
-                    .await?;
-            }
+            Err(e) => Outcome::RetryLater(format!(
+                "e-mail to {} ({}): {}",
+                first.recipient, first.kind, e.message
+            )),
         }
-        Ok(())
     }
 
     async fn link(
@@ -486,5 +359,101 @@ impl Mailer {
             .get(&c.provider)
             .cloned()
             .unwrap_or_else(|| c.provider.to_string())
+    }
+}
+
+/// One e-mail and the notices it carries: an owner's expired-credentials notices (or their
+/// reminders) go out together, every other notice alone.
+pub struct Mail {
+    items: Vec<OutboxItem>,
+    /// `Some(reminder)` for the expired-credentials digest.
+    digest: Option<bool>,
+}
+
+#[async_trait::async_trait]
+impl Channel for Mailer {
+    type Unit = Mail;
+    type Error = MailerError;
+
+    fn name(&self) -> String {
+        "mailer".into()
+    }
+
+    async fn claim(&self, lease: &Lease, now: DateTime<Utc>) -> Result<Vec<Mail>, MailerError> {
+        let items = self.store.claim_outbox(lease, now, BATCH).await?;
+        let mut groups: BTreeMap<(String, bool), Vec<OutboxItem>> = BTreeMap::new();
+        let mut singles = Vec::new();
+        for item in items {
+            match item.kind {
+                NoticeKind::CredentialsExpired | NoticeKind::Reminder => groups
+                    .entry((
+                        item.recipient.to_string(),
+                        item.kind == NoticeKind::Reminder,
+                    ))
+                    .or_default()
+                    .push(item),
+                _ => singles.push(Mail {
+                    items: vec![item],
+                    digest: None,
+                }),
+            }
+        }
+        let digests = groups.into_iter().map(|((_, reminder), items)| Mail {
+            items,
+            digest: Some(reminder),
+        });
+        Ok(digests.chain(singles).collect())
+    }
+
+    async fn deliver(&self, mail: &Mail) -> Result<Outcome, MailerError> {
+        match (mail.digest, mail.items.first()) {
+            (Some(reminder), _) => self.send_expired(&mail.items, reminder).await,
+            (None, Some(item)) => self.send_single(item).await,
+            (None, None) => Ok(Outcome::Moot("nothing to send".into())),
+        }
+    }
+
+    fn attempts(&self, mail: &Mail) -> u32 {
+        mail.items.first().map_or(1, |i| i.attempts + 1)
+    }
+
+    /// E-mails are retried for as long as the server is down: none is lost.
+    fn retry_until(&self, _: &Mail) -> Option<DateTime<Utc>> {
+        None
+    }
+
+    async fn record(&self, done: Vec<(Mail, Recorded)>) -> Result<(), MailerError> {
+        let now = Utc::now();
+        for (mail, recorded) in done {
+            let ids: Vec<i64> = mail.items.iter().map(|i| i.id).collect();
+            match recorded {
+                Recorded::Sent { note } => {
+                    self.store.outbox_sent(&ids, now, note.as_deref()).await?
+                }
+                Recorded::Retry { error, at } => self.store.outbox_retry(&ids, &error, at).await?,
+                Recorded::Failed { error } => self.store.outbox_failed(&ids, &error, now).await?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, MailerError> {
+        Ok(self.store.next_outbox_due().await?)
+    }
+
+    fn backoff(&self) -> Backoff {
+        Backoff {
+            first: RETRY_START,
+            max: RETRY_MAX,
+        }
+    }
+
+    fn max_sleep(&self) -> Duration {
+        MAX_SLEEP
+    }
+
+    /// One SMTP session per round.
+    async fn end_round(&self) {
+        self.transport.close().await;
     }
 }

@@ -162,7 +162,7 @@ async fn a_notice_queued_while_smtp_is_down_arrives_once_it_is_back() {
     daemon
         .log_until("a failed delivery", Duration::from_secs(30), |log| {
             log.iter()
-                .any(|l| l.contains("e-mail not sent, will retry"))
+                .any(|l| l.contains("mailer: not delivered, will retry"))
         })
         .await;
     let smtp = SmtpServer::spawn_on(port).await;
