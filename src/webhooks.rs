@@ -62,14 +62,18 @@ struct EndpointChannel {
     http: reqwest::Client,
     operator: Option<EmailAddress>,
     metrics: Arc<Metrics>,
+    /// Woken when the operator's e-mail about a failing endpoint is queued.
+    mailer: Arc<tokio::sync::Notify>,
 }
 
 impl Webhooks {
+    /// `mailer` is woken when an operator alert is queued.
     pub fn new(
         config: &Config,
         store: Arc<dyn Store>,
         instance: String,
         metrics: Arc<Metrics>,
+        mailer: Arc<tokio::sync::Notify>,
     ) -> Result<Self, WebhookError> {
         // A redirect is not followed: the receiver is what the config names, nowhere else.
         let http = reqwest::Client::builder()
@@ -94,6 +98,7 @@ impl Webhooks {
                     http: http.clone(),
                     operator: config.operator_email.clone(),
                     metrics: metrics.clone(),
+                    mailer: mailer.clone(),
                 })
             })
             .collect::<Result<_, WebhookError>>()?;
@@ -233,6 +238,7 @@ impl Channel for EndpointChannel {
                     self.store
                         .delivery_failed(&d, &error, now, self.operator.as_ref())
                         .await?;
+                    self.mailer.notify_one();
                 }
             }
         }

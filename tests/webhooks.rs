@@ -331,3 +331,93 @@ async fn three_replicas_deliver_each_event_once() {
     assert_eq!(logged.lines().count(), 30);
     drop(daemons);
 }
+
+#[tokio::test]
+async fn a_secret_being_rotated_out_still_verifies_and_replay_sends_events_again() {
+    let receiver = Receiver::spawn().await;
+    // The receiver still knows only the old secret: the previous signature is what it checks.
+    let hooks = receiver::config("platform", &receiver.url(), &[]).replace(
+        &format!("secret = \"{}\"", receiver::SECRET),
+        &format!(
+            "secret = \"whsec_bmV3LXNlY3JldC1mb3ItdGhlLXJvdGF0aW9uLXRlc3QtMDEyMzQ1Ng==\"\n\
+             previous_secret = \"{}\"",
+            receiver::SECRET
+        ),
+    );
+    let env = TestEnv::with_config(&format!("{}{hooks}", crate::api::ACME));
+    let _daemon = env.spawn().await;
+    endpoint_known(&env).await;
+    Platform::new(&env)
+        .connect("ada@example.com", json!({"access_token": "at-0123456789"}))
+        .await;
+    wait_until("the delivery", Duration::from_secs(30), || async {
+        receiver.received().await.len() == 1
+    })
+    .await;
+    let signature = receiver.deliveries().await[0]["signature"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        signature.split(' ').count(),
+        2,
+        "both signatures: {signature}"
+    );
+
+    let out = env
+        .ok(&["webhooks", "replay", "platform", "--since", "1h"])
+        .await;
+    assert!(out.starts_with("1 events"), "{out}");
+    wait_until("the replay", Duration::from_secs(30), || async {
+        receiver.received().await.len() == 2
+    })
+    .await;
+    let received = receiver.received().await;
+    assert_eq!(
+        received[0].0, received[1].0,
+        "the same event, the same webhook-id"
+    );
+}
+
+#[tokio::test]
+async fn an_event_past_max_age_is_given_up_and_the_operator_told_once() {
+    let receiver = Receiver::spawn().await;
+    receiver.set_mode("fail").await;
+    let hooks = receiver::config("platform", &receiver.url(), &[])
+        .replace("timeout = \"2s\"", "timeout = \"2s\"\nmax_age = \"1s\"");
+    let env = TestEnv::with_config(&format!(
+        "[operator]\nemail = \"oncall@example.com\"\n{}{hooks}",
+        crate::api::ACME
+    ));
+    let _daemon = env.spawn().await;
+    endpoint_known(&env).await;
+    let platform = Platform::new(&env);
+    for _ in 0..2 {
+        platform
+            .connect("ada@example.com", json!({"access_token": "at-0123456789"}))
+            .await;
+    }
+    wait_until("both given up", Duration::from_secs(30), || async {
+        env.value("SELECT COUNT(*) FROM webhook_deliveries WHERE failed_at IS NOT NULL")
+            .await
+            == "2"
+    })
+    .await;
+    let status = env.ok(&["webhooks", "status"]).await;
+    assert!(status.contains("HTTP 500"), "{status}");
+    wait_until("the operator's e-mail", Duration::from_secs(30), || async {
+        !crate::helpers::read_dir_names(&env.path("mail")).is_empty()
+    })
+    .await;
+    let mails = crate::helpers::read_dir_names(&env.path("mail"));
+    assert_eq!(
+        mails.len(),
+        1,
+        "one e-mail for the failing spell: {mails:?}"
+    );
+    let text = std::fs::read_to_string(env.path("mail").join(&mails[0])).unwrap();
+    assert!(
+        text.contains("platform") && text.contains("gave up"),
+        "{text}"
+    );
+}

@@ -175,6 +175,7 @@ impl Workers {
             store.clone(),
             instance.to_owned(),
             metrics.clone(),
+            checker.outbox_signal(),
         )?;
         Ok(Self {
             checker,
