@@ -299,6 +299,17 @@ async fn a_corrupted_token_row_is_set_aside_and_its_provider_goes_on() {
     // Later sweeps go on without it.
     let out = env.ok(&["sweep"]).await;
     assert!(out.starts_with("checked 0 "), "nothing else due: {out}");
+    // The platform asking for its token is told why, not given a 500.
+    let _daemon = env.spawn().await;
+    let (status, problem) = crate::api::Platform::new(&env)
+        .call(
+            "POST",
+            &format!("/v1/connections/{}/access-token", ids[1]),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "{problem}");
+    assert_eq!(problem["type"], "/problems/credentials-unreadable");
 }
 
 #[tokio::test]

@@ -421,3 +421,44 @@ async fn an_event_past_max_age_is_given_up_and_the_operator_told_once() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn an_endpoint_added_by_a_reload_gets_events_from_then_on() {
+    let receiver = Receiver::spawn().await;
+    let env = TestEnv::with_config(crate::api::ACME);
+    let mut daemon = env.spawn().await;
+    let platform = Platform::new(&env);
+    let before = platform
+        .connect("ada@example.com", json!({"access_token": "at-0123456789"}))
+        .await;
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        format!(
+            "{text}{}",
+            receiver::config("platform", &receiver.url(), &[])
+        ),
+    )
+    .unwrap();
+    daemon.signal(libc::SIGHUP);
+    daemon
+        .log_until("the reload", Duration::from_secs(30), |log| {
+            log.iter().any(|l| l.contains("config reloaded"))
+        })
+        .await;
+    endpoint_known(&env).await;
+    let after = platform
+        .connect(
+            "grace@example.com",
+            json!({"access_token": "at-9876543210"}),
+        )
+        .await;
+    wait_until("the delivery", Duration::from_secs(30), || async {
+        !receiver.received().await.is_empty()
+    })
+    .await;
+    let received = receiver.received().await;
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0].1["data"]["connection"], after.as_str());
+    assert_ne!(received[0].1["data"]["connection"], before.as_str());
+}

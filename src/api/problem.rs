@@ -237,6 +237,17 @@ impl From<StoreError> for ApiError {
                 detail: e.to_string(),
                 extra: serde_json::Map::new(),
             },
+            // A row whose sealed tokens do not open (altered, or under a key not configured):
+            // the sweep sets such a connection aside and alerts the operator.
+            StoreError::Crypto(_) => {
+                tracing::error!("API request failed: {e}");
+                ApiError::Conflict {
+                    kind: "credentials-unreadable",
+                    title: "The stored credentials cannot be opened",
+                    detail: "this connection's stored credentials cannot be opened with the configured keys; the operator is alerted when the sweep finds it, and reauthorizing replaces them".into(),
+                    extra: serde_json::Map::new(),
+                }
+            }
             StoreError::ExternalIdTaken(_) => ApiError::Conflict {
                 kind: "external-id-taken",
                 title: "The external_id is already used",
