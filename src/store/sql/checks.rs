@@ -293,24 +293,14 @@ impl SqlStore {
     ) -> Result<RotateRow, StoreError> {
         let id = claimed.connection.id.clone();
         let t = rotation.tokens;
-        let access = self
-            .keyring
-            .seal(&t.access_token, &token_context(&id, "access_token"))?;
-        // A provider that does not rotate keeps the old refresh token; it is sealed again so
-        // that both blobs are under the current key (this is how a key rotation spreads).
-        let refresh = t
-            .refresh_token
-            .as_ref()
-            .or(claimed.tokens.refresh_token.as_ref())
-            .map(|r| self.keyring.seal(r, &token_context(&id, "refresh_token")))
-            .transpose()?;
+        let sealed = self.seal_tokens(&id, t, claimed.tokens.refresh_token.as_ref())?;
         Ok(RotateRow {
             id,
             owner: claimed.lease.owner.clone(),
             expected: rotation.expected_generation,
-            key_id: access.key_id.as_str().to_owned(),
-            access: access.blob,
-            refresh: refresh.map(|r| r.blob),
+            key_id: sealed.key_id,
+            access: sealed.access,
+            refresh: sealed.refresh,
             expires_at: t.expires_at.map(to_ms),
             refresh_expires_at: t.refresh_expires_at.map(to_ms),
             scopes: t.scopes.join(" "),

@@ -112,6 +112,13 @@ pub struct SqlStore {
     writes: WriteHealth,
 }
 
+/// A connection's tokens as stored: blobs under one key.
+pub(super) struct SealedTokens {
+    pub key_id: String,
+    pub access: Vec<u8>,
+    pub refresh: Option<Vec<u8>>,
+}
+
 /// Starts the tasks that read hand-outs in groups; they end when the store is dropped.
 fn handout_readers(
     pool: &AnyPool,
@@ -331,6 +338,32 @@ fn url_path(path: &Path) -> String {
 
 impl SqlStore {
     /// Opens the sealed tokens of a row that has key_id, access_token, refresh_token and token_generation.
+    /// A connection's tokens sealed for storing, each bound to its row and column: the one
+    /// place tokens are sealed. `keep_refresh` stands in when the set has no refresh token (a
+    /// provider that does not rotate keeps the old one; it is sealed again, under the current
+    /// key, which is how a key rotation spreads).
+    pub(super) fn seal_tokens(
+        &self,
+        id: &ConnectionId,
+        tokens: &TokenSet,
+        keep_refresh: Option<&SecretString>,
+    ) -> Result<SealedTokens, StoreError> {
+        let access = self
+            .keyring
+            .seal(&tokens.access_token, &token_context(id, "access_token"))?;
+        let refresh = tokens
+            .refresh_token
+            .as_ref()
+            .or(keep_refresh)
+            .map(|r| self.keyring.seal(r, &token_context(id, "refresh_token")))
+            .transpose()?;
+        Ok(SealedTokens {
+            key_id: access.key_id.as_str().to_owned(),
+            access: access.blob,
+            refresh: refresh.map(|r| r.blob),
+        })
+    }
+
     fn tokens_from_row(&self, id: &ConnectionId, row: &AnyRow) -> Result<StoredTokens, StoreError> {
         let key_id: String = row.try_get("key_id")?;
         let access: Vec<u8> = row.try_get("access_token")?;

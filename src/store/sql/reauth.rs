@@ -93,14 +93,7 @@ impl SqlStore {
         now: DateTime<Utc>,
         next_check_at: DateTime<Utc>,
     ) -> Result<Reauthorized, StoreError> {
-        let access = self
-            .keyring
-            .seal(&t.access_token, &token_context(id, "access_token"))?;
-        let refresh = t
-            .refresh_token
-            .as_ref()
-            .map(|r| self.keyring.seal(r, &token_context(id, "refresh_token")))
-            .transpose()?;
+        let sealed = self.seal_tokens(id, t, None)?;
         let now = to_ms(now);
         let mut tx = self.write().await?;
         let provider: Option<String> = sqlx::query_scalar(
@@ -113,9 +106,9 @@ impl SqlStore {
                refresh_sent_at = NULL, set_aside = NULL, updated_at = $7 \
              WHERE id = $9 RETURNING provider",
         )
-        .bind(access.key_id.as_str())
-        .bind(&access.blob)
-        .bind(refresh.as_ref().map(|r| &r.blob))
+        .bind(&sealed.key_id)
+        .bind(&sealed.access)
+        .bind(&sealed.refresh)
         .bind(t.expires_at.map(to_ms))
         .bind(t.refresh_expires_at.map(to_ms))
         .bind(t.scopes.join(" "))

@@ -73,16 +73,7 @@ impl Store for SqlStore {
         let mut tx = self.write().await?;
         for new in batch {
             let id = ConnectionId::generate();
-            let access = self.keyring.seal(
-                &new.tokens.access_token,
-                &token_context(&id, "access_token"),
-            )?;
-            let refresh = new
-                .tokens
-                .refresh_token
-                .as_ref()
-                .map(|t| self.keyring.seal(t, &token_context(&id, "refresh_token")))
-                .transpose()?;
+            let sealed = self.seal_tokens(&id, &new.tokens, None)?;
             sqlx::query(
                 "INSERT INTO connections (id, provider, name, owner_email, account, scopes, key_id, access_token, \
                  refresh_token, access_expires_at, refresh_expires_at, tokens_updated_at, status, status_since, \
@@ -95,9 +86,9 @@ impl Store for SqlStore {
             .bind(new.owner.as_str())
             .bind(&new.account)
             .bind(new.tokens.scopes.join(" "))
-            .bind(access.key_id.as_str())
-            .bind(&access.blob)
-            .bind(refresh.as_ref().map(|s| &s.blob))
+            .bind(&sealed.key_id)
+            .bind(&sealed.access)
+            .bind(&sealed.refresh)
             .bind(new.tokens.expires_at.map(to_ms))
             .bind(new.tokens.refresh_expires_at.map(to_ms))
             .bind(now)
