@@ -290,6 +290,7 @@ async fn seed(config: &credwatch::config::Config, n: usize) -> (Vec<String>, Vec
                 .expect("tokens"),
                 external_id: None,
                 metadata: None,
+                credential_kind: "oauth",
             })
             .collect();
         let ids = store.add_connections(batch, now).await.expect("seed");

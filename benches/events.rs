@@ -288,6 +288,7 @@ async fn seed(config: &credwatch::config::Config, n: usize) {
                     .expect("tokens"),
                     external_id: None,
                     metadata: None,
+                    credential_kind: "oauth",
                 }
             })
             .collect();

@@ -265,6 +265,7 @@ async fn seed(db: &DatabaseConfig, keyring: Arc<Keyring>, n: usize) {
                 .expect("tokens"),
                 external_id: None,
                 metadata: None,
+                credential_kind: "oauth",
             })
             .collect();
         done += batch.len();

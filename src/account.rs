@@ -36,7 +36,7 @@ pub async fn of_grant(provider: &ProviderConfig, tokens: &TokenSet, http: &HttpC
             .cloned()
             .collect(),
         AccountSource::Probe(pointer) => match &provider.probe_url {
-            Some(url) => match http.probe(url, &tokens.access_token).await {
+            Some(url) => match http.probe(url, &provider.auth, &tokens.access_token).await {
                 Outcome::Response(r) if (200..300).contains(&r.status) => {
                     serde_json::from_slice::<serde_json::Value>(&r.body)
                         .ok()

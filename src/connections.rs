@@ -5,10 +5,11 @@
 use chrono::{DateTime, Utc};
 
 use crate::check::HttpClient;
-use crate::config::{AccountSource, Config};
+use crate::config::{AccountSource, Config, ProviderAuth};
 use crate::domain::{ConnectionId, EmailAddress, Name, ProviderId};
 use crate::store::{ConnectionFilter, NewConnection, Store, StoreError};
 use crate::tokens::TokenSet;
+use secrecy::SecretString;
 
 /// A connection to add, its input already parsed.
 #[derive(Debug)]
@@ -20,11 +21,120 @@ pub struct AddConnection {
     pub account: Option<String>,
     /// Store it even when its account cannot be known (it can then never be reauthorized).
     pub allow_unknown_account: bool,
-    pub tokens: TokenSet,
+    pub credential: Credential,
     /// The platform's own id: adding again with the same one gives back the first.
     pub external_id: Option<String>,
     /// A JSON object, as text.
     pub metadata: Option<String>,
+}
+
+/// What a connection holds: a grant's tokens, an API key, or a user name and password. Each
+/// is stored as one sealed secret (a key as it is, a password as `user:password`) beside its
+/// kind; only OAuth tokens are ever refreshed.
+pub enum Credential {
+    OAuth(TokenSet),
+    ApiKey(SecretString),
+    Basic {
+        username: String,
+        password: SecretString,
+    },
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Credential::OAuth(_) => "Credential::OAuth(..)",
+            Credential::ApiKey(_) => "Credential::ApiKey(..)",
+            Credential::Basic { .. } => "Credential::Basic(..)",
+        })
+    }
+}
+
+impl Credential {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Credential::OAuth(_) => "oauth",
+            Credential::ApiKey(_) => "api_key",
+            Credential::Basic { .. } => "basic",
+        }
+    }
+
+    /// A key or a password as the JSON a platform sends (`{"api_key": …}` or
+    /// `{"username": …, "password": …}`), for a provider of that `auth`. Errors never quote
+    /// the value.
+    pub fn from_json(auth: &ProviderAuth, bytes: &[u8]) -> Result<Self, String> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Key {
+            api_key: SecretString,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Login {
+            username: String,
+            password: SecretString,
+        }
+        use secrecy::ExposeSecret;
+        let plain = |s: &str| !s.is_empty() && s.len() <= 4096 && !s.chars().any(char::is_control);
+        match auth {
+            ProviderAuth::OAuth => Err("this provider uses OAuth: give a token response".into()),
+            ProviderAuth::ApiKey(_) => {
+                let k: Key = serde_json::from_slice(bytes)
+                    .map_err(|_| "expected {\"api_key\": \"…\"}".to_owned())?;
+                if !plain(k.api_key.expose_secret()) {
+                    return Err(
+                        "api_key: expected 1 to 4096 characters, none of them control characters"
+                            .into(),
+                    );
+                }
+                Ok(Credential::ApiKey(k.api_key))
+            }
+            ProviderAuth::Basic => {
+                let l: Login = serde_json::from_slice(bytes).map_err(|_| {
+                    "expected {\"username\": \"…\", \"password\": \"…\"}".to_owned()
+                })?;
+                // RFC 7617: the user name ends at the first colon.
+                if !plain(&l.username) || l.username.contains(':') {
+                    return Err(
+                        "username: expected 1 to 4096 characters, no colon, no control characters"
+                            .into(),
+                    );
+                }
+                if !plain(l.password.expose_secret()) {
+                    return Err(
+                        "password: expected 1 to 4096 characters, none of them control characters"
+                            .into(),
+                    );
+                }
+                Ok(Credential::Basic {
+                    username: l.username,
+                    password: l.password,
+                })
+            }
+        }
+    }
+
+    /// The form the store seals: the secret in `access_token`, nothing to refresh.
+    fn into_tokens(self) -> TokenSet {
+        use secrecy::ExposeSecret;
+        let secret = |access_token| TokenSet {
+            access_token,
+            refresh_token: None,
+            expires_at: None,
+            refresh_expires_at: None,
+            scopes: Vec::new(),
+            id_token_subject: None,
+            id_token_email: None,
+        };
+        match self {
+            Credential::OAuth(tokens) => tokens,
+            Credential::ApiKey(key) => secret(key),
+            Credential::Basic { username, password } => secret(SecretString::from(format!(
+                "{username}:{}",
+                password.expose_secret()
+            ))),
+        }
+    }
 }
 
 /// What an add did (of a connection, or of a pipeline).
@@ -58,6 +168,12 @@ pub enum AddError {
     AccountUnknown {
         provider: ProviderId,
         source_: &'static str,
+    },
+    #[error("provider \"{provider}\" takes {expected} credentials, not {given}")]
+    WrongCredential {
+        provider: ProviderId,
+        expected: &'static str,
+        given: &'static str,
     },
     #[error("cannot build the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
@@ -100,24 +216,33 @@ pub async fn by_external_id(
 pub async fn add(
     config: &Config,
     store: &dyn Store,
-    mut new: AddConnection,
+    new: AddConnection,
     now: DateTime<Utc>,
 ) -> Result<Added, AddError> {
     let provider = configured(config, &new.provider)?;
+    if new.credential.kind() != provider.auth.kind() {
+        return Err(AddError::WrongCredential {
+            provider: new.provider,
+            expected: provider.auth.kind(),
+            given: new.credential.kind(),
+        });
+    }
+    let credential_kind = provider.auth.kind();
+    let mut tokens = new.credential.into_tokens();
     if let Some(ext) = &new.external_id
         && let Some(id) = by_external_id(store, ext).await?
     {
         return Ok(Added::Existing(id));
     }
     // A lifetime the provider does not state in its responses, known from the config.
-    if new.tokens.refresh_token.is_some() && new.tokens.refresh_expires_at.is_none() {
-        new.tokens.refresh_expires_at = provider
+    if tokens.refresh_token.is_some() && tokens.refresh_expires_at.is_none() {
+        tokens.refresh_expires_at = provider
             .refresh_token_lifetime
             .and_then(|l| chrono::TimeDelta::from_std(l).ok())
             .map(|l| now + l);
     }
     let http = HttpClient::new(&config.limits)?;
-    let identity = crate::account::of_grant(provider, &new.tokens, &http).await;
+    let identity = crate::account::of_grant(provider, &tokens, &http).await;
     let account = match (new.account, identity.primary()) {
         (Some(given), Some(found)) if !identity.is(&given) => {
             return Err(AddError::AccountMismatch {
@@ -145,7 +270,8 @@ pub async fn add(
                 name: new.name.into(),
                 owner: new.owner,
                 account,
-                tokens: new.tokens,
+                tokens,
+                credential_kind,
                 external_id: new.external_id,
                 metadata: new.metadata,
             },

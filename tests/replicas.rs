@@ -53,6 +53,7 @@ async fn three_replicas_refresh_each_connection_once_per_due_time_and_survive_a_
             tokens,
             external_id: None,
             metadata: None,
+            credential_kind: "oauth",
         };
         store.add_connection(new, chrono::Utc::now()).await.unwrap();
     }

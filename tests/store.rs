@@ -45,6 +45,7 @@ fn new_connection() -> NewConnection {
         tokens: TokenSet::from_json(json.as_bytes(), now()).unwrap(),
         external_id: None,
         metadata: None,
+        credential_kind: "oauth",
     }
 }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::input::{self, Params};
 use super::{ApiError, ApiJson, ApiState, Problem};
-use crate::connections::{AddConnection, AddError, Added, RemoveError};
+use crate::connections::{AddConnection, AddError, Added, Credential, RemoveError};
 use crate::domain::{ConnectionId, ConnectionStatus, EmailAddress, Name, PipelineId, ProviderId};
 use crate::store::{CheckRecord, Connection, ConnectionFilter, ConnectionUpdate};
 use crate::tokens::TokenSet;
@@ -34,9 +34,15 @@ pub struct NewConnection {
     /// Store it even though its account cannot be known (it then cannot be reauthorized).
     #[serde(default)]
     allow_unknown_account: bool,
-    /// The provider's token response, as it came (RFC 6749 §5.1).
-    #[schema(value_type = Object)]
-    tokens: serde_json::Value,
+    /// For an OAuth provider: its token response, as it came (RFC 6749 §5.1).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    tokens: Option<serde_json::Value>,
+    /// For a provider with `auth = "api_key"`: `{"api_key": "…"}`; with `auth = "basic"`:
+    /// `{"username": "…", "password": "…"}`. Never shown again.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    credentials: Option<serde_json::Value>,
     /// The platform's own id: creating again with the same one answers the first connection.
     #[serde(default)]
     external_id: Option<String>,
@@ -137,6 +143,7 @@ fn metadata_text(
 fn add_refused(e: AddError) -> ApiError {
     match e {
         AddError::UnknownProvider { .. } => ApiError::invalid("provider", e),
+        AddError::WrongCredential { .. } => ApiError::invalid("credentials", e),
         AddError::AccountMismatch { .. } => ApiError::invalid("account", e),
         AddError::AccountUnknown { .. } => ApiError::invalid(
             "account",
@@ -173,7 +180,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let current = state.current();
     let config = &current.config;
-    crate::connections::configured(config, &new.provider).map_err(add_refused)?;
+    let provider = crate::connections::configured(config, &new.provider).map_err(add_refused)?;
     let account = new
         .account
         .map(|a| a.trim().to_owned())
@@ -189,8 +196,31 @@ pub async fn create(
     let external_id = input::external_id("external_id", new.external_id)?;
     let metadata = metadata_text(new.metadata)?;
     let now = Utc::now();
-    let tokens = TokenSet::from_json(new.tokens.to_string().as_bytes(), now)
-        .map_err(|e| ApiError::invalid("tokens", e))?;
+    let credential = match (new.tokens, new.credentials, provider.auth.is_oauth()) {
+        (Some(tokens), None, true) => Credential::OAuth(
+            TokenSet::from_json(tokens.to_string().as_bytes(), now)
+                .map_err(|e| ApiError::invalid("tokens", e))?,
+        ),
+        (None, Some(credentials), false) => {
+            Credential::from_json(&provider.auth, credentials.to_string().as_bytes())
+                .map_err(|e| ApiError::invalid("credentials", e))?
+        }
+        (_, _, true) => {
+            return Err(ApiError::invalid(
+                "tokens",
+                "this provider uses OAuth: give its token response in tokens (and no credentials)",
+            ));
+        }
+        (_, _, false) => {
+            return Err(ApiError::invalid(
+                "credentials",
+                format!(
+                    "this provider takes {} credentials: give them in credentials (and no tokens)",
+                    provider.auth.kind()
+                ),
+            ));
+        }
+    };
     let store = current.checker.store();
     let added = crate::connections::add(
         config,
@@ -201,7 +231,7 @@ pub async fn create(
             owner: new.owner,
             account,
             allow_unknown_account: new.allow_unknown_account,
-            tokens,
+            credential,
             external_id,
             metadata,
         },

@@ -7,7 +7,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::classify::{Outcome, Response, TransportFailure, TransportKind};
-use crate::config::{ClientAuth, LimitsConfig, ProviderConfig, Url};
+use crate::config::{ClientAuth, KeyPlacement, LimitsConfig, ProviderAuth, ProviderConfig, Url};
 
 /// oauth2's client with the token endpoint set (and the authorize endpoint, for reauthorization).
 pub type OAuthClient = oauth2::basic::BasicClient<
@@ -116,13 +116,34 @@ impl HttpClient {
         }
     }
 
-    pub async fn probe(&self, url: &Url, access_token: &SecretString) -> Outcome {
+    /// A GET of the probe URL with the connection's credential where its provider wants it: an
+    /// access token as a Bearer, an API key in its header or query parameter, or a password
+    /// as HTTP Basic (stored as `user:password`; a user name has no colon, RFC 7617).
+    pub async fn probe(
+        &self,
+        url: &Url,
+        auth: &ProviderAuth,
+        credential: &SecretString,
+    ) -> Outcome {
+        let secret = credential.expose_secret();
         let request = self
             .client
             .get(url.clone())
-            .bearer_auth(access_token.expose_secret())
-            .header(reqwest::header::ACCEPT, "application/json")
-            .build();
+            .header(reqwest::header::ACCEPT, "application/json");
+        let request = match auth {
+            ProviderAuth::OAuth => request.bearer_auth(secret),
+            ProviderAuth::ApiKey(KeyPlacement::Header { name, prefix }) => {
+                request.header(name.as_str(), format!("{prefix}{secret}"))
+            }
+            ProviderAuth::ApiKey(KeyPlacement::Query { name }) => {
+                request.query(&[(name.as_str(), secret)])
+            }
+            ProviderAuth::Basic => {
+                let (user, password) = secret.split_once(':').unwrap_or((secret, ""));
+                request.basic_auth(user, Some(password))
+            }
+        };
+        let request = request.build();
         match request {
             Ok(r) => self.send(r).await,
             Err(e) => Outcome::Transport(failure(&e)),

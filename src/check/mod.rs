@@ -296,6 +296,17 @@ impl Checker {
             );
             return Ok(report(why));
         };
+        if claimed.connection.credential_kind != provider.config.auth.kind() {
+            // Sending a key as a Bearer token (or the reverse) would show it to the wrong place.
+            self.store.release(&claimed).await?;
+            return Ok(report(format!(
+                "provider {} takes {} credentials, but this connection holds {}: the config changed; \
+                 add the connection again",
+                provider.id(),
+                provider.config.auth.kind(),
+                claimed.connection.credential_kind
+            )));
+        }
         let ready = tokio::select! {
             biased;
             _ = cancel.cancelled() => None,
@@ -373,8 +384,22 @@ impl Checker {
         if let Some(secret) = &provider.config.client_secret {
             ran.secrets.add_client(&provider.config.client_id, secret);
         }
+        if provider.config.auth == crate::config::ProviderAuth::Basic {
+            // Its HTTP Basic form, as a provider might quote the header back.
+            use secrecy::ExposeSecret;
+            let stored = claimed.tokens.access_token.expose_secret();
+            let (user, password) = stored.split_once(':').unwrap_or((stored, ""));
+            ran.secrets
+                .add_client(user, &SecretString::from(password.to_owned()));
+        }
         let mut access: SecretString = claimed.tokens.access_token.clone();
-        if let Some(refresh) = &claimed.tokens.refresh_token {
+        // Only OAuth connections refresh; a key or a password is checked by the probe alone.
+        let refresh = claimed
+            .tokens
+            .refresh_token
+            .as_ref()
+            .filter(|_| provider.config.auth.is_oauth());
+        if let Some(refresh) = refresh {
             match self.lost_rotation(provider, claimed, refresh).await {
                 Lost::No => {}
                 Lost::NotSent => return Ok(None),
@@ -474,7 +499,10 @@ impl Checker {
         if !self.may_send(claimed) {
             return Ok(None);
         }
-        let outcome = self.http.probe(probe_url, &access).await;
+        let outcome = self
+            .http
+            .probe(probe_url, &provider.config.auth, &access)
+            .await;
         ran.verdict = classify(Phase::Probe, &outcome, rules, Utc::now());
         Ok(Some(ran))
     }

@@ -8,7 +8,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use super::table::Table;
 use super::*;
 use crate::config::Config;
-use crate::connections::{AddConnection, AddError, RemoveError};
+use crate::connections::{AddConnection, AddError, Credential, RemoveError};
 use crate::domain::{ConnectionId, EmailAddress, Name, PipelineId, Position, ProviderId};
 use crate::pipelines::{self, AddPipeline};
 use crate::store::{self, Connection, Pipeline, Store};
@@ -129,14 +129,19 @@ fn name(value: &str) -> Result<Name, CliError> {
 }
 
 fn read_tokens(source: &str) -> Result<Vec<u8>, CliError> {
+    read_secret_input("--tokens", source)
+}
+
+/// A token response or credentials, from a file or stdin (never argv), size-capped.
+fn read_secret_input(flag: &str, source: &str) -> Result<Vec<u8>, CliError> {
     use crate::files::read_at_most;
     let read = if source == "-" {
         read_at_most(std::io::stdin(), MAX_TOKEN_INPUT)
     } else {
         std::fs::File::open(source).and_then(|f| read_at_most(f, MAX_TOKEN_INPUT))
     };
-    read.map_err(|e| CliError::Input(format!("--tokens: cannot read {source}: {e}")))?
-        .ok_or_else(|| CliError::Input("--tokens: more than 1 MiB, not a token response".into()))
+    read.map_err(|e| CliError::Input(format!("{flag}: cannot read {source}: {e}")))?
+        .ok_or_else(|| CliError::Input(format!("{flag}: more than 1 MiB")))
 }
 
 /// A refused `connection add` in the command line's words (the flag to fix, exit 65).
@@ -145,6 +150,9 @@ fn add_refused(config: &Config, e: AddError) -> CliError {
         AddError::UnknownProvider { .. } => {
             CliError::Input(format!("--provider: {e} in {}", config.path.display()))
         }
+        AddError::WrongCredential { .. } => CliError::Input(format!(
+            "{e}: give an OAuth provider's token response with --tokens, a key or a password with --credentials"
+        )),
         AddError::AccountMismatch { .. } => CliError::Input(format!("--account: {e}")),
         AddError::AccountUnknown { .. } => CliError::Input(format!(
             "{e}: give --account, or --allow-unknown-account to store it without one, in which \
@@ -164,12 +172,14 @@ async fn connection(config: &Config, cmd: ConnectionCommand) -> Result<(), CliEr
             account,
             allow_unknown_account,
             tokens,
+            credentials,
         } => {
             let provider: ProviderId = input("--provider", &provider)?;
             // Before anything is opened: a typo creates no database.
-            if let Err(e) = crate::connections::configured(config, &provider) {
-                return Err(add_refused(config, e));
-            }
+            let auth = match crate::connections::configured(config, &provider) {
+                Ok(p) => p.auth.clone(),
+                Err(e) => return Err(add_refused(config, e)),
+            };
             let name = name(&display)?;
             let owner: EmailAddress = input("--owner", &owner)?;
             let account = account
@@ -183,8 +193,21 @@ async fn connection(config: &Config, cmd: ConnectionCommand) -> Result<(), CliEr
                 ));
             }
             let now = Utc::now();
-            let tokens = TokenSet::from_json(&read_tokens(&tokens)?, now)
-                .map_err(|e| CliError::Input(format!("--tokens: {e}")))?;
+            let credential = match (tokens, credentials) {
+                (Some(tokens), None) => Credential::OAuth(
+                    TokenSet::from_json(&read_tokens(&tokens)?, now)
+                        .map_err(|e| CliError::Input(format!("--tokens: {e}")))?,
+                ),
+                (None, Some(file)) => {
+                    Credential::from_json(&auth, &read_secret_input("--credentials", &file)?)
+                        .map_err(|e| CliError::Input(format!("--credentials: {e}")))?
+                }
+                _ => {
+                    return Err(CliError::Input(
+                        "give either --tokens or --credentials".into(),
+                    ));
+                }
+            };
             let store = open_store(config).await?;
             let new = AddConnection {
                 provider,
@@ -192,7 +215,7 @@ async fn connection(config: &Config, cmd: ConnectionCommand) -> Result<(), CliEr
                 owner,
                 account,
                 allow_unknown_account,
-                tokens,
+                credential,
                 external_id: None,
                 metadata: None,
             };

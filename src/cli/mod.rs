@@ -129,7 +129,8 @@ pub enum ApiKeyCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ConnectionCommand {
-    /// Store a grant from an OAuth token response (JSON) read from FILE, or stdin with `-`.
+    /// Store a grant from an OAuth token response (JSON) read from FILE, or stdin with `-`; or,
+    /// for a provider that takes keys or passwords, those (`--credentials`).
     Add {
         #[arg(long)]
         provider: String,
@@ -146,9 +147,18 @@ pub enum ConnectionCommand {
         /// reauthorize it: a grant for another account could not be told apart.
         #[arg(long)]
         allow_unknown_account: bool,
-        /// Never on the command line itself: every local user can read argv.
+        /// For an OAuth provider. Never on the command line itself: every local user can read argv.
+        #[arg(
+            long,
+            value_name = "FILE|-",
+            required_unless_present = "credentials",
+            conflicts_with = "credentials"
+        )]
+        tokens: Option<String>,
+        /// For a provider with `auth = "api_key"` ({"api_key": "…"}) or `"basic"`
+        /// ({"username": "…", "password": "…"}), as JSON read from FILE or stdin.
         #[arg(long, value_name = "FILE|-")]
-        tokens: String,
+        credentials: Option<String>,
     },
     /// One line per connection.
     List,

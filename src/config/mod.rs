@@ -197,6 +197,9 @@ pub struct LogConfig {
 pub struct ProviderConfig {
     pub id: ProviderId,
     pub display_name: String,
+    /// How its connections authenticate; OAuth unless the provider takes keys or passwords.
+    pub auth: ProviderAuth,
+    /// OAuth only (a placeholder never called for the other kinds: see `ProviderAuth`).
     pub token_url: Url,
     pub authorize_url: Url,
     pub revocation_url: Option<Url>,
@@ -220,6 +223,41 @@ pub struct ProviderConfig {
     /// Checks of this provider in flight at once.
     pub max_concurrent: u32,
     pub requests_per_second: f64,
+}
+
+/// What a provider's connections hold, and how the probe presents it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderAuth {
+    /// Access and refresh tokens, refreshed at the token endpoint; the probe sends a Bearer.
+    OAuth,
+    /// An API key, checked by the probe alone.
+    ApiKey(KeyPlacement),
+    /// A user name and password (HTTP Basic), checked by the probe alone.
+    Basic,
+}
+
+impl ProviderAuth {
+    pub fn is_oauth(&self) -> bool {
+        matches!(self, ProviderAuth::OAuth)
+    }
+
+    /// The stored credential's kind, as the `credential_kind` column holds it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProviderAuth::OAuth => "oauth",
+            ProviderAuth::ApiKey(_) => "api_key",
+            ProviderAuth::Basic => "basic",
+        }
+    }
+}
+
+/// Where an API key goes in the probe's request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPlacement {
+    /// A header, the key after `prefix` ("Authorization" with "Bearer ", or "X-Api-Key").
+    Header { name: String, prefix: String },
+    /// A query parameter.
+    Query { name: String },
 }
 
 /// Where the account of a grant is read.
@@ -436,6 +474,38 @@ mod tests {
         let c = Config::load_with(&path, Some(Default::default())).expect("valid");
         assert_eq!(c.api.keys[0].sha256, api_key_sha256("cwk_from-a-file"));
         assert_eq!(c.api.listen.to_string(), "127.0.0.1:8081");
+    }
+
+    #[test]
+    fn a_provider_of_keys_needs_a_probe_and_takes_no_oauth_settings() {
+        let (_dir, path) = config(
+            "[encryption]\nkey_file = \"k.key\"\n\
+             [providers.keyed]\nauth = \"api_key\"\napi_key_in = \"cookie:x\"\n\
+             [providers.basic]\nauth = \"basic\"\ntoken_url = \"http://127.0.0.1/t\"\n\
+             [providers.odd]\nauth = \"magic\"\n",
+        );
+        let e = Config::load_with(&path, Some(Default::default()))
+            .unwrap_err()
+            .to_string();
+        for expected in [
+            "providers.keyed.api_key_in: expected \"header:NAME\"",
+            "providers.basic.token_url: only for auth = \"oauth\"",
+            "providers.basic.probe_url: missing",
+            "providers.odd.auth: expected \"oauth\", \"api_key\" or \"basic\"",
+        ] {
+            assert!(e.contains(expected), "{expected} not in:\n{e}");
+        }
+        let (_dir, path) = config(
+            "[encryption]\nkey_file = \"k.key\"\n\
+             [providers.keyed]\nauth = \"api_key\"\napi_key_in = \"query:key\"\n\
+             probe_url = \"http://127.0.0.1/me\"\n",
+        );
+        let c = Config::load_with(&path, Some(Default::default())).expect("valid");
+        let keyed = c.provider(&"keyed".parse().unwrap()).expect("keyed");
+        assert_eq!(
+            keyed.auth,
+            ProviderAuth::ApiKey(KeyPlacement::Query { name: "key".into() })
+        );
     }
 
     #[test]

@@ -42,6 +42,10 @@ impl Checker<'_> {
 
     fn provider(&mut self, key: &str, id: ProviderId, p: raw::Provider) -> Option<ProviderConfig> {
         let k = |field: &str| format!("{key}.{field}");
+        let auth = self.auth(key, &p);
+        if !auth.as_ref().is_none_or(ProviderAuth::is_oauth) {
+            return self.keyed_provider(key, id, p, auth?);
+        }
         let token_url = self.required_url(&k("token_url"), p.token_url.as_deref());
         let authorize_url = self.required_url(&k("authorize_url"), p.authorize_url.as_deref());
         let revocation_url = self.optional_url(&k("revocation_url"), p.revocation_url.as_deref());
@@ -151,6 +155,7 @@ impl Checker<'_> {
         Some(ProviderConfig {
             display_name: p.display_name.unwrap_or_else(|| id.to_string()),
             id,
+            auth: auth?,
             token_url: token_url?,
             authorize_url: authorize_url?,
             revocation_url: revocation_url?,
@@ -165,6 +170,173 @@ impl Checker<'_> {
             refresh_token_lifetime: refresh_token_lifetime?,
             kind: kind?,
             account_from: account_from?,
+            authorize_params: p.authorize_params,
+            rules: rules?.into(),
+            max_concurrent: max_concurrent?,
+            requests_per_second: requests_per_second?,
+        })
+    }
+}
+
+impl Checker<'_> {
+    /// `auth` and, for API keys, `api_key_in`.
+    fn auth(&mut self, key: &str, p: &raw::Provider) -> Option<ProviderAuth> {
+        let k = |field: &str| format!("{key}.{field}");
+        let auth = match p.auth.as_deref().unwrap_or("oauth") {
+            "oauth" => ProviderAuth::OAuth,
+            "basic" => ProviderAuth::Basic,
+            "api_key" => {
+                let placement = p
+                    .api_key_in
+                    .as_deref()
+                    .unwrap_or("header:Authorization:Bearer ");
+                let parsed = match placement.split_once(':') {
+                    Some(("header", rest)) => {
+                        let (name, prefix) = rest.split_once(':').unwrap_or((rest, ""));
+                        let valid = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                            .is_ok()
+                            && crate::domain::is_plain_text(prefix);
+                        valid.then(|| KeyPlacement::Header {
+                            name: name.to_owned(),
+                            prefix: prefix.to_owned(),
+                        })
+                    }
+                    Some(("query", name)) if !name.is_empty() => Some(KeyPlacement::Query {
+                        name: name.to_owned(),
+                    }),
+                    _ => None,
+                };
+                match parsed {
+                    Some(placement) => ProviderAuth::ApiKey(placement),
+                    None => {
+                        self.problem(
+                            &k("api_key_in"),
+                            "expected \"header:NAME\", \"header:NAME:PREFIX\" (such as \"header:Authorization:Bearer \") or \"query:NAME\"",
+                        );
+                        return None;
+                    }
+                }
+            }
+            _ => {
+                self.problem(&k("auth"), "expected \"oauth\", \"api_key\" or \"basic\"");
+                return None;
+            }
+        };
+        if p.api_key_in.is_some() && !matches!(auth, ProviderAuth::ApiKey(_)) {
+            self.problem(&k("api_key_in"), "only for auth = \"api_key\"");
+            return None;
+        }
+        Some(auth)
+    }
+
+    /// A provider whose connections hold an API key or a password: checked by its probe
+    /// alone, so the probe is required and the OAuth keys have no place.
+    fn keyed_provider(
+        &mut self,
+        key: &str,
+        id: ProviderId,
+        p: raw::Provider,
+        auth: ProviderAuth,
+    ) -> Option<ProviderConfig> {
+        let k = |field: &str| format!("{key}.{field}");
+        let oauth_only = [
+            ("token_url", p.token_url.is_some()),
+            ("authorize_url", p.authorize_url.is_some()),
+            ("revocation_url", p.revocation_url.is_some()),
+            ("introspection_url", p.introspection_url.is_some()),
+            ("client_id", p.client_id.is_some()),
+            ("client_secret", p.client_secret.is_some()),
+            ("client_secret_file", p.client_secret_file.is_some()),
+            ("client_auth", p.client_auth.is_some()),
+            ("scopes", p.scopes.is_some()),
+            ("rotates_refresh_tokens", p.rotates_refresh_tokens),
+            ("refresh_token_lifetime", p.refresh_token_lifetime.is_some()),
+        ];
+        let mut ok = true;
+        for (field, set) in oauth_only {
+            if set {
+                self.problem(
+                    &k(field),
+                    format!(
+                        "only for auth = \"oauth\" (this provider's auth is \"{}\")",
+                        auth.kind()
+                    ),
+                );
+                ok = false;
+            }
+        }
+        let probe_url = self.required_url(&k("probe_url"), p.probe_url.as_deref())?;
+        let account_from = match p.account_from.as_deref() {
+            None => Some(None),
+            Some(v) => match v.strip_prefix("probe:") {
+                Some(pointer) if pointer.starts_with('/') => {
+                    Some(Some(AccountSource::Probe(pointer.to_owned())))
+                }
+                _ => {
+                    self.problem(&k("account_from"), "expected \"probe:/json/pointer\" (such as \"probe:/id\"): there is no id_token");
+                    None
+                }
+            },
+        };
+        let kind = match p
+            .kind
+            .as_deref()
+            .unwrap_or("generic")
+            .parse::<ProviderKind>()
+        {
+            Ok(kind) => Some(kind),
+            Err(e) => {
+                self.problem(&k("kind"), e.to_string());
+                None
+            }
+        };
+        let rules = kind
+            .and_then(|kind| classify::preset(kind).ok())
+            .map(|preset| {
+                let mut rules = p.rules;
+                rules.extend(preset);
+                rules
+            });
+        let max_concurrent = match p.max_concurrent.unwrap_or(4) {
+            n @ 1..=1000 => Some(n),
+            _ => {
+                self.problem(&k("max_concurrent"), "must be between 1 and 1000");
+                None
+            }
+        };
+        let requests_per_second = match p.requests_per_second.unwrap_or(10.0) {
+            r if r.is_finite() && (0.01..=100_000.0).contains(&r) => Some(r),
+            _ => {
+                self.problem(
+                    &k("requests_per_second"),
+                    "must be a number between 0.01 and 100000",
+                );
+                None
+            }
+        };
+        if !ok {
+            return None;
+        }
+        Some(ProviderConfig {
+            display_name: p.display_name.unwrap_or_else(|| id.to_string()),
+            id,
+            auth,
+            // Never called: only OAuth providers refresh or send owners to authorize.
+            token_url: probe_url.clone(),
+            authorize_url: probe_url.clone(),
+            revocation_url: None,
+            introspection_url: None,
+            probe_url: Some(probe_url),
+            client_id: String::new(),
+            client_secret: None,
+            client_auth: ClientAuth::None,
+            scopes: Vec::new(),
+            rotates_refresh_tokens: false,
+            reuse_grace: std::time::Duration::ZERO,
+            refresh_token_lifetime: None,
+            kind: kind?,
+            // The key itself names no account: the operator names it, or the probe does.
+            account_from: account_from?.unwrap_or(AccountSource::IdToken),
             authorize_params: p.authorize_params,
             rules: rules?.into(),
             max_concurrent: max_concurrent?,

@@ -135,6 +135,8 @@ pub struct Log {
 #[serde(deny_unknown_fields, default)]
 pub struct Provider {
     pub display_name: Option<String>,
+    pub auth: Option<String>,
+    pub api_key_in: Option<String>,
     pub token_url: Option<String>,
     pub authorize_url: Option<String>,
     pub revocation_url: Option<String>,

@@ -83,12 +83,32 @@ fn provider_name(state: &AppState, c: &Connection) -> String {
         .unwrap_or_else(|| c.provider.to_string())
 }
 
+/// A connection holding a key or a password is not reauthorized at a provider: its owner
+/// gives the credential to the platform team, until a form takes it here.
+fn not_oauth(state: &AppState, c: &Connection) -> Option<Response> {
+    let keyed = state
+        .checker()
+        .provider(&c.provider)
+        .is_some_and(|p| !p.config.auth.is_oauth());
+    keyed.then(|| {
+        state.pages.message(
+            StatusCode::OK,
+            "New credentials are needed",
+            &["This connection uses an API key or a password, not a sign-in at the provider. Send the new one to your data platform team; they will store it."],
+            &[],
+        )
+    })
+}
+
 /// GET: shows what the link is for; starts nothing.
 pub async fn page(State(state): State<Arc<AppState>>, Path(token): Path<String>) -> Response {
     let (link, connection, _) = match valid_link(&state, &token).await {
         Ok(v) => v,
         Err(page) => return page,
     };
+    if let Some(page) = not_oauth(&state, &connection) {
+        return page;
+    }
     let since = match link.incident {
         Some(id) => state
             .checker()
@@ -114,6 +134,9 @@ pub async fn start(State(state): State<Arc<AppState>>, Path(token): Path<String>
         Ok(v) => v,
         Err(page) => return page,
     };
+    if let Some(page) = not_oauth(&state, &connection) {
+        return page;
+    }
     let Some(provider) = state.checker().provider(&connection.provider).cloned() else {
         return internal(
             &state,

@@ -20,6 +20,8 @@ pub struct NewConnection {
     pub owner: EmailAddress,
     pub account: Option<String>,
     pub tokens: TokenSet,
+    /// What `tokens` holds: "oauth", "api_key" or "basic" (see `config::ProviderAuth::kind`).
+    pub credential_kind: &'static str,
     /// The platform's own id for it, unique.
     pub external_id: Option<String>,
     /// A JSON object, kept as given.
@@ -56,6 +58,8 @@ pub struct Connection {
     pub external_id: Option<String>,
     /// The platform's JSON object, as text.
     pub metadata: Option<String>,
+    /// "oauth", "api_key" or "basic".
+    pub credential_kind: String,
 }
 
 /// A connection's tokens, opened; only the checker and the revocation path ask for these.

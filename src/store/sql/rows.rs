@@ -55,6 +55,7 @@ pub(super) fn connection_from_row(r: &AnyRow) -> Result<Connection, StoreError> 
         created_at: from_ms(r.try_get("created_at")?)?,
         external_id: r.try_get("external_id")?,
         metadata: r.try_get("metadata")?,
+        credential_kind: r.try_get("credential_kind")?,
     })
 }
 

@@ -1,0 +1,237 @@
+//! Connections that hold an API key or a password: stored sealed, checked by the probe alone
+//! (the key where the provider wants it), classified by the same rules. The provider here is
+//! ours, for the faults: a key revoked, a burst of 5xx.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::api::Platform;
+use crate::helpers::{TestEnv, read_dir_names, wait_until};
+
+/// A provider whose `/me` takes one API key in `X-Api-Key`, or answers 503 when told to.
+struct KeyedProvider {
+    port: u16,
+    valid: Arc<Mutex<String>>,
+    down: Arc<Mutex<bool>>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl KeyedProvider {
+    async fn spawn(key: &str) -> Self {
+        use axum::http::{HeaderMap, StatusCode};
+        let valid = Arc::new(Mutex::new(key.to_owned()));
+        let down = Arc::new(Mutex::new(false));
+        let (v, d) = (valid.clone(), down.clone());
+        let app = axum::Router::new().route(
+            "/me",
+            axum::routing::get(move |headers: HeaderMap| {
+                let (v, d) = (v.clone(), d.clone());
+                async move {
+                    if *d.lock().unwrap() {
+                        return (StatusCode::SERVICE_UNAVAILABLE, "<html>maintenance</html>".to_owned());
+                    }
+                    let given = headers.get("x-api-key").and_then(|h| h.to_str().ok()).unwrap_or("");
+                    if given == v.lock().unwrap().as_str() {
+                        (StatusCode::OK, r#"{"id":"acct-7"}"#.to_owned())
+                    } else {
+                        (
+                            StatusCode::UNAUTHORIZED,
+                            r#"{"error":"invalid_api_key","error_description":"this API key was revoked"}"#.to_owned(),
+                        )
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            port,
+            valid,
+            down,
+            _server: server,
+        }
+    }
+
+    fn config(&self) -> String {
+        format!(
+            "\n[providers.keyed]\ndisplay_name = \"Keyed CRM\"\nauth = \"api_key\"\n\
+             api_key_in = \"header:X-Api-Key\"\nprobe_url = \"http://127.0.0.1:{}/me\"\n\
+             account_from = \"probe:/id\"\n\
+             rules = [{{ phase = \"probe\", error = \"invalid_api_key\", category = \"revoked\" }}]\n",
+            self.port
+        )
+    }
+}
+
+#[tokio::test]
+async fn an_api_key_is_checked_by_its_probe_and_a_revoked_one_breaks_the_connection() {
+    let provider = KeyedProvider::spawn("key-0123456789-good").await;
+    let env = TestEnv::with_config(&format!(
+        "[notices]\ndigest_window = \"1s\"\n{}",
+        provider.config()
+    ));
+    let _daemon = env.spawn().await;
+    let platform = Platform::new(&env);
+
+    // A token response is refused for it, and a key for an OAuth provider would be too.
+    let (status, problem) = platform
+        .call(
+            "POST",
+            "/v1/connections",
+            Some(json!({"provider": "keyed", "name": "CRM",
+            "owner": "ada@example.com", "tokens": {"access_token": "at-0123456789"}})),
+        )
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["field"], "credentials");
+    let (status, c) = platform
+        .call(
+            "POST",
+            "/v1/connections",
+            Some(json!({"provider": "keyed", "name": "CRM",
+            "owner": "ada@example.com", "credentials": {"api_key": "key-0123456789-good"}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{c}");
+    assert_eq!(c["account"], "acct-7", "the probe named the account");
+    assert_eq!(c["has_refresh_token"], false);
+    let id = c["id"].as_str().unwrap().to_owned();
+    let pipeline = env
+        .ok(&[
+            "pipeline",
+            "add",
+            "--name",
+            "Orders",
+            "--connection",
+            &id,
+            "--position",
+            "page=4",
+        ])
+        .await;
+
+    // A burst of 5xx: degraded, nothing paused.
+    *provider.down.lock().unwrap() = true;
+    let (_, report) = platform
+        .call("POST", &format!("/v1/connections/{id}/check"), None)
+        .await;
+    assert_eq!(report["after"], "degraded", "{report}");
+    assert_eq!(report["paused"], json!([]));
+    *provider.down.lock().unwrap() = false;
+    let (_, report) = platform
+        .call("POST", &format!("/v1/connections/{id}/check"), None)
+        .await;
+    assert_eq!(report["after"], "healthy", "{report}");
+
+    // The key revoked at the provider: broken in its words, pipeline paused, owner e-mailed.
+    *provider.valid.lock().unwrap() = "key-9876543210-new".into();
+    let (_, report) = platform
+        .call("POST", &format!("/v1/connections/{id}/check"), None)
+        .await;
+    assert_eq!(report["after"], "broken", "{report}");
+    assert_eq!(report["category"], "revoked");
+    assert_eq!(report["paused"], json!([pipeline.trim()]));
+    wait_until("the owner's e-mail", Duration::from_secs(30), || async {
+        !read_dir_names(&env.path("mail")).is_empty()
+    })
+    .await;
+    let mail = read_dir_names(&env.path("mail"));
+    let text = std::fs::read_to_string(env.path("mail").join(&mail[0])).unwrap();
+    assert!(text.contains("Keyed CRM"), "{text}");
+    // Its hand-out is refused like any broken connection's; the key never shows anywhere.
+    let (status, _) = platform
+        .call("POST", &format!("/v1/connections/{id}/access-token"), None)
+        .await;
+    assert_eq!(status, 409);
+    let snapshot = env.db_snapshot().await.join("\n");
+    assert!(!snapshot.contains("key-0123456789-good"), "stored sealed");
+    let (_, shown) = platform
+        .call("GET", &format!("/v1/connections/{id}"), None)
+        .await;
+    assert!(!shown.to_string().contains("key-0123456789"), "{shown}");
+}
+
+#[tokio::test]
+async fn a_password_connection_from_the_command_line_is_probed_with_http_basic() {
+    use axum::http::{HeaderMap, StatusCode};
+    let seen = Arc::new(Mutex::new(String::new()));
+    let s = seen.clone();
+    let app = axum::Router::new().route(
+        "/me",
+        axum::routing::get(move |headers: HeaderMap| {
+            let s = s.clone();
+            async move {
+                *s.lock().unwrap() = headers
+                    .get("authorization")
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                (StatusCode::OK, "{}")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let env = TestEnv::with_config(&format!(
+        "\n[providers.legacy]\nauth = \"basic\"\nprobe_url = \"http://127.0.0.1:{port}/me\"\n"
+    ));
+    let out = env
+        .cli_with_stdin(
+            &[
+                "connection",
+                "add",
+                "--provider",
+                "legacy",
+                "--name",
+                "FTP",
+                "--owner",
+                "ada@example.com",
+                "--account",
+                "ops",
+                "--credentials",
+                "-",
+            ],
+            br#"{"username": "ops", "password": "pa:ss-0123456789"}"#,
+        )
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let report = env.check(&id).await;
+    assert_eq!(report["after"], "healthy", "{report}");
+    use base64::Engine;
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("ops:pa:ss-0123456789")
+    );
+    assert_eq!(*seen.lock().unwrap(), expected);
+    // A key for a password provider is refused, naming what it takes.
+    let refused = env
+        .cli_with_stdin(
+            &[
+                "connection",
+                "add",
+                "--provider",
+                "legacy",
+                "--name",
+                "X",
+                "--owner",
+                "ada@example.com",
+                "--credentials",
+                "-",
+            ],
+            br#"{"api_key": "k-0123456789"}"#,
+        )
+        .await;
+    assert_eq!(refused.status.code(), Some(65));
+}
