@@ -256,9 +256,11 @@ pub async fn add(
     if account.is_none() && !new.allow_unknown_account {
         return Err(AddError::AccountUnknown {
             provider: new.provider,
-            source_: match provider.account_from {
-                AccountSource::Probe(_) => "the probe's answer",
-                AccountSource::IdToken => "the id_token's subject or verified e-mail",
+            source_: match (&provider.account_from, provider.auth.is_oauth()) {
+                (AccountSource::Probe(_), _) => "the probe's answer",
+                (AccountSource::IdToken, true) => "the id_token's subject or verified e-mail",
+                // A key has no id_token: only account_from = "probe:/pointer" can name one.
+                (AccountSource::IdToken, false) => "nowhere (no account_from = \"probe:/…\")",
             },
         });
     }
