@@ -253,3 +253,52 @@ async fn hand_outs_while_the_provider_fails_say_when_to_come_back() {
         "requests are logged by key name:\n{log}"
     );
 }
+
+#[tokio::test]
+async fn deleting_with_revoke_over_the_api_ends_the_grant_at_the_provider() {
+    let (oidc, env, _base) = crate::reauth::install(crate::helpers::Db::Sqlite, None, "").await;
+    let _daemon = env.spawn().await;
+    let platform = Platform::new(&env);
+    let grant: Value = serde_json::from_str(&oidc.grant("user-6").await).unwrap();
+    let refresh = grant["refresh_token"].as_str().unwrap().to_owned();
+    let id = platform.connect("ada@example.com", grant).await;
+    let (status, problem) = platform
+        .call(
+            "DELETE",
+            &format!("/v1/connections/{id}?revoke=maybe"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["field"], "revoke");
+    let (status, _) = platform
+        .call("DELETE", &format!("/v1/connections/{id}?revoke=true"), None)
+        .await;
+    assert_eq!(status, 204);
+    let v: Value = reqwest::Client::new()
+        .post(oidc.url("/token/introspection"))
+        .basic_auth("credwatch", Some("credwatch-secret"))
+        .form(&[("token", refresh.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["active"], false, "the provider no longer accepts it");
+    assert_eq!(
+        platform
+            .call("GET", &format!("/v1/connections/{id}"), None)
+            .await
+            .0,
+        404
+    );
+    let (_, feed) = platform
+        .call("GET", "/v1/events?types=connection.deleted", None)
+        .await;
+    assert_eq!(
+        feed["events"][0]["data"]["connection"],
+        id.as_str(),
+        "{feed}"
+    );
+}
