@@ -2,6 +2,7 @@
 
 mod check;
 mod commands;
+mod events;
 mod table;
 
 use std::path::PathBuf;
