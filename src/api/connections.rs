@@ -124,9 +124,36 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
-    pub fn new(items: Vec<T>, next_cursor: Option<String>) -> Self {
-        Self { items, next_cursor }
+    /// A page from `limit + 1` items read: the extra one only says that more follow, and the
+    /// cursor is the last shown item's id.
+    pub fn of<R>(
+        mut read: Vec<R>,
+        limit: u32,
+        id: impl Fn(&R) -> String,
+        view: impl Fn(R) -> T,
+    ) -> Self {
+        let more = read.len() > limit as usize;
+        read.truncate(limit as usize);
+        let next_cursor = more.then(|| read.last().map(&id)).flatten();
+        Self {
+            items: read.into_iter().map(view).collect(),
+            next_cursor,
+        }
     }
+}
+
+/// 201 with the new resource, or 200 with the one its external_id already named.
+pub fn added<Id: std::fmt::Display>(
+    added: &Added<Id>,
+    collection: &str,
+    view: impl Serialize,
+) -> Response {
+    let status = match added {
+        Added::Created(_) => StatusCode::CREATED,
+        Added::Existing(_) => StatusCode::OK,
+    };
+    let location = format!("/v1/{collection}/{}", added.id());
+    (status, [(header::LOCATION, location)], Json(view)).into_response()
 }
 
 fn metadata_text(
@@ -239,18 +266,8 @@ pub async fn create(
     )
     .await
     .map_err(add_refused)?;
-    let status = match added {
-        Added::Created(_) => StatusCode::CREATED,
-        Added::Existing(_) => StatusCode::OK,
-    };
-    let id = added.id();
-    let view = ConnectionView::from(store.connection(id).await?);
-    Ok((
-        status,
-        [(header::LOCATION, format!("/v1/connections/{id}"))],
-        Json(view),
-    )
-        .into_response())
+    let view = ConnectionView::from(store.connection(added.id()).await?);
+    Ok(self::added(&added, "connections", view))
 }
 
 /// Connections in id order, a page at a time, filtered by any of status, provider, owner and
@@ -295,20 +312,17 @@ pub async fn list(
     let limit = input::page_size(&params)?;
     let after: Option<ConnectionId> = params.parsed("cursor")?;
     let current = state.current();
-    let mut items = current
+    let read = current
         .checker
         .store()
         .list_connections(&filter, after.as_ref(), limit + 1)
         .await?;
-    let more = items.len() > limit as usize;
-    items.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| items.last().map(|c| c.id.to_string()))
-        .flatten();
-    Ok(Json(Page {
-        items: items.into_iter().map(ConnectionView::from).collect(),
-        next_cursor,
-    }))
+    Ok(Json(Page::of(
+        read,
+        limit,
+        |c| c.id.to_string(),
+        ConnectionView::from,
+    )))
 }
 
 /// Everything about one connection but its tokens, with the pipelines using it and its

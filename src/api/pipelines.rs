@@ -5,15 +5,14 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::connections::Page;
 use super::input::{self, OptionalJson, Params};
 use super::{ApiError, ApiJson, ApiState, Problem};
-use crate::connections::Added;
 use crate::domain::{ConnectionId, Name, PausedBy, PipelineId, PipelineState, Position};
 use crate::pipelines::AddPipeline;
 use crate::store::{Pipeline, PipelineEvent, PipelineFilter, PositionUpdate};
@@ -132,18 +131,8 @@ pub async fn create(
         }
         e => e.into(),
     })?;
-    let status = match added {
-        Added::Created(_) => StatusCode::CREATED,
-        Added::Existing(_) => StatusCode::OK,
-    };
-    let id = added.id();
-    let view = PipelineView::from(store.pipeline(id).await?);
-    Ok((
-        status,
-        [(header::LOCATION, format!("/v1/pipelines/{id}"))],
-        Json(view),
-    )
-        .into_response())
+    let view = PipelineView::from(store.pipeline(added.id()).await?);
+    Ok(super::connections::added(&added, "pipelines", view))
 }
 
 /// Pipelines in id order, a page at a time, filtered by any of state, connection and
@@ -179,19 +168,16 @@ pub async fn list(
     let limit = input::page_size(&params)?;
     let after: Option<PipelineId> = params.parsed("cursor")?;
     let current = state.current();
-    let mut items = current
+    let read = current
         .checker
         .store()
         .list_pipelines(&filter, after.as_ref(), limit + 1)
         .await?;
-    let more = items.len() > limit as usize;
-    items.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| items.last().map(|p| p.id.to_string()))
-        .flatten();
-    Ok(Json(Page::new(
-        items.into_iter().map(PipelineView::from).collect(),
-        next_cursor,
+    Ok(Json(Page::of(
+        read,
+        limit,
+        |p| p.id.to_string(),
+        PipelineView::from,
     )))
 }
 

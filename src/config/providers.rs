@@ -46,6 +46,7 @@ impl Checker<'_> {
         if !auth.as_ref().is_none_or(ProviderAuth::is_oauth) {
             return self.keyed_provider(key, id, p, auth?);
         }
+        let (max_concurrent, requests_per_second) = self.provider_limits(key, &p);
         let token_url = self.required_url(&k("token_url"), p.token_url.as_deref());
         let authorize_url = self.required_url(&k("authorize_url"), p.authorize_url.as_deref());
         let revocation_url = self.optional_url(&k("revocation_url"), p.revocation_url.as_deref());
@@ -113,23 +114,6 @@ impl Checker<'_> {
                 None
             }
         });
-        let max_concurrent = match p.max_concurrent.unwrap_or(4) {
-            n @ 1..=1000 => Some(n),
-            _ => {
-                self.problem(&k("max_concurrent"), "must be between 1 and 1000");
-                None
-            }
-        };
-        let requests_per_second = match p.requests_per_second.unwrap_or(10.0) {
-            r if r.is_finite() && (0.01..=100_000.0).contains(&r) => Some(r),
-            _ => {
-                self.problem(
-                    &k("requests_per_second"),
-                    "must be a number between 0.01 and 100000",
-                );
-                None
-            }
-        };
         let account_from = match p.account_from.as_deref().unwrap_or("id_token") {
             "id_token" => Some(AccountSource::IdToken),
             v => match v.strip_prefix("probe:") {
@@ -179,6 +163,29 @@ impl Checker<'_> {
 }
 
 impl Checker<'_> {
+    /// `max_concurrent` and `requests_per_second`, checked.
+    fn provider_limits(&mut self, key: &str, p: &raw::Provider) -> (Option<u32>, Option<f64>) {
+        let k = |field: &str| format!("{key}.{field}");
+        let max_concurrent = match p.max_concurrent.unwrap_or(4) {
+            n @ 1..=1000 => Some(n),
+            _ => {
+                self.problem(&k("max_concurrent"), "must be between 1 and 1000");
+                None
+            }
+        };
+        let requests_per_second = match p.requests_per_second.unwrap_or(10.0) {
+            r if r.is_finite() && (0.01..=100_000.0).contains(&r) => Some(r),
+            _ => {
+                self.problem(
+                    &k("requests_per_second"),
+                    "must be a number between 0.01 and 100000",
+                );
+                None
+            }
+        };
+        (max_concurrent, requests_per_second)
+    }
+
     /// `auth` and, for API keys, `api_key_in`.
     fn auth(&mut self, key: &str, p: &raw::Provider) -> Option<ProviderAuth> {
         let k = |field: &str| format!("{key}.{field}");
@@ -239,6 +246,7 @@ impl Checker<'_> {
         auth: ProviderAuth,
     ) -> Option<ProviderConfig> {
         let k = |field: &str| format!("{key}.{field}");
+        let (max_concurrent, requests_per_second) = self.provider_limits(key, &p);
         let oauth_only = [
             ("token_url", p.token_url.is_some()),
             ("authorize_url", p.authorize_url.is_some()),
@@ -297,23 +305,6 @@ impl Checker<'_> {
                 rules.extend(preset);
                 rules
             });
-        let max_concurrent = match p.max_concurrent.unwrap_or(4) {
-            n @ 1..=1000 => Some(n),
-            _ => {
-                self.problem(&k("max_concurrent"), "must be between 1 and 1000");
-                None
-            }
-        };
-        let requests_per_second = match p.requests_per_second.unwrap_or(10.0) {
-            r if r.is_finite() && (0.01..=100_000.0).contains(&r) => Some(r),
-            _ => {
-                self.problem(
-                    &k("requests_per_second"),
-                    "must be a number between 0.01 and 100000",
-                );
-                None
-            }
-        };
         if !ok {
             return None;
         }
