@@ -395,3 +395,36 @@ pub async fn update(
 ) -> Result<crate::store::Connection, StoreError> {
     store.update_connection(id, update, now).await
 }
+
+/// Checks what a connect link would create before it is made: a configured provider that
+/// owners sign in to (a key or a password comes with the re-entry form, not yet).
+pub fn invitable(
+    config: &Config,
+    invite: &crate::store::connect::NewConnectLink,
+) -> Result<(), AddError> {
+    let provider = configured(config, &invite.provider)?;
+    if !provider.auth.is_oauth() {
+        return Err(AddError::WrongCredential {
+            provider: invite.provider.clone(),
+            expected: provider.auth.kind(),
+            given: "oauth",
+        });
+    }
+    Ok(())
+}
+
+/// A connect link for `invite`, checked first.
+pub async fn invite(
+    config: &Config,
+    store: &dyn Store,
+    invite: &crate::store::connect::NewConnectLink,
+) -> Result<(String, DateTime<Utc>), AddError> {
+    invitable(config, invite)?;
+    Ok(crate::links::invite(
+        store,
+        &config.http.public_base_url,
+        config.notices.connect_link_lifetime,
+        invite,
+    )
+    .await?)
+}

@@ -64,3 +64,23 @@ pub async fn for_connection(
     )
     .await
 }
+
+/// A connect link: `<public_base_url>/connect/<token>`, stored hashed, for a new connection.
+pub async fn invite(
+    store: &dyn Store,
+    base_url: &Url,
+    lifetime: Duration,
+    invite: &crate::store::connect::NewConnectLink,
+) -> Result<(String, DateTime<Utc>), StoreError> {
+    let token = random_token();
+    let now = Utc::now();
+    let expires = now + TimeDelta::from_std(lifetime).unwrap_or(TimeDelta::MAX);
+    store
+        .add_connect_link(&hash(&token), invite, now, expires)
+        .await?;
+    let url = base_url
+        .join(&format!("connect/{token}"))
+        .map(String::from)
+        .unwrap_or_else(|_| format!("{base_url}connect/{token}"));
+    Ok((url, expires))
+}

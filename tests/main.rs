@@ -8,6 +8,7 @@ mod api_loop;
 mod checks;
 mod cli;
 mod config;
+mod connect;
 mod credentials;
 mod daemon;
 mod events;

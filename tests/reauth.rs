@@ -85,7 +85,7 @@ pub async fn revoke_app(oidc: &OidcServer, account: &str) {
         .unwrap();
 }
 
-fn no_redirects() -> reqwest::Client {
+pub fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

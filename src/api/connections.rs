@@ -498,3 +498,77 @@ pub async fn reauthorize_link(
         Json(ReauthorizeLink { url, expires_at }),
     ))
 }
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewConnectLink {
+    /// A provider of the config that owners sign in to (OAuth).
+    provider: ProviderId,
+    /// The name the new connection will have.
+    name: Name,
+    /// Who is invited; owns the connection.
+    owner: EmailAddress,
+    /// Only a grant for this account is accepted, when set.
+    #[serde(default)]
+    account: Option<String>,
+    /// The platform's own id for the connection to be.
+    #[serde(default)]
+    external_id: Option<String>,
+}
+
+/// A link that lets the owner connect a new data source: the page names what will be
+/// connected, and its button starts the provider's sign-in. Single use; valid for
+/// `[notices] connect_link_lifetime`.
+#[utoipa::path(
+    post,
+    path = "/v1/connect-links",
+    operation_id = "createConnectLink",
+    tag = "connections",
+    request_body(content = NewConnectLink, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = ReauthorizeLink),
+        (status = 401, description = "unauthorized: no API key, or not a configured one", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid-field: the problem names the field", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn connect_link(
+    State(state): State<Arc<ApiState>>,
+    ApiJson(new): ApiJson<NewConnectLink>,
+) -> Result<(StatusCode, Json<ReauthorizeLink>), ApiError> {
+    let account = new
+        .account
+        .map(|a| a.trim().to_owned())
+        .filter(|a| !a.is_empty());
+    if let Some(a) = &account
+        && (a.len() > 256 || !crate::domain::is_plain_text(a))
+    {
+        return Err(ApiError::invalid(
+            "account",
+            "expected up to 256 printable characters",
+        ));
+    }
+    let invite = crate::store::connect::NewConnectLink {
+        provider: new.provider,
+        name: new.name.into(),
+        owner: new.owner,
+        external_id: input::external_id("external_id", new.external_id)?,
+        account,
+    };
+    let current = state.current();
+    let (url, expires_at) =
+        crate::connections::invite(&current.config, current.checker.store().as_ref(), &invite)
+            .await
+            .map_err(|e| match e {
+                AddError::WrongCredential { .. } => ApiError::invalid(
+                    "provider",
+                    format!(
+                        "{e}: its owners are invited with the re-entry form, which is not there yet"
+                    ),
+                ),
+                e => add_refused(e),
+            })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ReauthorizeLink { url, expires_at }),
+    ))
+}

@@ -162,6 +162,7 @@ fn v1() -> (Router<Arc<ApiState>>, utoipa::openapi::OpenApi) {
             connections::remove
         ))
         .routes(routes!(connections::reauthorize_link))
+        .routes(routes!(connections::connect_link))
         .routes(routes!(pipelines::create, pipelines::list))
         .routes(routes!(pipelines::show, pipelines::remove))
         .routes(routes!(pipelines::position))

@@ -257,6 +257,32 @@ async fn connection(config: &Config, cmd: ConnectionCommand) -> Result<(), CliEr
             }
             println!("removed {id}");
         }
+        ConnectionCommand::Invite {
+            provider,
+            name: display,
+            owner,
+            account,
+            external_id,
+        } => {
+            let invite = crate::store::connect::NewConnectLink {
+                provider: input("--provider", &provider)?,
+                name: name(&display)?.into(),
+                owner: input("--owner", &owner)?,
+                account: account
+                    .map(|a| a.trim().to_owned())
+                    .filter(|a| !a.is_empty()),
+                external_id,
+            };
+            if let Err(e) = crate::connections::invitable(config, &invite) {
+                return Err(add_refused(config, e));
+            }
+            let store = open_store(config).await?;
+            let (link, expires) = crate::connections::invite(config, store.as_ref(), &invite)
+                .await
+                .map_err(|e| add_refused(config, e))?;
+            println!("{link}");
+            eprintln!("valid until {}, once", time(Some(expires)));
+        }
         ConnectionCommand::ReauthLink { id } => {
             let id: ConnectionId = input("connection id", &id)?;
             let store = open_store(config).await?;

@@ -174,6 +174,21 @@ pub enum ConnectionCommand {
     },
     /// Print a fresh reauthorize link, for helping an owner by hand.
     ReauthLink { id: String },
+    /// Print a link that lets OWNER connect a new data source of PROVIDER (single use).
+    Invite {
+        #[arg(long)]
+        provider: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        owner: String,
+        /// Only a grant for this account is accepted.
+        #[arg(long)]
+        account: Option<String>,
+        /// The platform's own id for the connection to be.
+        #[arg(long)]
+        external_id: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

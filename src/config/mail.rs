@@ -107,6 +107,20 @@ impl Checker<'_> {
                 }
                 other => other,
             };
+        let connect_link_lifetime = match self.duration(
+            "notices.connect_link_lifetime",
+            s.connect_link_lifetime.as_deref(),
+            "7d",
+        ) {
+            Some(d) if d < Duration::from_secs(3600) => {
+                self.problem(
+                    "notices.connect_link_lifetime",
+                    "must be at least 1h: an invitation is read hours or days later",
+                );
+                None
+            }
+            other => other,
+        };
         let raw_reminders = s
             .reminders
             .unwrap_or_else(|| vec!["1d".into(), "3d".into(), "7d".into()]);
@@ -130,6 +144,7 @@ impl Checker<'_> {
             reminders: ok.then_some(reminders)?,
             expiring_soon: expiring_soon?,
             link_lifetime: link_lifetime?,
+            connect_link_lifetime: connect_link_lifetime?,
         })
     }
 }

@@ -145,6 +145,8 @@ pub struct NoticesConfig {
     pub expiring_soon: Duration,
     /// How long a reauthorize link works (unless the incident ends first).
     pub link_lifetime: Duration,
+    /// How long a connect link (an invitation to connect a new data source) works.
+    pub connect_link_lifetime: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -56,6 +56,7 @@ pub struct Notices {
     pub reminders: Option<Vec<String>>,
     pub expiring_soon: Option<String>,
     pub link_lifetime: Option<String>,
+    pub connect_link_lifetime: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

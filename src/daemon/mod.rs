@@ -120,6 +120,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
                     Ok((new_config, workers)) => {
                         running.stop(&config).await;
                         http.set_checker(workers.checker.clone());
+                        http.set_config(Arc::new(new_config.clone()));
                         api.set(Arc::new(new_config.clone()), workers.checker.clone());
                         running = workers.start(&shutdown, &alive, &failed);
                         config = new_config;

@@ -2,6 +2,7 @@
 //! operators (metrics only when asked: they answer on the API's private listener). It enters
 //! through the store and the same actions as the checks.
 
+mod connect;
 mod pages;
 mod reauth;
 mod serve;
@@ -33,6 +34,8 @@ pub enum HttpError {
 pub struct AppState {
     /// Replaced when the config is reloaded.
     checker: std::sync::RwLock<Arc<Checker>>,
+    /// The running config (for adding connections from connect links); replaced on reload.
+    config: std::sync::RwLock<Arc<Config>>,
     pub pages: Pages,
     pub base_url: Url,
     pub link_lifetime: std::time::Duration,
@@ -49,6 +52,17 @@ impl AppState {
     /// After a reload: requests from now on use the new providers.
     pub fn set_checker(&self, checker: Arc<Checker>) {
         *self.checker.write().unwrap_or_else(|p| p.into_inner()) = checker;
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set_config(&self, config: Arc<Config>) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
     }
 
     /// Where providers send owners back: `<public_base_url>/oauth/callback`.
@@ -74,6 +88,7 @@ pub fn router(state: Arc<AppState>, with_metrics: bool) -> Router {
             "/reauthorize/{token}",
             get(reauth::page).post(reauth::start),
         )
+        .route("/connect/{token}", get(connect::page).post(connect::start))
         .route("/oauth/callback", get(reauth::callback))
         .layer(axum::middleware::map_response(protect))
         .with_state(state)
@@ -113,6 +128,7 @@ pub async fn bind(
         })?;
     let state = Arc::new(AppState {
         checker: std::sync::RwLock::new(checker),
+        config: std::sync::RwLock::new(Arc::new(config.clone())),
         pages: Pages::new()?,
         base_url: config.http.public_base_url.clone(),
         link_lifetime: config.notices.link_lifetime,

@@ -20,6 +20,13 @@ The paused pipelines then resume where they stopped.</p>
 <form method="post"><button type="submit" style="font-size: 1.1em; padding: .5em 1.2em">Reauthorize</button></form>
 {% endblock %}"#;
 
+const CONNECT: &str = r#"{% extends "layout.html" %}{% block body %}
+<p>You are asked to connect <b>{{ name }}</b> to your <b>{{ provider }}</b> account{% if account %} <b>{{ account }}</b>{% endif %}.</p>
+<p>Sign in to {{ provider }}{% if account %} as <b>{{ account }}</b>{% endif %} and approve access; the data then starts flowing.
+Nothing is connected until you do.</p>
+<form method="post"><button type="submit" style="font-size: 1.1em; padding: .5em 1.2em">Connect</button></form>
+{% endblock %}"#;
+
 const MESSAGE: &str = r#"{% extends "layout.html" %}{% block body %}
 {% for p in paragraphs %}<p>{{ p }}</p>{% endfor %}
 {% if pipelines %}<ul>{% for p in pipelines %}<li>{{ p.name }}, from position <code>{{ p.position or "(start)" }}</code></li>{% endfor %}</ul>{% endif %}
@@ -41,6 +48,7 @@ impl Pages {
         env.add_template("layout.html", LAYOUT)?;
         env.add_template("reauthorize.html", REAUTHORIZE)?;
         env.add_template("message.html", MESSAGE)?;
+        env.add_template("connect.html", CONNECT)?;
         Ok(Self { env })
     }
 
@@ -65,6 +73,13 @@ impl Pages {
             title => format!("Reconnect {name}"), name, provider, account, since,
         };
         self.render(StatusCode::OK, "reauthorize.html", ctx)
+    }
+
+    pub fn connect(&self, name: &str, provider: &str, account: Option<&str>) -> Response {
+        let ctx = minijinja::context! {
+            title => format!("Connect {name}"), name, provider, account,
+        };
+        self.render(StatusCode::OK, "connect.html", ctx)
     }
 
     /// A page of plain paragraphs (and, after a reconnection, the resumed pipelines).

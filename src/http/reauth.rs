@@ -23,7 +23,7 @@ use crate::tokens::TokenSet;
 /// An authorization must come back within this; the owner is on the provider's page meanwhile.
 const SESSION_LIFETIME: TimeDelta = TimeDelta::minutes(15);
 
-fn internal(state: &AppState, what: &str, e: impl std::fmt::Display) -> Response {
+pub(super) fn internal(state: &AppState, what: &str, e: impl std::fmt::Display) -> Response {
     tracing::error!("reauthorize: {what}: {e}");
     state.pages.message(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -171,6 +171,24 @@ pub async fn start(State(state): State<Arc<AppState>>, Path(token): Path<String>
         }
         Err(e) => return internal(&state, "starting an authorization", e),
     }
+    authorize_redirect(
+        &state,
+        &provider,
+        csrf,
+        challenge,
+        connection.account.as_deref(),
+    )
+}
+
+/// Off to the provider's authorization page: our callback, PKCE, the provider's scopes and
+/// `authorize_params`, and the account expected (so the provider can preselect it).
+pub(super) fn authorize_redirect(
+    state: &AppState,
+    provider: &crate::check::Provider,
+    csrf: String,
+    challenge: oauth2::PkceCodeChallenge,
+    login_hint: Option<&str>,
+) -> Response {
     let redirect = oauth2::RedirectUrl::from_url(state.callback_url());
     let mut request = provider
         .oauth()
@@ -187,9 +205,8 @@ pub async fn start(State(state): State<Arc<AppState>>, Path(token): Path<String>
     for (k, v) in &provider.config.authorize_params {
         request = request.add_extra_param(k.clone(), v.clone());
     }
-    // The provider can then preselect the right account (and the owner sees which one).
-    if let Some(account) = &connection.account {
-        request = request.add_extra_param("login_hint", account.clone());
+    if let Some(account) = login_hint {
+        request = request.add_extra_param("login_hint", account.to_owned());
     }
     let (url, _) = request.url();
     Redirect::to(url.as_str()).into_response()
@@ -197,10 +214,10 @@ pub async fn start(State(state): State<Arc<AppState>>, Path(token): Path<String>
 
 #[derive(Deserialize)]
 pub struct CallbackParams {
-    state: Option<String>,
-    code: Option<String>,
-    error: Option<String>,
-    error_description: Option<String>,
+    pub(super) state: Option<String>,
+    pub(super) code: Option<String>,
+    pub(super) error: Option<String>,
+    pub(super) error_description: Option<String>,
 }
 
 /// The provider sends the owner back here.
@@ -216,9 +233,10 @@ pub async fn callback(
             &[],
         )
     };
-    let Some(csrf) = q.state.as_deref() else {
+    let Some(csrf) = q.state.clone() else {
         return invalid(&state);
     };
+    let csrf = csrf.as_str();
     let checker = state.checker();
     let store = checker.store();
     let session = match store
@@ -226,7 +244,8 @@ pub async fn callback(
         .await
     {
         Ok(Some(s)) => s,
-        Ok(None) => return invalid(&state),
+        // Not a reauthorization: perhaps a new connection from a connect link.
+        Ok(None) => return super::connect::callback(&state, csrf, q).await,
         Err(e) => return internal(&state, "reading the authorization", e),
     };
     let connection = match store.connection(&session.connection).await {
@@ -266,38 +285,18 @@ pub async fn callback(
         );
     };
     let http = checker.http();
-    let outcome = match code_request(
-        provider.oauth(),
-        code,
-        &session.verifier,
-        &state.callback_url(),
-    )
-    .await
-    {
-        Some(request) => http.send_oauth(request).await,
-        None => {
-            return internal(
-                &state,
-                "building the code exchange",
-                "oauth2 built no request",
+    let now = Utc::now();
+    let tokens = match exchange_code(&state, &provider, code, &session.verifier).await {
+        Ok(tokens) => tokens,
+        Err(why) => {
+            tracing::warn!(connection = %connection.id, outcome = %why, "the code exchange failed");
+            return state.pages.message(
+                StatusCode::BAD_GATEWAY,
+                "The provider did not complete the sign-in",
+                &[&format!("{provider_display} did not hand over access. Nothing was changed. Please try the link from the e-mail again in a few minutes.")],
+                &[],
             );
         }
-    };
-    let now = Utc::now();
-    let tokens = match &outcome {
-        Outcome::Response(r) if (200..300).contains(&r.status) => {
-            TokenSet::from_json(&r.body, now).ok()
-        }
-        _ => None,
-    };
-    let Some(tokens) = tokens else {
-        tracing::warn!(connection = %connection.id, outcome = ?describe(&outcome), "the code exchange failed");
-        return state.pages.message(
-            StatusCode::BAD_GATEWAY,
-            "The provider did not complete the sign-in",
-            &[&format!("{provider_display} did not hand over access. Nothing was changed. Please try the link from the e-mail again in a few minutes.")],
-            &[],
-        );
     };
     // Another account's data must never flow down this connection's pipelines: both sides
     // must be known, and the same.
@@ -364,6 +363,28 @@ pub async fn callback(
     state
         .pages
         .message(StatusCode::OK, "Reconnected", &paragraphs, &resumed)
+}
+
+/// The authorization code for tokens, at the provider's token endpoint; `Err` says (for the
+/// log) why not.
+pub(super) async fn exchange_code(
+    state: &AppState,
+    provider: &crate::check::Provider,
+    code: String,
+    verifier: &SecretString,
+) -> Result<TokenSet, String> {
+    let checker = state.checker();
+    let outcome = match code_request(provider.oauth(), code, verifier, &state.callback_url()).await
+    {
+        Some(request) => checker.http().send_oauth(request).await,
+        None => return Err("oauth2 built no request".into()),
+    };
+    match &outcome {
+        Outcome::Response(r) if (200..300).contains(&r.status) => {
+            TokenSet::from_json(&r.body, Utc::now()).map_err(|_| describe(&outcome))
+        }
+        _ => Err(describe(&outcome)),
+    }
 }
 
 /// A failed exchange in a log line: status and size, never the body (it may hold a token).

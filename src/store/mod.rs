@@ -1,6 +1,7 @@
 //! Persistence behind one trait: the rest of the daemon never sees SQL or a backend.
 //! The backend is chosen from the database URL; tokens are sealed and opened here and nowhere else.
 
+pub mod connect;
 pub mod deliveries;
 mod health;
 mod queries;
@@ -95,7 +96,7 @@ pub const ALERT_CLIENT_MISCONFIGURED: &str = "client_misconfigured";
 pub const ALERT_UNREADABLE_TOKENS: &str = "unreadable_tokens";
 
 #[async_trait]
-pub trait Store: deliveries::Deliveries + Send + Sync + 'static {
+pub trait Store: deliveries::Deliveries + connect::ConnectLinks + Send + Sync + 'static {
     /// Brings the schema up to date; safe to call on every start.
     async fn migrate(&self) -> Result<(), StoreError>;
     /// The database answers and its schema is the one this build expects.

@@ -16,6 +16,7 @@ mod actions;
 mod alerts;
 mod batch;
 mod checks;
+mod connect;
 mod connections;
 mod deliveries;
 mod events;
