@@ -115,7 +115,7 @@ impl Credential {
     }
 
     /// The form the store seals: the secret in `access_token`, nothing to refresh.
-    fn into_tokens(self) -> TokenSet {
+    pub fn into_tokens(self) -> TokenSet {
         use secrecy::ExposeSecret;
         let secret = |access_token| TokenSet {
             access_token,

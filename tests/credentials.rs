@@ -235,3 +235,104 @@ async fn a_password_connection_from_the_command_line_is_probed_with_http_basic()
         .await;
     assert_eq!(refused.status.code(), Some(65));
 }
+
+#[tokio::test]
+async fn the_owner_re_enters_a_key_in_the_form_and_only_a_working_one_is_stored() {
+    let provider = KeyedProvider::spawn("key-0123456789-old").await;
+    let env = TestEnv::with_config(&provider.config());
+    let platform = Platform::new(&env);
+    let _daemon = env.spawn().await;
+    let (_, c) = platform
+        .call(
+            "POST",
+            "/v1/connections",
+            Some(json!({"provider": "keyed", "name": "CRM",
+            "owner": "ada@example.com", "credentials": {"api_key": "key-0123456789-old"}})),
+        )
+        .await;
+    let id = c["id"].as_str().unwrap().to_owned();
+    let pipeline = env
+        .ok(&[
+            "pipeline",
+            "add",
+            "--name",
+            "Orders",
+            "--connection",
+            &id,
+            "--position",
+            "page=9",
+        ])
+        .await;
+    *provider.valid.lock().unwrap() = "key-0123456789-new".into();
+    let (_, report) = platform
+        .call("POST", &format!("/v1/connections/{id}/check"), None)
+        .await;
+    assert_eq!(report["after"], "broken", "{report}");
+    let link = env
+        .ok(&["connection", "reauth-link", &id])
+        .await
+        .trim()
+        .to_owned();
+
+    let http = crate::reauth::no_redirects();
+    let page = http.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains(r#"type="password""#) && html.contains("Keyed CRM"),
+        "{html}"
+    );
+
+    let post = |key: &'static str, origin: Option<&'static str>| {
+        let mut request = http
+            .post(&link)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("api_key={key}"));
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+    // From another site: refused before anything is tried.
+    assert_eq!(
+        post("key-0123456789-new", Some("https://evil.example"))
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    // A key the provider refuses: the form again, in words, and nothing stored.
+    let wrong = post("key-0123456789-typo", None).await.unwrap();
+    assert_eq!(wrong.status(), 422);
+    let html = wrong.text().await.unwrap();
+    assert!(
+        html.contains("did not accept") && !html.contains("key-0123456789-typo"),
+        "{html}"
+    );
+    let (_, shown) = platform
+        .call("GET", &format!("/v1/connections/{id}"), None)
+        .await;
+    assert_eq!(shown["status"], "broken");
+    // The right one: stored, healthy, the pipeline resumed where it stopped.
+    let right = post("key-0123456789-new", None).await.unwrap();
+    assert_eq!(right.status(), 200);
+    let html = right.text().await.unwrap();
+    assert!(
+        html.contains("Reconnected") && html.contains("page=9"),
+        "{html}"
+    );
+    let (_, shown) = platform
+        .call("GET", &format!("/v1/connections/{id}"), None)
+        .await;
+    assert_eq!(shown["status"], "healthy", "{shown}");
+    let (_, p) = platform
+        .call("GET", &format!("/v1/pipelines/{}", pipeline.trim()), None)
+        .await;
+    assert_eq!(p["state"], "running", "{p}");
+    let (_, report) = platform
+        .call("POST", &format!("/v1/connections/{id}/check"), None)
+        .await;
+    assert_eq!(report["after"], "healthy", "the stored key works: {report}");
+    // The link is used up.
+    assert_eq!(http.get(&link).send().await.unwrap().status(), 410);
+}

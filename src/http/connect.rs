@@ -66,7 +66,14 @@ pub async fn page(State(state): State<Arc<AppState>>, Path(token): Path<String>)
 }
 
 /// POST: a fresh authorization (state and PKCE), then off to the provider.
-pub async fn start(State(state): State<Arc<AppState>>, Path(token): Path<String>) -> Response {
+pub async fn start(
+    State(state): State<Arc<AppState>>,
+    Path(token): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if !super::form::same_origin(&state, &headers) {
+        return super::form::refused_cross_site(&state);
+    }
     let (link, link_hash) = match valid_link(&state, &token).await {
         Ok(v) => v,
         Err(page) => return page,

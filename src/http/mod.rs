@@ -3,6 +3,7 @@
 //! through the store and the same actions as the checks.
 
 mod connect;
+mod form;
 mod pages;
 mod reauth;
 mod serve;

@@ -27,6 +27,17 @@ Nothing is connected until you do.</p>
 <form method="post"><button type="submit" style="font-size: 1.1em; padding: .5em 1.2em">Connect</button></form>
 {% endblock %}"#;
 
+const CREDENTIALS: &str = r#"{% extends "layout.html" %}{% block body %}
+<p><b>{{ name }}</b> reads from <b>{{ provider }}</b> with {% if basic %}a user name and password{% else %}an API key{% endif %}, and {{ provider }} no longer accepts the one it has. Enter the new one: it is tried at {{ provider }} before anything is stored.</p>
+{% if problem %}<p role="alert" style="color: #a00"><b>{{ problem }}</b></p>{% endif %}
+<form method="post" autocomplete="off">
+{% if basic %}<p><label for="username">User name</label><br><input id="username" name="username" type="text" required style="width: 100%"></p>
+<p><label for="password">Password</label><br><input id="password" name="password" type="password" required style="width: 100%"></p>
+{% else %}<p><label for="api_key">API key</label><br><input id="api_key" name="api_key" type="password" required style="width: 100%"></p>{% endif %}
+<button type="submit" style="font-size: 1.1em; padding: .5em 1.2em">Save and reconnect</button>
+</form>
+{% endblock %}"#;
+
 const MESSAGE: &str = r#"{% extends "layout.html" %}{% block body %}
 {% for p in paragraphs %}<p>{{ p }}</p>{% endfor %}
 {% if pipelines %}<ul>{% for p in pipelines %}<li>{{ p.name }}, from position <code>{{ p.position or "(start)" }}</code></li>{% endfor %}</ul>{% endif %}
@@ -49,6 +60,7 @@ impl Pages {
         env.add_template("reauthorize.html", REAUTHORIZE)?;
         env.add_template("message.html", MESSAGE)?;
         env.add_template("connect.html", CONNECT)?;
+        env.add_template("credentials.html", CREDENTIALS)?;
         Ok(Self { env })
     }
 
@@ -80,6 +92,21 @@ impl Pages {
             title => format!("Connect {name}"), name, provider, account,
         };
         self.render(StatusCode::OK, "connect.html", ctx)
+    }
+
+    /// The re-entry form of a key or a password, with what went wrong last time.
+    pub fn credentials_form(
+        &self,
+        name: &str,
+        provider: &str,
+        basic: bool,
+        problem: Option<&str>,
+        status: StatusCode,
+    ) -> Response {
+        let ctx = minijinja::context! {
+            title => format!("New credentials for {name}"), name, provider, basic, problem,
+        };
+        self.render(status, "credentials.html", ctx)
     }
 
     /// A page of plain paragraphs (and, after a reconnection, the resumed pipelines).

@@ -83,21 +83,13 @@ fn provider_name(state: &AppState, c: &Connection) -> String {
         .unwrap_or_else(|| c.provider.to_string())
 }
 
-/// A connection holding a key or a password is not reauthorized at a provider: its owner
-/// gives the credential to the platform team, until a form takes it here.
-fn not_oauth(state: &AppState, c: &Connection) -> Option<Response> {
-    let keyed = state
+/// The provider of a connection that holds a key or a password (it gets the re-entry form).
+fn keyed(state: &AppState, c: &Connection) -> Option<Arc<crate::check::Provider>> {
+    state
         .checker()
         .provider(&c.provider)
-        .is_some_and(|p| !p.config.auth.is_oauth());
-    keyed.then(|| {
-        state.pages.message(
-            StatusCode::OK,
-            "New credentials are needed",
-            &["This connection uses an API key or a password, not a sign-in at the provider. Send the new one to your data platform team; they will store it."],
-            &[],
-        )
-    })
+        .filter(|p| !p.config.auth.is_oauth())
+        .cloned()
 }
 
 /// GET: shows what the link is for; starts nothing.
@@ -106,8 +98,8 @@ pub async fn page(State(state): State<Arc<AppState>>, Path(token): Path<String>)
         Ok(v) => v,
         Err(page) => return page,
     };
-    if let Some(page) = not_oauth(&state, &connection) {
-        return page;
+    if let Some(provider) = keyed(&state, &connection) {
+        return super::form::show(&state, &provider, &connection, None);
     }
     let since = match link.incident {
         Some(id) => state
@@ -129,13 +121,22 @@ pub async fn page(State(state): State<Arc<AppState>>, Path(token): Path<String>)
 }
 
 /// POST: a fresh authorization (random single-use `state`, PKCE S256), then off to the provider.
-pub async fn start(State(state): State<Arc<AppState>>, Path(token): Path<String>) -> Response {
+/// For a key or a password, the form's POST: tried at the provider, then stored.
+pub async fn start(
+    State(state): State<Arc<AppState>>,
+    Path(token): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if !super::form::same_origin(&state, &headers) {
+        return super::form::refused_cross_site(&state);
+    }
     let (_, connection, link_hash) = match valid_link(&state, &token).await {
         Ok(v) => v,
         Err(page) => return page,
     };
-    if let Some(page) = not_oauth(&state, &connection) {
-        return page;
+    if let Some(provider) = keyed(&state, &connection) {
+        return super::form::submit(&state, &provider, &connection, &link_hash, &body).await;
     }
     let Some(provider) = state.checker().provider(&connection.provider).cloned() else {
         return internal(
