@@ -181,6 +181,9 @@ pub struct HttpConfig {
     pub max_connections: u32,
     /// `/metrics` answers here too (it always does on the API's listener).
     pub metrics: bool,
+    /// Who the owner pages speak for (the platform's name), and where owners can write.
+    pub brand_name: Option<String>,
+    pub support_email: Option<EmailAddress>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

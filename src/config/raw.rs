@@ -79,6 +79,8 @@ pub struct Http {
     pub max_connections: Option<u32>,
     /// Serve `/metrics` here too, not only on the API's listener.
     pub metrics: bool,
+    pub brand_name: Option<String>,
+    pub support_email: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

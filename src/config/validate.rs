@@ -385,11 +385,35 @@ impl Checker<'_> {
                 None
             }
         };
+        let brand_name = match s.brand_name.map(|b| b.trim().to_owned()) {
+            None => Some(None),
+            Some(b)
+                if !b.is_empty()
+                    && b.chars().count() <= 100
+                    && crate::domain::is_plain_text(&b) =>
+            {
+                Some(Some(b))
+            }
+            Some(_) => {
+                self.problem("http.brand_name", "expected 1 to 100 printable characters");
+                None
+            }
+        };
+        let support_email = match s.support_email.map(|e| e.parse::<EmailAddress>()) {
+            None => Some(None),
+            Some(Ok(e)) => Some(Some(e)),
+            Some(Err(e)) => {
+                self.problem("http.support_email", e.to_string());
+                None
+            }
+        };
         Some(HttpConfig {
             listen: listen?,
             public_base_url: base,
             max_connections: max_connections?,
             metrics: s.metrics,
+            brand_name: brand_name?,
+            support_email: support_email?,
         })
     }
 

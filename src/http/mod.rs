@@ -130,7 +130,10 @@ pub async fn bind(
     let state = Arc::new(AppState {
         checker: std::sync::RwLock::new(checker),
         config: std::sync::RwLock::new(Arc::new(config.clone())),
-        pages: Pages::new()?,
+        pages: Pages::new(
+            config.http.brand_name.as_deref(),
+            config.http.support_email.as_ref().map(|e| e.as_str()),
+        )?,
         base_url: config.http.public_base_url.clone(),
         link_lifetime: config.notices.link_lifetime,
     });

@@ -8,8 +8,10 @@ const LAYOUT: &str = r#"<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
 <meta name="referrer" content="no-referrer"><title>{{ title }}</title></head>
 <body style="font-family: sans-serif; max-width: 36em; margin: 3em auto; line-height: 1.5">
+{% if brand %}<header style="color: #555">{{ brand }}</header>{% endif %}
 <h1 style="font-size: 1.4em">{{ title }}</h1>
 {% block body %}{% endblock %}
+{% if support %}<footer style="margin-top: 2em; color: #555">Questions? Write to <a href="mailto:{{ support }}">{{ support }}</a>.</footer>{% endif %}
 </body></html>"#;
 
 const REAUTHORIZE: &str = r#"{% extends "layout.html" %}{% block body %}
@@ -54,8 +56,15 @@ pub struct ResumedView {
 }
 
 impl Pages {
-    pub fn new() -> Result<Self, minijinja::Error> {
+    /// Pages that speak for `brand` and, when given, send questions to `support`.
+    pub fn new(brand: Option<&str>, support: Option<&str>) -> Result<Self, minijinja::Error> {
         let mut env = minijinja::Environment::new();
+        if let Some(brand) = brand {
+            env.add_global("brand", brand.to_owned());
+        }
+        if let Some(support) = support {
+            env.add_global("support", support.to_owned());
+        }
         env.add_template("layout.html", LAYOUT)?;
         env.add_template("reauthorize.html", REAUTHORIZE)?;
         env.add_template("message.html", MESSAGE)?;
@@ -119,5 +128,41 @@ impl Pages {
     ) -> Response {
         let ctx = minijinja::context! { title, paragraphs, pipelines };
         self.render(status, "message.html", ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_page_names_the_platform_and_where_to_ask_escaped() {
+        let pages = Pages::new(Some("Acme <Data>"), Some("help@acme.example")).unwrap();
+        let response = pages.message(StatusCode::OK, "Hello", &["<b>hi</b>"], &[]);
+        let body = futures_body(response);
+        assert!(body.contains("Acme &lt;Data&gt;"), "{body}");
+        assert!(body.contains("mailto:help@acme.example"), "{body}");
+        assert!(
+            body.contains("&lt;b&gt;hi") && !body.contains("<b>hi"),
+            "{body}"
+        );
+        let plain = Pages::new(None, None).unwrap();
+        let body = futures_body(plain.message(StatusCode::OK, "Hello", &[], &[]));
+        assert!(
+            !body.contains("mailto:") && !body.contains("<header"),
+            "{body}"
+        );
+    }
+
+    fn futures_body(response: Response) -> String {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            String::from_utf8(bytes.to_vec()).unwrap()
+        })
     }
 }
