@@ -181,6 +181,18 @@ pub enum AddError {
     Store(#[from] StoreError),
 }
 
+/// An account as a caller names it: trimmed, and none when blank; at most 256 printable
+/// characters (it is shown on pages and in e-mails).
+pub fn account(given: Option<String>) -> Result<Option<String>, &'static str> {
+    let account = given.map(|a| a.trim().to_owned()).filter(|a| !a.is_empty());
+    match &account {
+        Some(a) if a.len() > 256 || !crate::domain::is_plain_text(a) => {
+            Err("expected up to 256 printable characters")
+        }
+        _ => Ok(account),
+    }
+}
+
 /// The provider's config, or the error that names the configured ones.
 pub fn configured<'c>(
     config: &'c Config,

@@ -208,18 +208,8 @@ pub async fn create(
     let current = state.current();
     let config = &current.config;
     let provider = crate::connections::configured(config, &new.provider).map_err(add_refused)?;
-    let account = new
-        .account
-        .map(|a| a.trim().to_owned())
-        .filter(|a| !a.is_empty());
-    if let Some(a) = &account
-        && (a.len() > 256 || !crate::domain::is_plain_text(a))
-    {
-        return Err(ApiError::invalid(
-            "account",
-            "expected up to 256 printable characters",
-        ));
-    }
+    let account =
+        crate::connections::account(new.account).map_err(|e| ApiError::invalid("account", e))?;
     let external_id = input::external_id("external_id", new.external_id)?;
     let metadata = metadata_text(new.metadata)?;
     let now = Utc::now();
@@ -535,18 +525,8 @@ pub async fn connect_link(
     State(state): State<Arc<ApiState>>,
     ApiJson(new): ApiJson<NewConnectLink>,
 ) -> Result<(StatusCode, Json<ReauthorizeLink>), ApiError> {
-    let account = new
-        .account
-        .map(|a| a.trim().to_owned())
-        .filter(|a| !a.is_empty());
-    if let Some(a) = &account
-        && (a.len() > 256 || !crate::domain::is_plain_text(a))
-    {
-        return Err(ApiError::invalid(
-            "account",
-            "expected up to 256 printable characters",
-        ));
-    }
+    let account =
+        crate::connections::account(new.account).map_err(|e| ApiError::invalid("account", e))?;
     let invite = crate::store::connect::NewConnectLink {
         provider: new.provider,
         name: new.name.into(),

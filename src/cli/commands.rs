@@ -156,16 +156,8 @@ async fn connection(config: &Config, cmd: ConnectionCommand) -> Result<(), CliEr
             };
             let name = name(&display)?;
             let owner: EmailAddress = input("--owner", &owner)?;
-            let account = account
-                .map(|a| a.trim().to_owned())
-                .filter(|a| !a.is_empty());
-            if let Some(a) = &account
-                && (a.len() > 256 || !crate::domain::is_plain_text(a))
-            {
-                return Err(CliError::Input(
-                    "--account: expected up to 256 printable characters".into(),
-                ));
-            }
+            let account = crate::connections::account(account)
+                .map_err(|e| CliError::Input(format!("--account: {e}")))?;
             let now = Utc::now();
             let credential = match (tokens, credentials) {
                 (Some(tokens), None) => Credential::OAuth(
@@ -268,9 +260,8 @@ async fn connection(config: &Config, cmd: ConnectionCommand) -> Result<(), CliEr
                 provider: input("--provider", &provider)?,
                 name: name(&display)?.into(),
                 owner: input("--owner", &owner)?,
-                account: account
-                    .map(|a| a.trim().to_owned())
-                    .filter(|a| !a.is_empty()),
+                account: crate::connections::account(account)
+                    .map_err(|e| CliError::Input(format!("--account: {e}")))?,
                 external_id,
             };
             if let Err(e) = crate::connections::invitable(config, &invite) {

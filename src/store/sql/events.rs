@@ -46,20 +46,27 @@ pub(super) async fn write_with(
         return Ok(());
     }
     backend.lock_events(tx).await?;
+    // A break writes one event for the connection and one per paused pipeline: its ids are
+    // read once.
+    let mut known: Option<(&str, PlatformIds)> = None;
     for event in events {
         let data = serde_json::to_string(event)
             .map_err(|e| StoreError::Corrupt(format!("an event that cannot be written: {e}")))?;
         let connection = event.connection().map(ConnectionId::as_str);
-        let (external_id, metadata) = match (ids, connection) {
-            (Some((e, m)), _) => (e.clone(), m.clone()),
-            (None, Some(c)) => sqlx::query_as::<_, (Option<String>, Option<String>)>(
-                "SELECT external_id, metadata FROM connections WHERE id = $1",
-            )
-            .bind(c)
-            .fetch_optional(&mut *tx)
-            .await?
-            .unwrap_or_default(),
-            (None, None) => (None, None),
+        let (external_id, metadata) = match (ids, connection, &known) {
+            (Some(given), _, _) => given.clone(),
+            (None, Some(c), Some((k, read))) if *k == c => read.clone(),
+            (None, Some(c), _) => {
+                let read: PlatformIds =
+                    sqlx::query_as("SELECT external_id, metadata FROM connections WHERE id = $1")
+                        .bind(c)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .unwrap_or_default();
+                known = Some((c, read.clone()));
+                read
+            }
+            (None, None, _) => (None, None),
         };
         sqlx::query(
             "INSERT INTO events (type, at, connection_id, pipeline_id, order_key, external_id, \
