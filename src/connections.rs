@@ -114,25 +114,31 @@ impl Credential {
         }
     }
 
+    /// What the probe presents: the key, `user:password`, or the access token.
+    pub fn secret(&self) -> SecretString {
+        use secrecy::ExposeSecret;
+        match self {
+            Credential::OAuth(tokens) => tokens.access_token.clone(),
+            Credential::ApiKey(key) => key.clone(),
+            Credential::Basic { username, password } => {
+                SecretString::from(format!("{username}:{}", password.expose_secret()))
+            }
+        }
+    }
+
+    /// A copy in the form the store seals, to ask the provider with before storing.
+    pub fn secret_tokens(&self) -> TokenSet {
+        match self {
+            Credential::OAuth(tokens) => tokens.clone(),
+            _ => TokenSet::secret_only(self.secret()),
+        }
+    }
+
     /// The form the store seals: the secret in `access_token`, nothing to refresh.
     pub fn into_tokens(self) -> TokenSet {
-        use secrecy::ExposeSecret;
-        let secret = |access_token| TokenSet {
-            access_token,
-            refresh_token: None,
-            expires_at: None,
-            refresh_expires_at: None,
-            scopes: Vec::new(),
-            id_token_subject: None,
-            id_token_email: None,
-        };
         match self {
             Credential::OAuth(tokens) => tokens,
-            Credential::ApiKey(key) => secret(key),
-            Credential::Basic { username, password } => secret(SecretString::from(format!(
-                "{username}:{}",
-                password.expose_secret()
-            ))),
+            other => TokenSet::secret_only(other.secret()),
         }
     }
 }
@@ -414,29 +420,39 @@ pub fn invitable(
     config: &Config,
     invite: &crate::store::connect::NewConnectLink,
 ) -> Result<(), AddError> {
-    let provider = configured(config, &invite.provider)?;
-    if !provider.auth.is_oauth() {
-        return Err(AddError::WrongCredential {
-            provider: invite.provider.clone(),
-            expected: provider.auth.kind(),
-            given: "oauth",
-        });
-    }
-    Ok(())
+    configured(config, &invite.provider).map(|_| ())
 }
 
-/// A connect link for `invite`, checked first.
+/// What became of an invitation.
+#[derive(Debug)]
+pub enum Invited {
+    /// The link, for the caller to hand over.
+    Link {
+        url: String,
+        expires_at: DateTime<Utc>,
+    },
+    /// Queued for e-mail to the owner; the link is made when it is sent and exists only there.
+    Emailed,
+}
+
+/// A connect link for `invite`, checked first; e-mailed to its owner when `email`.
 pub async fn invite(
     config: &Config,
     store: &dyn Store,
     invite: &crate::store::connect::NewConnectLink,
-) -> Result<(String, DateTime<Utc>), AddError> {
+    email: bool,
+) -> Result<Invited, AddError> {
     invitable(config, invite)?;
-    Ok(crate::links::invite(
+    if email {
+        store.queue_invitation(invite, Utc::now()).await?;
+        return Ok(Invited::Emailed);
+    }
+    let (url, expires_at) = crate::links::invite(
         store,
         &config.http.public_base_url,
         config.notices.connect_link_lifetime,
         invite,
     )
-    .await?)
+    .await?;
+    Ok(Invited::Link { url, expires_at })
 }

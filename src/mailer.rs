@@ -95,6 +95,10 @@ pub struct Mailer {
     base_url: Url,
     notices: NoticesConfig,
     providers: BTreeMap<ProviderId, String>,
+    /// What the owners of a key or password provider type in ("API key", ...).
+    typed: BTreeMap<ProviderId, &'static str>,
+    /// The platform's name, as the owner pages show it.
+    brand: Option<String>,
     instance: String,
     /// How long a claimed notice stays ours if we die while sending it (`limits.lease`).
     lease: Duration,
@@ -142,6 +146,18 @@ impl Mailer {
                 .values()
                 .map(|p| (p.id.clone(), p.display_name.clone()))
                 .collect(),
+            typed: config
+                .providers
+                .values()
+                .filter_map(|p| match p.auth {
+                    crate::config::ProviderAuth::OAuth => None,
+                    crate::config::ProviderAuth::Basic => {
+                        Some((p.id.clone(), "user name and password"))
+                    }
+                    crate::config::ProviderAuth::ApiKey(_) => Some((p.id.clone(), "API key")),
+                })
+                .collect(),
+            brand: config.http.brand_name.clone(),
             instance,
             lease: config.limits.lease,
             metrics,
@@ -282,10 +298,43 @@ impl Mailer {
                 });
                 ("expiring_soon", context)
             }
+            (NoticeKind::ConnectInvitation, _) => match self.invitation(&payload).await? {
+                Some(context) => ("connect_invitation", context),
+                None => {
+                    return Ok(Outcome::Moot(
+                        "not sent: its provider is no longer configured".into(),
+                    ));
+                }
+            },
             _ => return Ok(Outcome::Moot("not sent: the connection is gone".into())),
         };
         let rendered = self.templates.render(kind, &context)?;
         Ok(self.send(item, rendered).await)
+    }
+
+    /// An invitation's words, with its connect link, made now: the link exists only in the
+    /// e-mail, and its lifetime starts when the owner can first read it.
+    async fn invitation(
+        &self,
+        payload: &serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, MailerError> {
+        let invite: crate::store::connect::NewConnectLink = serde_json::from_value(payload.clone())
+            .map_err(|e| StoreError::Corrupt(format!("an invitation: {e}")))?;
+        let Some(provider) = self.providers.get(&invite.provider) else {
+            return Ok(None);
+        };
+        let (link, expires) = crate::links::invite(
+            self.store.as_ref(),
+            &self.base_url,
+            self.notices.connect_link_lifetime,
+            &invite,
+        )
+        .await?;
+        Ok(Some(serde_json::json!({
+            "name": invite.name, "provider": provider, "account": invite.account,
+            "typed": self.typed.get(&invite.provider), "brand": self.brand,
+            "link": link, "link_expires": human(expires),
+        })))
     }
 
     /// Sends one message; `first` is the notice it answers to (its recipient and kind).

@@ -27,6 +27,22 @@ pub struct TokenSet {
     pub id_token_email: Option<String>,
 }
 
+impl TokenSet {
+    /// A key or a password as the store seals it: the secret in `access_token`, nothing to
+    /// refresh, no lifetime.
+    pub fn secret_only(access_token: SecretString) -> Self {
+        Self {
+            access_token,
+            refresh_token: None,
+            expires_at: None,
+            refresh_expires_at: None,
+            scopes: Vec::new(),
+            id_token_subject: None,
+            id_token_email: None,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct Wire {
     access_token: SecretString,

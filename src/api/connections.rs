@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::input::{self, Params};
 use super::{ApiError, ApiJson, ApiState, Problem};
-use crate::connections::{AddConnection, AddError, Added, Credential, RemoveError};
+use crate::connections::{AddConnection, AddError, Added, Credential, Invited, RemoveError};
 use crate::domain::{ConnectionId, ConnectionStatus, EmailAddress, Name, PipelineId, ProviderId};
 use crate::store::{CheckRecord, Connection, ConnectionFilter, ConnectionUpdate};
 use crate::tokens::TokenSet;
@@ -504,11 +504,23 @@ pub struct NewConnectLink {
     /// The platform's own id for the connection to be.
     #[serde(default)]
     external_id: Option<String>,
+    /// E-mail the link to the owner ("Connect your … account") instead of answering with it:
+    /// the link is made when the e-mail is sent and exists nowhere else.
+    #[serde(default)]
+    email: bool,
+}
+
+/// An invitation queued for e-mail.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct InvitationQueued {
+    emailed_to: EmailAddress,
 }
 
 /// A link that lets the owner connect a new data source: the page names what will be
-/// connected, and its button starts the provider's sign-in. Single use; valid for
-/// `[notices] connect_link_lifetime`.
+/// connected, and its button starts the provider's sign-in (or, for a provider of API keys or
+/// passwords, its form takes them and tries them before creating anything). Single use; valid
+/// for `[notices] connect_link_lifetime`. With `"email": true` the owner is e-mailed the link
+/// instead (202).
 #[utoipa::path(
     post,
     path = "/v1/connect-links",
@@ -517,6 +529,7 @@ pub struct NewConnectLink {
     request_body(content = NewConnectLink, content_type = "application/json"),
     responses(
         (status = 201, description = "Created", body = ReauthorizeLink),
+        (status = 202, description = "Queued for e-mail to the owner", body = InvitationQueued),
         (status = 401, description = "unauthorized: no API key, or not a configured one", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid-field: the problem names the field", body = Problem, content_type = "application/problem+json"),
     )
@@ -524,7 +537,7 @@ pub struct NewConnectLink {
 pub async fn connect_link(
     State(state): State<Arc<ApiState>>,
     ApiJson(new): ApiJson<NewConnectLink>,
-) -> Result<(StatusCode, Json<ReauthorizeLink>), ApiError> {
+) -> Result<Response, ApiError> {
     let account =
         crate::connections::account(new.account).map_err(|e| ApiError::invalid("account", e))?;
     let invite = crate::store::connect::NewConnectLink {
@@ -535,20 +548,25 @@ pub async fn connect_link(
         account,
     };
     let current = state.current();
-    let (url, expires_at) =
-        crate::connections::invite(&current.config, current.checker.store().as_ref(), &invite)
-            .await
-            .map_err(|e| match e {
-                AddError::WrongCredential { .. } => ApiError::invalid(
-                    "provider",
-                    format!(
-                        "{e}: its owners are invited with the re-entry form, which is not there yet"
-                    ),
-                ),
-                e => add_refused(e),
-            })?;
-    Ok((
-        StatusCode::CREATED,
-        Json(ReauthorizeLink { url, expires_at }),
-    ))
+    let store = current.checker.store();
+    match crate::connections::invite(&current.config, store.as_ref(), &invite, new.email)
+        .await
+        .map_err(add_refused)?
+    {
+        Invited::Link { url, expires_at } => Ok((
+            StatusCode::CREATED,
+            Json(ReauthorizeLink { url, expires_at }),
+        )
+            .into_response()),
+        Invited::Emailed => {
+            current.checker.outbox_signal().notify_one();
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(InvitationQueued {
+                    emailed_to: invite.owner,
+                }),
+            )
+                .into_response())
+        }
+    }
 }

@@ -8,7 +8,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use super::table::Table;
 use super::*;
 use crate::config::Config;
-use crate::connections::{AddConnection, AddError, Credential, RemoveError};
+use crate::connections::{AddConnection, AddError, Credential, Invited, RemoveError};
 use crate::domain::{ConnectionId, EmailAddress, Name, PipelineId, Position, ProviderId};
 use crate::pipelines::{self, AddPipeline};
 use crate::store::{self, Connection, Pipeline, Store};
@@ -255,6 +255,7 @@ async fn connection(config: &Config, cmd: ConnectionCommand) -> Result<(), CliEr
             owner,
             account,
             external_id,
+            email,
         } => {
             let invite = crate::store::connect::NewConnectLink {
                 provider: input("--provider", &provider)?,
@@ -268,11 +269,19 @@ async fn connection(config: &Config, cmd: ConnectionCommand) -> Result<(), CliEr
                 return Err(add_refused(config, e));
             }
             let store = open_store(config).await?;
-            let (link, expires) = crate::connections::invite(config, store.as_ref(), &invite)
+            match crate::connections::invite(config, store.as_ref(), &invite, email)
                 .await
-                .map_err(|e| add_refused(config, e))?;
-            println!("{link}");
-            eprintln!("valid until {}, once", time(Some(expires)));
+                .map_err(|e| add_refused(config, e))?
+            {
+                Invited::Link { url, expires_at } => {
+                    println!("{url}");
+                    eprintln!("valid until {}, once", time(Some(expires_at)));
+                }
+                Invited::Emailed => println!(
+                    "an invitation to {} is queued; the running daemon e-mails it",
+                    invite.owner
+                ),
+            }
         }
         ConnectionCommand::ReauthLink { id } => {
             let id: ConnectionId = input("connection id", &id)?;

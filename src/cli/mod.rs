@@ -188,6 +188,10 @@ pub enum ConnectionCommand {
         /// The platform's own id for the connection to be.
         #[arg(long)]
         external_id: Option<String>,
+        /// E-mail the link to OWNER ("Connect your … account") instead of printing it; the
+        /// running daemon sends it.
+        #[arg(long)]
+        email: bool,
     },
 }
 

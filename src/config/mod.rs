@@ -228,6 +228,19 @@ pub struct ProviderConfig {
     /// Checks of this provider in flight at once.
     pub max_concurrent: u32,
     pub requests_per_second: f64,
+    /// What the owner types on the re-entry form (none for OAuth).
+    pub fields: Vec<FormField>,
+}
+
+/// One field of the re-entry form: its name in the posted form and in the API's
+/// `credentials`, and the words the owner reads.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FormField {
+    pub name: &'static str,
+    pub label: String,
+    pub help: Option<String>,
+    /// Typed into a password input, never shown back.
+    pub secret: bool,
 }
 
 /// What a provider's connections hold, and how the probe presents it.
@@ -242,6 +255,18 @@ pub enum ProviderAuth {
 }
 
 impl ProviderAuth {
+    /// The fields an owner fills in, with their default labels.
+    pub fn form_fields(&self) -> &'static [(&'static str, &'static str, bool)] {
+        match self {
+            ProviderAuth::OAuth => &[],
+            ProviderAuth::ApiKey(_) => &[("api_key", "API key", true)],
+            ProviderAuth::Basic => &[
+                ("username", "User name", false),
+                ("password", "Password", true),
+            ],
+        }
+    }
+
     pub fn is_oauth(&self) -> bool {
         matches!(self, ProviderAuth::OAuth)
     }

@@ -47,6 +47,12 @@ impl Checker<'_> {
             return self.keyed_provider(key, id, p, auth?);
         }
         let (max_concurrent, requests_per_second) = self.provider_limits(key, &p);
+        if !p.fields.is_empty() {
+            self.problem(
+                &k("fields"),
+                "only for auth = \"api_key\" or \"basic\": owners of an OAuth provider sign in at the provider",
+            );
+        }
         let token_url = self.required_url(&k("token_url"), p.token_url.as_deref());
         let authorize_url = self.required_url(&k("authorize_url"), p.authorize_url.as_deref());
         let revocation_url = self.optional_url(&k("revocation_url"), p.revocation_url.as_deref());
@@ -158,6 +164,7 @@ impl Checker<'_> {
             rules: rules?.into(),
             max_concurrent: max_concurrent?,
             requests_per_second: requests_per_second?,
+            fields: Vec::new(),
         })
     }
 }
@@ -260,7 +267,8 @@ impl Checker<'_> {
             ("rotates_refresh_tokens", p.rotates_refresh_tokens),
             ("refresh_token_lifetime", p.refresh_token_lifetime.is_some()),
         ];
-        let mut ok = true;
+        let fields = self.form_fields(key, &auth, p.fields);
+        let mut ok = fields.is_some();
         for (field, set) in oauth_only {
             if set {
                 self.problem(
@@ -332,6 +340,61 @@ impl Checker<'_> {
             rules: rules?.into(),
             max_concurrent: max_concurrent?,
             requests_per_second: requests_per_second?,
+            fields: fields?,
         })
+    }
+
+    /// The re-entry form's fields, with the operator's labels and help text.
+    fn form_fields(
+        &mut self,
+        key: &str,
+        auth: &ProviderAuth,
+        mut given: std::collections::BTreeMap<String, raw::Field>,
+    ) -> Option<Vec<FormField>> {
+        let known = auth.form_fields();
+        let mut ok = true;
+        for name in given.keys() {
+            if !known.iter().any(|(n, _, _)| n == name) {
+                let expected: Vec<&str> = known.iter().map(|(n, _, _)| *n).collect();
+                self.problem(
+                    &format!("{key}.fields.{name}"),
+                    format!(
+                        "not a field of auth = \"{}\" (expected {})",
+                        auth.kind(),
+                        expected.join(" or ")
+                    ),
+                );
+                ok = false;
+            }
+        }
+        let mut fields = Vec::new();
+        for (name, default_label, secret) in known {
+            let words = given.remove(*name).unwrap_or_default();
+            let k = |part: &str| format!("{key}.fields.{name}.{part}");
+            let mut text = |part: &str, value: Option<String>, max: usize| match value {
+                Some(v)
+                    if v.trim().is_empty()
+                        || v.chars().count() > max
+                        || !crate::domain::is_plain_text(&v) =>
+                {
+                    self.problem(
+                        &k(part),
+                        format!("expected 1 to {max} printable characters"),
+                    );
+                    ok = false;
+                    None
+                }
+                v => v.map(|v| v.trim().to_owned()),
+            };
+            let label = text("label", words.label, 100);
+            let help = text("help", words.help, 500);
+            fields.push(FormField {
+                name: *name,
+                label: label.unwrap_or_else(|| (*default_label).to_owned()),
+                help,
+                secret: *secret,
+            });
+        }
+        ok.then_some(fields)
     }
 }

@@ -159,6 +159,15 @@ pub struct Provider {
     pub rules: Vec<crate::classify::Rule>,
     pub max_concurrent: Option<u32>,
     pub requests_per_second: Option<f64>,
+    pub fields: std::collections::BTreeMap<String, Field>,
+}
+
+/// A form field's words, as the owner reads them: `[providers.NAME.fields.api_key]`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Field {
+    pub label: Option<String>,
+    pub help: Option<String>,
 }
 
 /// Scopes as a TOML list or as one space-separated string (OAuth's own form, and the only one an

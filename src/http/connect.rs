@@ -11,6 +11,7 @@ use chrono::{TimeDelta, Utc};
 use secrecy::SecretString;
 
 use super::AppState;
+use super::pages::CredentialsForm;
 use super::reauth::{CallbackParams, authorize_redirect, exchange_code, internal};
 use crate::connections::{AddConnection, AddError, Credential};
 use crate::links;
@@ -59,17 +60,46 @@ pub async fn page(State(state): State<Arc<AppState>>, Path(token): Path<String>)
         Ok(v) => v,
         Err(page) => return page,
     };
+    if let Some(provider) = keyed(&state, &link) {
+        return form(&state, &provider, &link, None);
+    }
     let provider = provider_name(&state, &link);
     state
         .pages
         .connect(&link.invite.name, &provider, link.invite.account.as_deref())
 }
 
-/// POST: a fresh authorization (state and PKCE), then off to the provider.
+/// The provider of a link whose owner types a key or a password (the form, not a sign-in).
+fn keyed(state: &AppState, link: &ConnectLink) -> Option<Arc<crate::check::Provider>> {
+    state
+        .checker()
+        .provider(&link.invite.provider)
+        .filter(|p| !p.config.auth.is_oauth())
+        .cloned()
+}
+
+fn form(
+    state: &AppState,
+    provider: &crate::check::Provider,
+    link: &ConnectLink,
+    problem: Option<&str>,
+) -> Response {
+    state.pages.credentials_form(CredentialsForm {
+        connect: true,
+        name: &link.invite.name,
+        provider: &provider.config,
+        account: link.invite.account.as_deref(),
+        problem,
+    })
+}
+
+/// POST: a fresh authorization (state and PKCE), then off to the provider. For a key or a
+/// password, the form's POST: tried at the provider, then the connection is created.
 pub async fn start(
     State(state): State<Arc<AppState>>,
     Path(token): Path<String>,
     headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
 ) -> Response {
     if !super::form::same_origin(&state, &headers) {
         return super::form::refused_cross_site(&state);
@@ -78,6 +108,13 @@ pub async fn start(
         Ok(v) => v,
         Err(page) => return page,
     };
+    if let Some(provider) = keyed(&state, &link) {
+        let account = link.invite.account.as_deref();
+        return match super::form::try_typed(&state, &provider, &body, account).await {
+            Ok(credential) => create(&state, &link_hash, &link, credential).await,
+            Err(words) => form(&state, &provider, &link, Some(&words)),
+        };
+    }
     let Some(provider) = state.checker().provider(&link.invite.provider).cloned() else {
         return internal(
             &state,
@@ -197,12 +234,28 @@ pub(super) async fn callback(state: &AppState, csrf: &str, q: CallbackParams) ->
             &[],
         );
     }
+    create(state, &session.link_hash, &link, Credential::OAuth(tokens)).await
+}
+
+/// Uses the link up and creates its connection through the same `connections::add` as the API
+/// and the command line.
+async fn create(
+    state: &AppState,
+    link_hash: &[u8],
+    link: &ConnectLink,
+    credential: Credential,
+) -> Response {
+    let store = state.checker().store().clone();
+    let provider_display = provider_name(state, link);
     let now = Utc::now();
-    match store.use_connect_link(&session.link_hash, now).await {
+    match store.use_connect_link(link_hash, now).await {
         Ok(true) => {}
         Ok(false) => return stale(state),
         Err(e) => return internal(state, "using a connect link", e),
     }
+    // A key or a password names no account unless the probe does: the link, which the
+    // platform made for this owner, is what vouches for it.
+    let allow_unknown_account = !matches!(credential, Credential::OAuth(_));
     let new = AddConnection {
         provider: link.invite.provider.clone(),
         name: match link.invite.name.parse() {
@@ -211,8 +264,8 @@ pub(super) async fn callback(state: &AppState, csrf: &str, q: CallbackParams) ->
         },
         owner: link.invite.owner.clone(),
         account: link.invite.account.clone(),
-        allow_unknown_account: false,
-        credential: Credential::OAuth(tokens),
+        allow_unknown_account,
+        credential,
         external_id: link.invite.external_id.clone(),
         metadata: None,
     };
@@ -220,7 +273,7 @@ pub(super) async fn callback(state: &AppState, csrf: &str, q: CallbackParams) ->
     match crate::connections::add(&config, store.as_ref(), new, now).await {
         Ok(added) => {
             let id = added.id().clone();
-            if let Err(e) = store.connect_link_created(&session.link_hash, &id).await {
+            if let Err(e) = store.connect_link_created(link_hash, &id).await {
                 tracing::error!(connection = %id, "cannot note the link's connection: {e}");
             }
             tracing::info!(connection = %id, provider = %link.invite.provider, "connected from a link by its owner");

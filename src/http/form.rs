@@ -9,13 +9,13 @@ use chrono::Utc;
 use secrecy::ExposeSecret;
 
 use super::AppState;
-use super::pages::ResumedView;
+use super::pages::{CredentialsForm, ResumedView};
 use super::reauth::internal;
 use crate::check::{Provider, schedule};
 use crate::classify::classify;
-use crate::config::ProviderAuth;
+use crate::config::{AccountSource, ProviderAuth};
 use crate::connections::Credential;
-use crate::domain::{Category, Phase, PipelineState};
+use crate::domain::{Category, Consequence, Phase, PipelineState};
 use crate::store::Connection;
 
 /// A form is posted from our own page: a browser says where a POST comes from, and one from
@@ -46,18 +46,90 @@ pub fn show(
     c: &Connection,
     problem: Option<&str>,
 ) -> Response {
-    let basic = provider.config.auth == ProviderAuth::Basic;
-    state.pages.credentials_form(
-        &c.name,
-        &provider.config.display_name,
-        basic,
+    state.pages.credentials_form(CredentialsForm {
+        connect: false,
+        name: &c.name,
+        provider: &provider.config,
+        account: c.account.as_deref(),
         problem,
-        if problem.is_some() {
-            StatusCode::UNPROCESSABLE_ENTITY
+    })
+}
+
+/// What the owner typed, tried at the provider: the credential when the provider takes it (and,
+/// when `account` is known and the probe names accounts, it is that account's); otherwise what
+/// to tell the owner. Nothing is stored here.
+pub async fn try_typed(
+    state: &AppState,
+    provider: &Provider,
+    body: &[u8],
+    account: Option<&str>,
+) -> Result<Credential, String> {
+    let config = &provider.config;
+    let field = |name: &str| {
+        form_urlencoded::parse(body)
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let json: serde_json::Map<String, serde_json::Value> = config
+        .fields
+        .iter()
+        .map(|f| (f.name.to_owned(), field(f.name).into()))
+        .collect();
+    let credential = Credential::from_json(
+        &config.auth,
+        serde_json::Value::Object(json).to_string().as_bytes(),
+    )?;
+    let Some(probe_url) = &config.probe_url else {
+        return Err("This provider cannot be asked (it has no probe_url); please tell your data platform team.".into());
+    };
+    let secret = credential.secret();
+    let checker = state.checker();
+    let outcome = checker.http().probe(probe_url, &config.auth, &secret).await;
+    let verdict = classify(Phase::Probe, &outcome, &config.rules, Utc::now());
+    // The provider's answer may quote what was typed: it is never shown back.
+    let redact = |words: String| {
+        let typed = secret.expose_secret();
+        if typed.is_empty() {
+            words
         } else {
-            StatusCode::OK
-        },
-    )
+            words.replace(typed, "[redacted]")
+        }
+    };
+    match verdict.category.consequence() {
+        _ if verdict.category == Category::Healthy => {}
+        Consequence::Broken => {
+            return Err(redact(format!(
+                "{} did not accept it: {}",
+                config.display_name,
+                crate::notices::explain(verdict.category, &config.display_name)
+            )));
+        }
+        _ => {
+            return Err(format!(
+                "{} could not be asked just now ({}). Nothing was stored; please try again in a few minutes.",
+                config.display_name, verdict.category
+            ));
+        }
+    }
+    if let (Some(expected), AccountSource::Probe(_)) = (account, &config.account_from) {
+        let tokens = credential.secret_tokens();
+        let identity = crate::account::of_grant(config, &tokens, checker.http()).await;
+        if !identity.is(expected) {
+            return Err(redact(format!(
+                "That {} belongs to {}, but this is for account {expected}. Enter the one of {expected}.",
+                if config.auth == ProviderAuth::Basic {
+                    "login"
+                } else {
+                    "key"
+                },
+                identity
+                    .primary()
+                    .unwrap_or("an account we could not identify"),
+            )));
+        }
+    }
+    Ok(credential)
 }
 
 /// A posted form: tried at the provider, stored only if it works there.
@@ -68,54 +140,11 @@ pub async fn submit(
     link_hash: &[u8],
     body: &[u8],
 ) -> Response {
-    let field = |name: &str| {
-        form_urlencoded::parse(body)
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.trim().to_owned())
-            .unwrap_or_default()
-    };
-    let json = match &provider.config.auth {
-        ProviderAuth::Basic => {
-            serde_json::json!({"username": field("username"), "password": field("password")})
-        }
-        _ => serde_json::json!({"api_key": field("api_key")}),
-    };
-    let credential = match Credential::from_json(&provider.config.auth, json.to_string().as_bytes())
-    {
-        Ok(c) => c,
-        Err(e) => return show(state, provider, c, Some(&e)),
-    };
-    let tokens = credential.into_tokens();
-    let Some(probe_url) = &provider.config.probe_url else {
-        return internal(state, "form", "a key provider without a probe_url");
+    let tokens = match try_typed(state, provider, body, c.account.as_deref()).await {
+        Ok(credential) => credential.into_tokens(),
+        Err(words) => return show(state, provider, c, Some(&words)),
     };
     let checker = state.checker();
-    let outcome = checker
-        .http()
-        .probe(probe_url, &provider.config.auth, &tokens.access_token)
-        .await;
-    let verdict = classify(Phase::Probe, &outcome, &provider.config.rules, Utc::now());
-    if verdict.category != Category::Healthy {
-        let words = match verdict.category.consequence() {
-            crate::domain::Consequence::Broken => format!(
-                "{} did not accept it: {}",
-                provider.config.display_name,
-                crate::notices::explain(verdict.category, &provider.config.display_name)
-            ),
-            _ => format!(
-                "{} could not be asked just now ({}). Nothing was stored; please try again in a few minutes.",
-                provider.config.display_name, verdict.category
-            ),
-        };
-        // The provider's answer may quote what was typed: it is never shown back.
-        let typed = tokens.access_token.expose_secret().to_owned();
-        let words = if typed.is_empty() {
-            words
-        } else {
-            words.replace(&typed, "[redacted]")
-        };
-        return show(state, provider, c, Some(&words));
-    }
     let now = Utc::now();
     let next = schedule::after_success(
         now,

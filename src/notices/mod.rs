@@ -44,6 +44,18 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("templates/expiring_soon.html"),
     ),
     (
+        "connect_invitation.subject",
+        include_str!("templates/connect_invitation.subject"),
+    ),
+    (
+        "connect_invitation.txt",
+        include_str!("templates/connect_invitation.txt"),
+    ),
+    (
+        "connect_invitation.html",
+        include_str!("templates/connect_invitation.html"),
+    ),
+    (
         "operator_alert.subject",
         include_str!("templates/operator_alert.subject"),
     ),

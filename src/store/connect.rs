@@ -9,7 +9,7 @@ use super::StoreError;
 use crate::domain::{ConnectionId, EmailAddress, ProviderId};
 
 /// What a connect link will create, and for whom.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewConnectLink {
     pub provider: ProviderId,
     pub name: String,
@@ -43,6 +43,13 @@ pub trait ConnectLinks: Send + Sync {
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
     async fn connect_link(&self, token_hash: &[u8]) -> Result<Option<ConnectLink>, StoreError>;
+    /// Queues the owner's invitation e-mail; the mailer makes its link when it sends, so the
+    /// link is nowhere but in the e-mail.
+    async fn queue_invitation(
+        &self,
+        invite: &NewConnectLink,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// Records an authorization started from a link; `false` when the link is no longer valid.
     async fn start_connect_session(
         &self,

@@ -237,6 +237,7 @@ text_enum!(
         Reconnected => "reconnected",
         ExpiringSoon => "expiring_soon",
         OperatorAlert => "operator_alert",
+        ConnectInvitation => "connect_invitation",
     }
 );
 

@@ -36,6 +36,30 @@ impl ConnectLinks for SqlStore {
         Ok(())
     }
 
+    async fn queue_invitation(
+        &self,
+        invite: &NewConnectLink,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let payload = serde_json::to_string(invite)
+            .map_err(|e| StoreError::Corrupt(format!("an invitation: {e}")))?;
+        let mut tx = self.write().await?;
+        Self::enqueue(
+            &mut tx,
+            NoticeKind::ConnectInvitation,
+            invite.owner.as_str(),
+            &format!("invitation:{}", crate::links::random_token()),
+            None,
+            None,
+            &payload,
+            to_ms(now),
+            to_ms(now),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn connect_link(&self, token_hash: &[u8]) -> Result<Option<ConnectLink>, StoreError> {
         let row = sqlx::query(
             "SELECT provider, name, owner_email, external_id, account, expires_at, used_at \
