@@ -113,7 +113,7 @@ async fn a_tampered_expired_cancelled_or_wrong_account_link_creates_nothing() {
     assert_eq!(status, 200, "the right account afterwards");
     assert_eq!(count(&platform).await, 1);
 
-    // A provider whose owners give keys cannot be invited to yet.
+    // A provider that is not configured cannot be invited to.
     let (status, problem) = platform
         .call(
             "POST",

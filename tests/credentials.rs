@@ -11,15 +11,15 @@ use crate::api::Platform;
 use crate::helpers::{TestEnv, read_dir_names, wait_until};
 
 /// A provider whose `/me` takes one API key in `X-Api-Key`, or answers 503 when told to.
-struct KeyedProvider {
+pub struct KeyedProvider {
     port: u16,
-    valid: Arc<Mutex<String>>,
-    down: Arc<Mutex<bool>>,
+    pub valid: Arc<Mutex<String>>,
+    pub down: Arc<Mutex<bool>>,
     _server: tokio::task::JoinHandle<()>,
 }
 
 impl KeyedProvider {
-    async fn spawn(key: &str) -> Self {
+    pub async fn spawn(key: &str) -> Self {
         use axum::http::{HeaderMap, StatusCode};
         let valid = Arc::new(Mutex::new(key.to_owned()));
         let down = Arc::new(Mutex::new(false));
@@ -57,7 +57,7 @@ impl KeyedProvider {
         }
     }
 
-    fn config(&self) -> String {
+    pub fn config(&self) -> String {
         format!(
             "\n[providers.keyed]\ndisplay_name = \"Keyed CRM\"\nauth = \"api_key\"\n\
              api_key_in = \"header:X-Api-Key\"\nprobe_url = \"http://127.0.0.1:{}/me\"\n\
@@ -301,6 +301,20 @@ async fn the_owner_re_enters_a_key_in_the_form_and_only_a_working_one_is_stored(
             .status(),
         403
     );
+    // A browser says so in Sec-Fetch-Site, whatever its Origin (our no-referrer pages make
+    // that "null").
+    for site in ["cross-site", "same-site"] {
+        let refused = http
+            .post(&link)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("sec-fetch-site", site)
+            .header("origin", "null")
+            .body("api_key=key-0123456789-new")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403, "{site}");
+    }
     // A key the provider refuses: the form again, in words, and nothing stored.
     let wrong = post("key-0123456789-typo", None).await.unwrap();
     assert_eq!(wrong.status(), 422);
@@ -335,4 +349,126 @@ async fn the_owner_re_enters_a_key_in_the_form_and_only_a_working_one_is_stored(
     assert_eq!(report["after"], "healthy", "the stored key works: {report}");
     // The link is used up.
     assert_eq!(http.get(&link).send().await.unwrap().status(), 410);
+}
+
+#[tokio::test]
+async fn a_connect_link_of_a_key_provider_takes_the_key_on_its_form_and_creates_the_connection() {
+    let provider = KeyedProvider::spawn("key-0123456789-good").await;
+    let env = TestEnv::with_config(&provider.config());
+    let platform = Platform::new(&env);
+    let _daemon = env.spawn().await;
+    let http = crate::reauth::no_redirects();
+    let invite = |account: &str| {
+        let body = json!({"provider": "keyed", "name": "Billing", "owner": "bo@example.com",
+            "account": account, "external_id": format!("t/{account}")});
+        let platform = &platform;
+        async move {
+            let (status, link) = platform.call("POST", "/v1/connect-links", Some(body)).await;
+            assert_eq!(status, 201, "{link}");
+            link["url"].as_str().unwrap().to_owned()
+        }
+    };
+    let post = |link: String, key: &'static str| {
+        http.post(link)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("api_key={key}"))
+            .send()
+    };
+    let count = || async {
+        let (_, page) = platform.call("GET", "/v1/connections", None).await;
+        page["items"].as_array().unwrap().len()
+    };
+
+    let link = invite("acct-7").await;
+    let page = http.get(&link).send().await.unwrap().text().await.unwrap();
+    assert!(
+        page.contains("Connect Billing") && page.contains(r#"type="password""#),
+        "{page}"
+    );
+    // A key the provider refuses: the form again, nothing created, the link still good.
+    let wrong = post(link.clone(), "key-0000000000-typo").await.unwrap();
+    assert_eq!(wrong.status(), 422);
+    assert!(wrong.text().await.unwrap().contains("did not accept"));
+    assert_eq!(count().await, 0);
+    // A working key of another account than the link names: refused, nothing created.
+    let other = invite("acct-9").await;
+    let refused = post(other, "key-0123456789-good").await.unwrap();
+    assert_eq!(refused.status(), 422);
+    let html = refused.text().await.unwrap();
+    assert!(html.contains("acct-7") && html.contains("acct-9"), "{html}");
+    assert_eq!(count().await, 0);
+
+    let done = post(link.clone(), "key-0123456789-good").await.unwrap();
+    assert_eq!(done.status(), 200);
+    assert!(done.text().await.unwrap().contains("Connected"));
+    let (_, found) = platform
+        .call("GET", "/v1/connections?external_id=t/acct-7", None)
+        .await;
+    let c = &found["items"][0];
+    assert_eq!(c["account"], "acct-7", "{found}");
+    assert_eq!(c["owner"], "bo@example.com");
+    let id = c["id"].as_str().unwrap();
+    let (_, report) = platform
+        .call("POST", &format!("/v1/connections/{id}/check"), None)
+        .await;
+    assert_eq!(report["after"], "healthy", "the stored key works: {report}");
+    assert_eq!(
+        post(link, "key-0123456789-good").await.unwrap().status(),
+        410,
+        "used up"
+    );
+    assert_eq!(count().await, 1);
+}
+
+#[tokio::test]
+async fn the_command_line_e_mails_an_invitation_whose_link_exists_only_in_the_e_mail() {
+    let provider = KeyedProvider::spawn("key-0123456789-good").await;
+    let env = TestEnv::with_config(&provider.config());
+    let out = env
+        .ok(&[
+            "connection",
+            "invite",
+            "--provider",
+            "keyed",
+            "--name",
+            "Billing",
+            "--owner",
+            "bo@example.com",
+            "--email",
+        ])
+        .await;
+    assert!(
+        out.contains("bo@example.com") && !out.contains("/connect/"),
+        "{out}"
+    );
+    assert_eq!(
+        env.value("SELECT count(*) FROM connect_links").await,
+        "0",
+        "made when the e-mail is sent"
+    );
+    let _daemon = env.spawn().await;
+    wait_until("the invitation", Duration::from_secs(30), || async {
+        !read_dir_names(&env.path("mail")).is_empty()
+    })
+    .await;
+    let mail = read_dir_names(&env.path("mail"));
+    let message = crate::helpers::peers::decode_quoted_printable(
+        &std::fs::read_to_string(env.path("mail").join(&mail[0])).unwrap(),
+    );
+    assert!(
+        message.contains("Subject: Connect your Keyed CRM account"),
+        "{message}"
+    );
+    assert!(message.contains("enter the Keyed CRM API key"), "{message}");
+    let at = message
+        .find(&format!("{}/connect/", env.base_url()))
+        .unwrap();
+    let link: String = message[at..]
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != '"')
+        .collect();
+    let page = reqwest::get(&link).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("Connect Billing"));
+    assert_eq!(env.value("SELECT count(*) FROM connect_links").await, "1");
 }

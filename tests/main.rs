@@ -5,6 +5,7 @@ mod helpers;
 mod api;
 mod api_input;
 mod api_loop;
+mod browser;
 mod checks;
 mod cli;
 mod config;

@@ -39,9 +39,20 @@ pub async fn install(
     smtp_port: Option<u16>,
     provider_extra: &str,
 ) -> (OidcServer, TestEnv, String) {
+    install_with(db, smtp_port, provider_extra, false).await
+}
+
+/// As `install`; with `interactive`, the provider shows its own sign-in and consent pages.
+pub async fn install_with(
+    db: Db,
+    smtp_port: Option<u16>,
+    provider_extra: &str,
+    interactive: bool,
+) -> (OidcServer, TestEnv, String) {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let oidc = OidcServer::spawn(serde_json::json!({
+        "interactive": interactive,
         "clients": [{
             "client_id": "credwatch",
             "client_secret": "credwatch-secret",

@@ -389,7 +389,7 @@ impl Checker<'_> {
             let label = text("label", words.label, 100);
             let help = text("help", words.help, 500);
             fields.push(FormField {
-                name: *name,
+                name,
                 label: label.unwrap_or_else(|| (*default_label).to_owned()),
                 help,
                 secret: *secret,

@@ -20,14 +20,19 @@ use crate::store::Connection;
 
 /// A form is posted from our own page: a browser says where a POST comes from, and one from
 /// another site is refused (a link's token in the path is the capability; this is the second
-/// lock). Clients that send no `Origin` (scripts, old browsers) are not browsers acting for
-/// another site.
+/// lock). Browsers say it in `Sec-Fetch-Site`; our pages' `Referrer-Policy: no-referrer` makes
+/// their `Origin` "null", so `Origin` decides only for older browsers that send a real one.
+/// Clients that send neither (scripts) are not browsers acting for another site.
 pub fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return true;
-    };
-    let ours = state.base_url.origin().ascii_serialization();
-    origin == ours
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = header("sec-fetch-site") {
+        // "none": the user's own action (a bookmark, the address bar), not another site's.
+        return site == "same-origin" || site == "none";
+    }
+    match header(header::ORIGIN.as_str()) {
+        Some(origin) if origin != "null" => origin == state.base_url.origin().ascii_serialization(),
+        _ => true,
+    }
 }
 
 pub fn refused_cross_site(state: &AppState) -> Response {
@@ -96,21 +101,28 @@ pub async fn try_typed(
             words.replace(typed, "[redacted]")
         }
     };
-    match verdict.category.consequence() {
-        _ if verdict.category == Category::Healthy => {}
-        Consequence::Broken => {
-            return Err(redact(format!(
-                "{} did not accept it: {}",
-                config.display_name,
-                crate::notices::explain(verdict.category, &config.display_name)
-            )));
-        }
-        _ => {
-            return Err(format!(
-                "{} could not be asked just now ({}). Nothing was stored; please try again in a few minutes.",
-                config.display_name, verdict.category
-            ));
-        }
+    let what = if config.auth == ProviderAuth::Basic {
+        "user name and password"
+    } else {
+        "API key"
+    };
+    // What was typed is refused when the provider answers so (a 4xx other than "slow down");
+    // anything else says nothing about it.
+    let refused = verdict.category.consequence() == Consequence::Broken
+        || verdict
+            .http_status
+            .is_some_and(|s| (400..500).contains(&s) && s != 429);
+    if refused {
+        return Err(redact(format!(
+            "{} did not accept this {what}; it answered {}. Check that you copied all of it and that it is still active at {}.",
+            config.display_name, verdict.detail, config.display_name
+        )));
+    }
+    if verdict.category != Category::Healthy {
+        return Err(format!(
+            "{} could not be asked just now ({}). Nothing was stored; please try again in a few minutes.",
+            config.display_name, verdict.detail
+        ));
     }
     if let (Some(expected), AccountSource::Probe(_)) = (account, &config.account_from) {
         let tokens = credential.secret_tokens();

@@ -1,6 +1,7 @@
 //! The test harness: a throwaway credwatch installation (`TestEnv`), the binary run as an operator
 //! would run it, the daemon started with `spawn`, and the real peers in `peers`.
 
+pub mod browser;
 pub mod fake;
 pub mod peers;
 pub mod receiver;

@@ -158,7 +158,7 @@ impl SmtpServer {
 }
 
 /// Soft line breaks removed and `=HH` escapes decoded (RFC 2045 §6.7); the rest as it is.
-fn decode_quoted_printable(s: &str) -> String {
+pub fn decode_quoted_printable(s: &str) -> String {
     let s = s.replace("=\r\n", "").replace("=\n", "");
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

@@ -4,7 +4,8 @@
 //
 // Consent is automated: an authorization request logs in the account named by `login_hint`
 // (default "user-1") and grants what was asked, unless login_hint is "deny", which answers
-// access_denied as an owner clicking Cancel would. Test-only routes under /test/ act as the
+// access_denied as an owner clicking Cancel would. With the option `interactive`, oidc-provider's
+// own sign-in and consent pages are shown instead, for a browser to click through. Test-only routes under /test/ act as the
 // user would on the provider's own site. Prints "oidc-provider listening on PORT" when ready.
 
 import Provider from 'oidc-provider';
@@ -101,7 +102,7 @@ const provider = new Provider(issuer, {
   clockTolerance: 0,
   pkce: { required: () => true },
   features: {
-    devInteractions: { enabled: false },
+    devInteractions: { enabled: options.interactive === true },
     revocation: { enabled: true },
     introspection: { enabled: true },
   },
@@ -135,7 +136,7 @@ provider.on('grant.success', (ctx) => {
 
 provider.use(async (ctx, next) => {
   const interaction = ctx.path.match(/^\/interaction\/([^/]+)$/);
-  if (interaction && ctx.method === 'GET') {
+  if (interaction && ctx.method === 'GET' && options.interactive !== true) {
     const details = await provider.interactionDetails(ctx.req, ctx.res);
     const { prompt, params } = details;
     let result;
