@@ -512,7 +512,9 @@ mod tests {
             "[encryption]\nkey_file = \"k.key\"\n\
              [providers.keyed]\nauth = \"api_key\"\napi_key_in = \"cookie:x\"\n\
              [providers.basic]\nauth = \"basic\"\ntoken_url = \"http://127.0.0.1/t\"\n\
-             [providers.odd]\nauth = \"magic\"\n",
+             [providers.odd]\nauth = \"magic\"\n\
+             [providers.pw]\nauth = \"basic\"\nprobe_url = \"http://127.0.0.1/me\"\n\
+             fields.token = { label = \"Token\" }\nfields.password = { help = \"\\u0007\" }\n",
         );
         let e = Config::load_with(&path, Some(Default::default()))
             .unwrap_err()
@@ -522,19 +524,27 @@ mod tests {
             "providers.basic.token_url: only for auth = \"oauth\"",
             "providers.basic.probe_url: missing",
             "providers.odd.auth: expected \"oauth\", \"api_key\" or \"basic\"",
+            "providers.pw.fields.token: not a field of auth = \"basic\" (expected username or password)",
+            "providers.pw.fields.password.help: expected 1 to 500 printable characters",
         ] {
             assert!(e.contains(expected), "{expected} not in:\n{e}");
         }
         let (_dir, path) = config(
             "[encryption]\nkey_file = \"k.key\"\n\
              [providers.keyed]\nauth = \"api_key\"\napi_key_in = \"query:key\"\n\
-             probe_url = \"http://127.0.0.1/me\"\n",
+             probe_url = \"http://127.0.0.1/me\"\n\
+             fields.api_key = { label = \"Token\", help = \"Under Settings.\" }\n",
         );
         let c = Config::load_with(&path, Some(Default::default())).expect("valid");
         let keyed = c.provider(&"keyed".parse().unwrap()).expect("keyed");
         assert_eq!(
             keyed.auth,
             ProviderAuth::ApiKey(KeyPlacement::Query { name: "key".into() })
+        );
+        let field = &keyed.fields[0];
+        assert_eq!(
+            (field.name, field.label.as_str(), field.help.as_deref(), field.secret),
+            ("api_key", "Token", Some("Under Settings."), true)
         );
     }
 

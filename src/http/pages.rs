@@ -232,6 +232,28 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_policy_allows_the_pages_own_style_sheet_and_nothing_else() {
+        use base64::Engine;
+        use sha2::Digest;
+        let pages = Pages::new(None, None).unwrap();
+        let response = pages.message(StatusCode::OK, "Hello", &[], &[]);
+        let policy = response.headers()[axum::http::header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body = futures_body(response);
+        let style = &body[body.find("<style>").unwrap() + 7..body.find("</style>").unwrap()];
+        let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(style));
+        assert!(
+            policy.starts_with("default-src 'none'")
+                && policy.contains(&format!("style-src 'sha256-{hash}'"))
+                && policy.contains("frame-ancestors 'none'"),
+            "{policy}"
+        );
+        assert!(!body.contains("style=\""), "no inline style attribute: {body}");
+    }
+
     fn futures_body(response: Response) -> String {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
