@@ -77,7 +77,7 @@ impl Credential {
         use secrecy::ExposeSecret;
         let plain = |s: &str| !s.is_empty() && s.len() <= 4096 && !s.chars().any(char::is_control);
         match auth {
-            ProviderAuth::OAuth => Err("this provider uses OAuth: give a token response".into()),
+            ProviderAuth::OAuth(_) => Err("this provider uses OAuth: give a token response".into()),
             ProviderAuth::ApiKey(_) => {
                 let k: Key = serde_json::from_slice(bytes)
                     .map_err(|_| "expected {\"api_key\": \"…\"}".to_owned())?;
@@ -255,7 +255,8 @@ pub async fn add(
     // A lifetime the provider does not state in its responses, known from the config.
     if tokens.refresh_token.is_some() && tokens.refresh_expires_at.is_none() {
         tokens.refresh_expires_at = provider
-            .refresh_token_lifetime
+            .oauth()
+            .and_then(|o| o.refresh_token_lifetime)
             .and_then(|l| chrono::TimeDelta::from_std(l).ok())
             .map(|l| now + l);
     }
@@ -370,9 +371,9 @@ async fn revoke_at_provider(
     let provider = config
         .provider(&connection.provider)
         .ok_or_else(|| RemoveError::ProviderNotConfigured(connection.provider.clone()))?;
-    let url = provider
-        .revocation_url
-        .as_ref()
+    let (oauth, url) = provider
+        .oauth()
+        .and_then(|o| Some((o, o.revocation_url.as_ref()?)))
         .ok_or_else(|| RemoveError::NoRevocationUrl(provider.id.clone()))?;
     let http = HttpClient::new(&config.limits)?;
     let tokens = store.tokens(&connection.id).await?;
@@ -382,7 +383,7 @@ async fn revoke_at_provider(
         pairs.insert(0, (r, "refresh_token"));
     }
     for (token, hint) in pairs {
-        match http.revoke(url, provider, token, hint).await {
+        match http.revoke(url, oauth, token, hint).await {
             // RFC 7009 §2.2: 200 also for a token that was already invalid.
             Outcome::Response(r) if r.status == 200 => {}
             Outcome::Response(r) => {

@@ -150,7 +150,7 @@ impl Mailer {
                 .providers
                 .values()
                 .filter_map(|p| match p.auth {
-                    crate::config::ProviderAuth::OAuth => None,
+                    crate::config::ProviderAuth::OAuth(_) => None,
                     crate::config::ProviderAuth::Basic => {
                         Some((p.id.clone(), "user name and password"))
                     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::classify::{Outcome, Response, TransportFailure, TransportKind};
-use crate::config::{ClientAuth, KeyPlacement, LimitsConfig, ProviderAuth, ProviderConfig, Url};
+use crate::config::{ClientAuth, KeyPlacement, LimitsConfig, OAuthSettings, ProviderAuth, Url};
 
 /// oauth2's client with the token endpoint set (and the authorize endpoint, for reauthorization).
 pub type OAuthClient = oauth2::basic::BasicClient<
@@ -18,7 +18,7 @@ pub type OAuthClient = oauth2::basic::BasicClient<
     oauth2::EndpointSet,
 >;
 
-pub fn oauth_client(p: &ProviderConfig) -> OAuthClient {
+pub fn oauth_client(p: &OAuthSettings) -> OAuthClient {
     let client = oauth2::basic::BasicClient::new(oauth2::ClientId::new(p.client_id.clone()))
         .set_auth_uri(oauth2::AuthUrl::from_url(p.authorize_url.clone()))
         .set_token_uri(oauth2::TokenUrl::from_url(p.token_url.clone()))
@@ -131,7 +131,7 @@ impl HttpClient {
             .get(url.clone())
             .header(reqwest::header::ACCEPT, "application/json");
         let request = match auth {
-            ProviderAuth::OAuth => request.bearer_auth(secret),
+            ProviderAuth::OAuth(_) => request.bearer_auth(secret),
             ProviderAuth::ApiKey(KeyPlacement::Header { name, prefix }) => {
                 request.header(name.as_str(), format!("{prefix}{secret}"))
             }
@@ -151,7 +151,7 @@ impl HttpClient {
     }
 
     /// RFC 7662: asks the provider whether a refresh token is still active.
-    pub async fn introspect(&self, url: &Url, p: &ProviderConfig, token: &SecretString) -> Outcome {
+    pub async fn introspect(&self, url: &Url, p: &OAuthSettings, token: &SecretString) -> Outcome {
         self.token_form(url, p, token, "refresh_token").await
     }
 
@@ -159,7 +159,7 @@ impl HttpClient {
     pub async fn revoke(
         &self,
         url: &Url,
-        p: &ProviderConfig,
+        p: &OAuthSettings,
         token: &SecretString,
         hint: &str,
     ) -> Outcome {
@@ -170,7 +170,7 @@ impl HttpClient {
     async fn token_form(
         &self,
         url: &Url,
-        p: &ProviderConfig,
+        p: &OAuthSettings,
         token: &SecretString,
         hint: &str,
     ) -> Outcome {

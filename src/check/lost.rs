@@ -18,10 +18,10 @@ impl Checker {
     pub(super) async fn lost_rotation(
         &self,
         provider: &Provider,
+        p: &crate::config::OAuthSettings,
         claimed: &Claimed,
         refresh: &SecretString,
     ) -> Lost {
-        let p = &provider.config;
         let conn = &claimed.connection;
         let Some(since) = conn.refresh_uncertain_since else {
             return Lost::No;

@@ -62,7 +62,8 @@ pub fn instance_id(role: &str) -> String {
 /// A provider as the checker uses it: its config, its oauth2 client and its limits.
 pub struct Provider {
     pub config: ProviderConfig,
-    oauth: OAuthClient,
+    /// None for a provider of keys or passwords: nothing to refresh or sign in to.
+    oauth: Option<OAuthClient>,
     permits: Semaphore,
     pacer: Pacer,
     /// An open client-misconfigured alert: checks are held back but for one trial at a time.
@@ -72,7 +73,7 @@ pub struct Provider {
 impl Provider {
     fn new(config: ProviderConfig) -> Self {
         Self {
-            oauth: oauth_client(&config),
+            oauth: config.oauth().map(oauth_client),
             permits: Semaphore::new(config.max_concurrent as usize),
             pacer: Pacer::new(config.requests_per_second),
             held: AtomicBool::new(false),
@@ -80,9 +81,10 @@ impl Provider {
         }
     }
 
-    /// oauth2's client for this provider (token and authorize endpoints, client auth).
-    pub fn oauth(&self) -> &OAuthClient {
-        &self.oauth
+    /// oauth2's client for this provider (token and authorize endpoints, client auth), with
+    /// the provider's OAuth settings; none for keys and passwords.
+    pub fn oauth(&self) -> Option<(&OAuthClient, &crate::config::OAuthSettings)> {
+        self.oauth.as_ref().zip(self.config.oauth())
     }
 
     pub fn id(&self) -> &ProviderId {
@@ -381,10 +383,12 @@ impl Checker {
         if let Some(refresh) = &claimed.tokens.refresh_token {
             ran.secrets.add(refresh);
         }
-        if let Some(secret) = &provider.config.client_secret {
-            ran.secrets.add_client(&provider.config.client_id, secret);
+        if let Some(o) = provider.config.oauth()
+            && let Some(secret) = &o.client_secret
+        {
+            ran.secrets.add_client(&o.client_id, secret);
         }
-        if provider.config.auth == crate::config::ProviderAuth::Basic {
+        if matches!(provider.config.auth, crate::config::ProviderAuth::Basic) {
             // Its HTTP Basic form, as a provider might quote the header back.
             use secrecy::ExposeSecret;
             let stored = claimed.tokens.access_token.expose_secret();
@@ -394,13 +398,9 @@ impl Checker {
         }
         let mut access: SecretString = claimed.tokens.access_token.clone();
         // Only OAuth connections refresh; a key or a password is checked by the probe alone.
-        let refresh = claimed
-            .tokens
-            .refresh_token
-            .as_ref()
-            .filter(|_| provider.config.auth.is_oauth());
-        if let Some(refresh) = refresh {
-            match self.lost_rotation(provider, claimed, refresh).await {
+        let refresh = claimed.tokens.refresh_token.as_ref().zip(provider.oauth());
+        if let Some((refresh, (client, oauth))) = refresh {
+            match self.lost_rotation(provider, oauth, claimed, refresh).await {
                 Lost::No => {}
                 Lost::NotSent => return Ok(None),
                 Lost::Wait(verdict, until) => {
@@ -417,7 +417,7 @@ impl Checker {
                     return Ok(Some(ran));
                 }
             }
-            let request = http::refresh_request(&provider.oauth, refresh).await;
+            let request = http::refresh_request(client, refresh).await;
             if !self.may_send(claimed) {
                 return Ok(None);
             }
@@ -432,7 +432,7 @@ impl Checker {
             let mut verdict = classify(Phase::Refresh, &outcome, rules, Utc::now());
             ran.refresh_uncertain = Some(answer_lost(&outcome, &verdict));
             if matches!(verdict.category, Category::Revoked | Category::Expired)
-                && provider.config.rotates_refresh_tokens
+                && oauth.rotates_refresh_tokens
                 && let Some(since) = conn.refresh_uncertain_since
             {
                 // Our loss, not the owner's doing: the e-mail must not say they withdrew it.

@@ -202,27 +202,13 @@ pub struct LogConfig {
 pub struct ProviderConfig {
     pub id: ProviderId,
     pub display_name: String,
-    /// How its connections authenticate; OAuth unless the provider takes keys or passwords.
+    /// How its connections authenticate, and for OAuth everything refreshing and signing in
+    /// need.
     pub auth: ProviderAuth,
-    /// OAuth only (a placeholder never called for the other kinds: see `ProviderAuth`).
-    pub token_url: Url,
-    pub authorize_url: Url,
-    pub revocation_url: Option<Url>,
-    pub introspection_url: Option<Url>,
     pub probe_url: Option<Url>,
-    pub client_id: String,
-    pub client_secret: Option<SecretString>,
-    pub client_auth: ClientAuth,
-    pub scopes: Vec<String>,
-    pub rotates_refresh_tokens: bool,
-    pub reuse_grace: Duration,
-    pub refresh_token_lifetime: Option<Duration>,
     pub kind: ProviderKind,
     /// Where a new grant says which account it belongs to, compared at reauthorization.
     pub account_from: AccountSource,
-    /// Extra query parameters of the authorization request (`prompt = "consent"`, Google's
-    /// `access_type = "offline"`), so that reauthorizing returns a refresh token.
-    pub authorize_params: BTreeMap<String, String>,
     /// Tried in order: the operator's own rules, then the preset of `kind`, then the generic ones.
     pub rules: Arc<[Rule]>,
     /// Checks of this provider in flight at once.
@@ -243,11 +229,40 @@ pub struct FormField {
     pub secret: bool,
 }
 
+impl ProviderConfig {
+    /// The OAuth side of an OAuth provider; none for keys and passwords.
+    pub fn oauth(&self) -> Option<&OAuthSettings> {
+        match &self.auth {
+            ProviderAuth::OAuth(o) => Some(o),
+            _ => None,
+        }
+    }
+}
+
+/// An OAuth provider's endpoints, our client at it, and how its grants behave.
+#[derive(Debug, Clone)]
+pub struct OAuthSettings {
+    pub token_url: Url,
+    pub authorize_url: Url,
+    pub revocation_url: Option<Url>,
+    pub introspection_url: Option<Url>,
+    pub client_id: String,
+    pub client_secret: Option<SecretString>,
+    pub client_auth: ClientAuth,
+    pub scopes: Vec<String>,
+    pub rotates_refresh_tokens: bool,
+    pub reuse_grace: Duration,
+    pub refresh_token_lifetime: Option<Duration>,
+    /// Extra query parameters of the authorization request (`prompt = "consent"`, Google's
+    /// `access_type = "offline"`), so that reauthorizing returns a refresh token.
+    pub authorize_params: BTreeMap<String, String>,
+}
+
 /// What a provider's connections hold, and how the probe presents it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum ProviderAuth {
     /// Access and refresh tokens, refreshed at the token endpoint; the probe sends a Bearer.
-    OAuth,
+    OAuth(Box<OAuthSettings>),
     /// An API key, checked by the probe alone.
     ApiKey(KeyPlacement),
     /// A user name and password (HTTP Basic), checked by the probe alone.
@@ -258,7 +273,7 @@ impl ProviderAuth {
     /// The fields an owner fills in, with their default labels.
     pub fn form_fields(&self) -> &'static [(&'static str, &'static str, bool)] {
         match self {
-            ProviderAuth::OAuth => &[],
+            ProviderAuth::OAuth(_) => &[],
             ProviderAuth::ApiKey(_) => &[("api_key", "API key", true)],
             ProviderAuth::Basic => &[
                 ("username", "User name", false),
@@ -268,13 +283,13 @@ impl ProviderAuth {
     }
 
     pub fn is_oauth(&self) -> bool {
-        matches!(self, ProviderAuth::OAuth)
+        matches!(self, ProviderAuth::OAuth(_))
     }
 
     /// The stored credential's kind, as the `credential_kind` column holds it.
     pub fn kind(&self) -> &'static str {
         match self {
-            ProviderAuth::OAuth => "oauth",
+            ProviderAuth::OAuth(_) => "oauth",
             ProviderAuth::ApiKey(_) => "api_key",
             ProviderAuth::Basic => "basic",
         }
@@ -447,7 +462,10 @@ mod tests {
         ];
         let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string()));
         let c = Config::load_with(&path, Some(vars.collect())).expect("valid");
-        let acme = c.provider(&"acme".parse().unwrap()).expect("acme");
+        let acme = c
+            .provider(&"acme".parse().unwrap())
+            .and_then(ProviderConfig::oauth)
+            .expect("acme");
         assert_eq!(acme.client_id, "0123");
         use secrecy::ExposeSecret;
         let secret = acme.client_secret.as_ref().expect("secret");
@@ -537,13 +555,18 @@ mod tests {
         );
         let c = Config::load_with(&path, Some(Default::default())).expect("valid");
         let keyed = c.provider(&"keyed".parse().unwrap()).expect("keyed");
-        assert_eq!(
-            keyed.auth,
-            ProviderAuth::ApiKey(KeyPlacement::Query { name: "key".into() })
-        );
+        assert!(matches!(
+            &keyed.auth,
+            ProviderAuth::ApiKey(KeyPlacement::Query { name }) if name == "key"
+        ));
         let field = &keyed.fields[0];
         assert_eq!(
-            (field.name, field.label.as_str(), field.help.as_deref(), field.secret),
+            (
+                field.name,
+                field.label.as_str(),
+                field.help.as_deref(),
+                field.secret
+            ),
             ("api_key", "Token", Some("Under Settings."), true)
         );
     }

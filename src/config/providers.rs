@@ -43,8 +43,8 @@ impl Checker<'_> {
     fn provider(&mut self, key: &str, id: ProviderId, p: raw::Provider) -> Option<ProviderConfig> {
         let k = |field: &str| format!("{key}.{field}");
         let auth = self.auth(key, &p);
-        if !auth.as_ref().is_none_or(ProviderAuth::is_oauth) {
-            return self.keyed_provider(key, id, p, auth?);
+        if let Some(Some(keyed)) = auth {
+            return self.keyed_provider(key, id, p, keyed);
         }
         let (max_concurrent, requests_per_second) = self.provider_limits(key, &p);
         if !p.fields.is_empty() {
@@ -142,15 +142,12 @@ impl Checker<'_> {
                 }
             },
         };
-        Some(ProviderConfig {
-            display_name: p.display_name.unwrap_or_else(|| id.to_string()),
-            id,
-            auth: auth?,
+        auth?;
+        let oauth = OAuthSettings {
             token_url: token_url?,
             authorize_url: authorize_url?,
             revocation_url: revocation_url?,
             introspection_url: introspection_url?,
-            probe_url: probe_url?,
             client_id: client_id?,
             client_secret: client_secret?,
             client_auth: client_auth?,
@@ -158,9 +155,15 @@ impl Checker<'_> {
             rotates_refresh_tokens: p.rotates_refresh_tokens,
             reuse_grace: reuse_grace?,
             refresh_token_lifetime: refresh_token_lifetime?,
+            authorize_params: p.authorize_params,
+        };
+        Some(ProviderConfig {
+            display_name: p.display_name.unwrap_or_else(|| id.to_string()),
+            id,
+            auth: ProviderAuth::OAuth(Box::new(oauth)),
+            probe_url: probe_url?,
             kind: kind?,
             account_from: account_from?,
-            authorize_params: p.authorize_params,
             rules: rules?.into(),
             max_concurrent: max_concurrent?,
             requests_per_second: requests_per_second?,
@@ -193,11 +196,18 @@ impl Checker<'_> {
         (max_concurrent, requests_per_second)
     }
 
-    /// `auth` and, for API keys, `api_key_in`.
-    fn auth(&mut self, key: &str, p: &raw::Provider) -> Option<ProviderAuth> {
+    /// `auth` and, for API keys, `api_key_in`: `Some(None)` for OAuth, whose settings are
+    /// read by the caller.
+    fn auth(&mut self, key: &str, p: &raw::Provider) -> Option<Option<ProviderAuth>> {
         let k = |field: &str| format!("{key}.{field}");
         let auth = match p.auth.as_deref().unwrap_or("oauth") {
-            "oauth" => ProviderAuth::OAuth,
+            "oauth" => {
+                if p.api_key_in.is_some() {
+                    self.problem(&k("api_key_in"), "only for auth = \"api_key\"");
+                    return None;
+                }
+                return Some(None);
+            }
             "basic" => ProviderAuth::Basic,
             "api_key" => {
                 let placement = p
@@ -240,7 +250,7 @@ impl Checker<'_> {
             self.problem(&k("api_key_in"), "only for auth = \"api_key\"");
             return None;
         }
-        Some(auth)
+        Some(Some(auth))
     }
 
     /// A provider whose connections hold an API key or a password: checked by its probe
@@ -266,6 +276,8 @@ impl Checker<'_> {
             ("scopes", p.scopes.is_some()),
             ("rotates_refresh_tokens", p.rotates_refresh_tokens),
             ("refresh_token_lifetime", p.refresh_token_lifetime.is_some()),
+            ("reuse_grace", p.reuse_grace.is_some()),
+            ("authorize_params", !p.authorize_params.is_empty()),
         ];
         let fields = self.form_fields(key, &auth, p.fields);
         let mut ok = fields.is_some();
@@ -320,23 +332,10 @@ impl Checker<'_> {
             display_name: p.display_name.unwrap_or_else(|| id.to_string()),
             id,
             auth,
-            // Never called: only OAuth providers refresh or send owners to authorize.
-            token_url: probe_url.clone(),
-            authorize_url: probe_url.clone(),
-            revocation_url: None,
-            introspection_url: None,
             probe_url: Some(probe_url),
-            client_id: String::new(),
-            client_secret: None,
-            client_auth: ClientAuth::None,
-            scopes: Vec::new(),
-            rotates_refresh_tokens: false,
-            reuse_grace: std::time::Duration::ZERO,
-            refresh_token_lifetime: None,
             kind: kind?,
             // The key itself names no account: the operator names it, or the probe does.
             account_from: account_from?.unwrap_or(AccountSource::IdToken),
-            authorize_params: p.authorize_params,
             rules: rules?.into(),
             max_concurrent: max_concurrent?,
             requests_per_second: requests_per_second?,

@@ -101,7 +101,7 @@ pub async fn try_typed(
             words.replace(typed, "[redacted]")
         }
     };
-    let what = if config.auth == ProviderAuth::Basic {
+    let what = if matches!(config.auth, ProviderAuth::Basic) {
         "user name and password"
     } else {
         "API key"
@@ -130,7 +130,7 @@ pub async fn try_typed(
         if !identity.is(expected) {
             return Err(redact(format!(
                 "That {} belongs to {}, but this is for account {expected}. Enter the one of {expected}.",
-                if config.auth == ProviderAuth::Basic {
+                if matches!(config.auth, ProviderAuth::Basic) {
                     "login"
                 } else {
                     "key"

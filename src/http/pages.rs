@@ -251,7 +251,10 @@ mod tests {
                 && policy.contains("frame-ancestors 'none'"),
             "{policy}"
         );
-        assert!(!body.contains("style=\""), "no inline style attribute: {body}");
+        assert!(
+            !body.contains("style=\""),
+            "no inline style attribute: {body}"
+        );
     }
 
     fn futures_body(response: Response) -> String {

@@ -190,20 +190,20 @@ pub(super) fn authorize_redirect(
     challenge: oauth2::PkceCodeChallenge,
     login_hint: Option<&str>,
 ) -> Response {
+    let Some((client, oauth)) = provider.oauth() else {
+        return internal(
+            state,
+            "starting a sign-in",
+            format!("{} is not an OAuth provider", provider.id()),
+        );
+    };
     let redirect = oauth2::RedirectUrl::from_url(state.callback_url());
-    let mut request = provider
-        .oauth()
+    let mut request = client
         .authorize_url(|| oauth2::CsrfToken::new(csrf))
         .set_redirect_uri(std::borrow::Cow::Owned(redirect))
         .set_pkce_challenge(challenge)
-        .add_scopes(
-            provider
-                .config
-                .scopes
-                .iter()
-                .map(|s| oauth2::Scope::new(s.clone())),
-        );
-    for (k, v) in &provider.config.authorize_params {
+        .add_scopes(oauth.scopes.iter().map(|s| oauth2::Scope::new(s.clone())));
+    for (k, v) in &oauth.authorize_params {
         request = request.add_extra_param(k.clone(), v.clone());
     }
     if let Some(account) = login_hint {
@@ -375,8 +375,10 @@ pub(super) async fn exchange_code(
     verifier: &SecretString,
 ) -> Result<TokenSet, String> {
     let checker = state.checker();
-    let outcome = match code_request(provider.oauth(), code, verifier, &state.callback_url()).await
-    {
+    let Some((client, _)) = provider.oauth() else {
+        return Err(format!("{} is not an OAuth provider", provider.id()));
+    };
+    let outcome = match code_request(client, code, verifier, &state.callback_url()).await {
         Some(request) => checker.http().send_oauth(request).await,
         None => return Err("oauth2 built no request".into()),
     };
