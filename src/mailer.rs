@@ -117,6 +117,8 @@ struct ConnectionView {
     provider: String,
     account: Option<String>,
     explanation: String,
+    /// What the owner types to reconnect it ("API key"); none for a sign-in.
+    typed: Option<&'static str>,
     since: String,
     link: String,
     link_expires: String,
@@ -224,7 +226,14 @@ impl Mailer {
             })
             .collect();
         Ok(Some(ConnectionView {
-            explanation: explain(incident.category, &provider),
+            explanation: match self.typed.get(&connection.provider) {
+                Some(what) => format!(
+                    "{provider} no longer accepts the {what} it was given: it was revoked, \
+                     replaced or expired, or the account's access changed."
+                ),
+                None => explain(incident.category, &provider),
+            },
+            typed: self.typed.get(&connection.provider).copied(),
             name: connection.name,
             provider,
             account: connection.account,

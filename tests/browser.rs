@@ -81,6 +81,8 @@ async fn an_owner_connects_from_the_emailed_invitation_through_the_providers_con
     );
     assert!(page.contains("help@northwind.example"), "{page}");
     browser.screenshot("connect-page").await;
+    browser.assert_accessible_and_fits_a_phone().await;
+    browser.desktop().await;
     browser.click("button[type=submit]").await;
 
     // oidc-provider's own pages: sign in, then approve.
@@ -158,6 +160,10 @@ async fn an_owner_replaces_a_revoked_api_key_on_the_form_a_wrong_one_first() {
     let mail = read_dir_names(&env.path("mail"));
     let message =
         decode_quoted_printable(&std::fs::read_to_string(env.path("mail").join(&mail[0])).unwrap());
+    assert!(
+        message.contains("enter the new API key"),
+        "a key's owner is not told to sign in: {message}"
+    );
     let link = link_in(&message, &format!("{}/reauthorize/", env.base_url()));
     let stored = env
         .value(&format!(
@@ -179,6 +185,9 @@ async fn an_owner_replaces_a_revoked_api_key_on_the_form_a_wrong_one_first() {
         Some("password")
     );
     browser.screenshot("form").await;
+    browser.assert_accessible_and_fits_a_phone().await;
+    browser.screenshot("form-on-a-phone").await;
+    browser.desktop().await;
 
     browser
         .type_into("input[name=api_key]", "key-0000000000-wrong")

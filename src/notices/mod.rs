@@ -182,7 +182,7 @@ mod tests {
         let c = serde_json::json!({
             "name": "Sales <CRM>", "provider": "Acme", "account": "ada", "explanation": explain(Category::Revoked, "Acme"),
             "since": "2026-11-22 07:00 UTC", "link": "https://cw.example/reauthorize/abc", "link_expires": "2026-12-22",
-            "pipelines": [{"name": "CRM to warehouse", "position": "cursor=17"}]
+            "pipelines": [{"name": "CRM to warehouse", "position": "cursor=17"}], "typed": null
         });
         serde_json::json!({ "reminder": reminder, "connections": vec![c; n] })
     }
@@ -214,6 +214,32 @@ mod tests {
             )
             .unwrap();
         assert!(alert.html.is_none() && alert.text.contains("invalid_client"));
+
+        // A key's owner is told to enter the new one, not to sign in.
+        let mut keyed = expired(1, false);
+        keyed["connections"][0]["typed"] = "API key".into();
+        let keyed = t.render("credentials_expired", &keyed).unwrap();
+        assert!(
+            keyed.text.contains("enter the new API key") && !keyed.text.contains("sign in"),
+            "{}",
+            keyed.text
+        );
+        let invitation = t
+            .render(
+                "connect_invitation",
+                &serde_json::json!({"name": "Sales CRM", "provider": "Acme", "account": "ada",
+                    "typed": null, "brand": "Northwind", "link": "https://cw.example/connect/x",
+                    "link_expires": "2026-12-03 10:00 UTC"}),
+            )
+            .unwrap();
+        assert_eq!(invitation.subject, "Connect your Acme account to Northwind");
+        assert!(
+            invitation.text.contains("sign in to Acme as ada")
+                && invitation.text.contains("https://cw.example/connect/x")
+                && invitation.text.contains("until 2026-12-03 10:00 UTC"),
+            "{}",
+            invitation.text
+        );
     }
 
     #[test]

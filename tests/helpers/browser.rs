@@ -152,6 +152,48 @@ impl Browser {
         }
     }
 
+    /// Every field has its label and the page reads without JavaScript's help; at a phone's
+    /// width (390 px) nothing runs off the side. The window stays phone-sized until `desktop`.
+    pub async fn assert_accessible_and_fits_a_phone(&self) {
+        let unlabelled = self
+            .client
+            .execute(
+                "return [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+                   .filter(i => !i.id || !document.querySelector(`label[for='${i.id}']`))
+                   .map(i => i.name);",
+                vec![],
+            )
+            .await
+            .expect("run a check in the page");
+        assert_eq!(unlabelled, serde_json::json!([]), "fields without a label");
+        let lang = self
+            .client
+            .execute("return document.documentElement.lang;", vec![])
+            .await
+            .expect("lang");
+        assert_eq!(lang, "en", "the page says its language");
+        self.client
+            .set_window_size(390, 844)
+            .await
+            .expect("a phone's window");
+        let overflow = self
+            .client
+            .execute(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+                vec![],
+            )
+            .await
+            .expect("measure");
+        assert_eq!(overflow, 0, "the page is wider than a phone");
+    }
+
+    pub async fn desktop(&self) {
+        self.client
+            .set_window_size(1024, 900)
+            .await
+            .expect("a desktop window");
+    }
+
     pub async fn text(&self) -> String {
         let body = self.find("body").await;
         body.text().await.expect("page text")
