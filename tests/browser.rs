@@ -11,19 +11,8 @@ use crate::api::Platform;
 use crate::credentials::KeyedProvider;
 use crate::helpers::browser::Browser;
 use crate::helpers::peers::{SmtpServer, decode_quoted_printable};
-use crate::helpers::{Db, TestEnv, read_dir_names, wait_until};
+use crate::helpers::{Db, TestEnv, link_in, read_dir_names, wait_until};
 use crate::reauth::install_with;
-
-/// The first link in `message` that starts with `prefix`.
-fn link_in(message: &str, prefix: &str) -> String {
-    let at = message
-        .find(prefix)
-        .unwrap_or_else(|| panic!("no {prefix} in {message}"));
-    message[at..]
-        .chars()
-        .take_while(|c| !c.is_whitespace() && *c != '"' && *c != '<')
-        .collect()
-}
 
 /// `[http]` gets the platform's name and support address (as an operator would add them).
 fn brand(env: &TestEnv) {

@@ -460,13 +460,7 @@ async fn the_command_line_e_mails_an_invitation_whose_link_exists_only_in_the_e_
         "{message}"
     );
     assert!(message.contains("enter the Keyed CRM API key"), "{message}");
-    let at = message
-        .find(&format!("{}/connect/", env.base_url()))
-        .unwrap();
-    let link: String = message[at..]
-        .chars()
-        .take_while(|c| !c.is_whitespace() && *c != '"')
-        .collect();
+    let link = crate::helpers::link_in(&message, &format!("{}/connect/", env.base_url()));
     let page = reqwest::get(&link).await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("Connect Billing"));

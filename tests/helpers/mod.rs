@@ -36,6 +36,17 @@ macro_rules! on_both_backends {
     )+};
 }
 
+/// The first link in `message` (an e-mail's text) that starts with `prefix`.
+pub fn link_in(message: &str, prefix: &str) -> String {
+    let at = message
+        .find(prefix)
+        .unwrap_or_else(|| panic!("no {prefix} in {message}"));
+    message[at..]
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != '"' && *c != '<')
+        .collect()
+}
+
 /// Waits for `cond` to hold, checking every `every`, failing the test with `what` at `deadline`.
 pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut cond: F)
 where
