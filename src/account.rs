@@ -35,8 +35,10 @@ pub async fn of_grant(provider: &ProviderConfig, tokens: &TokenSet, http: &HttpC
             .flatten()
             .cloned()
             .collect(),
-        AccountSource::Probe(pointer) => match &provider.probe_url {
-            Some(url) => match http.probe(url, &provider.auth, &tokens.access_token).await {
+        AccountSource::Probe(pointer) => match provider
+            .probe_url_for(tokens.instance_url.as_deref())
+        {
+            Some(url) => match http.probe(provider, &url, &tokens.access_token).await {
                 Outcome::Response(r) if (200..300).contains(&r.status) => {
                     serde_json::from_slice::<serde_json::Value>(&r.body)
                         .ok()

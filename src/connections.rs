@@ -247,6 +247,9 @@ pub async fn add(
     }
     let credential_kind = provider.auth.kind();
     let mut tokens = new.credential.into_tokens();
+    if let Some(oauth) = provider.oauth() {
+        tokens = tokens.new_grant(oauth.issues_refresh_tokens);
+    }
     if let Some(ext) = &new.external_id
         && let Some(id) = by_external_id(store, ext).await?
     {

@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod api;
+pub mod catalog;
 pub mod check;
 pub mod classify;
 pub mod cli;

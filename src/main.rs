@@ -11,6 +11,15 @@ fn main() -> ExitCode {
         libc::umask(0o077);
     }
     let cli = Cli::parse();
+    if !matches!(cli.command, credwatch::cli::Command::Run) {
+        // A command's output piped into `head` ends quietly when the reader goes, as other
+        // Unix tools do, rather than panicking on the write. The daemon keeps SIGPIPE ignored:
+        // a peer that hangs up must not end it.
+        // SAFETY: signal(2) sets this process's disposition before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

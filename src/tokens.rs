@@ -25,9 +25,26 @@ pub struct TokenSet {
     /// but not verified: good enough to name the account, never to authenticate anyone.
     pub id_token_subject: Option<String>,
     pub id_token_email: Option<String>,
+    /// Where this grant's API lives, when the token response says (Salesforce's
+    /// `instance_url`, Pipedrive's `api_domain`): an https origin.
+    pub instance_url: Option<String>,
 }
 
 impl TokenSet {
+    /// A new grant of a provider that issues no refresh tokens (Meta's long-lived tokens) ends
+    /// when its access token does: that is the date its owner must reconnect by, and what
+    /// they are warned of. Only for a grant as it is first stored, and only for such a
+    /// provider: a refresh answer without a refresh token keeps the one the connection has.
+    pub fn new_grant(mut self, issues_refresh_tokens: bool) -> Self {
+        if !issues_refresh_tokens
+            && self.refresh_token.is_none()
+            && self.refresh_expires_at.is_none()
+        {
+            self.refresh_expires_at = self.expires_at;
+        }
+        self
+    }
+
     /// A key or a password as the store seals it: the secret in `access_token`, nothing to
     /// refresh, no lifetime.
     pub fn secret_only(access_token: SecretString) -> Self {
@@ -39,6 +56,7 @@ impl TokenSet {
             scopes: Vec::new(),
             id_token_subject: None,
             id_token_email: None,
+            instance_url: None,
         }
     }
 }
@@ -61,6 +79,22 @@ struct Wire {
     scope: Option<String>,
     #[serde(default)]
     id_token: Option<SecretString>,
+    #[serde(default)]
+    instance_url: Option<serde_json::Value>,
+    #[serde(default)]
+    api_domain: Option<serde_json::Value>,
+}
+
+/// A per-grant API origin as a provider names it: https only (plain http only on loopback, for
+/// tests), no credentials, nothing but scheme, host and port kept.
+pub fn instance_origin(given: &str) -> Option<String> {
+    let url = reqwest::Url::parse(given).ok()?;
+    let loopback = url
+        .host_str()
+        .is_some_and(|h| h == "127.0.0.1" || h == "localhost");
+    let allowed = url.scheme() == "https" || (url.scheme() == "http" && loopback);
+    (allowed && url.username().is_empty() && url.password().is_none() && url.host().is_some())
+        .then(|| url.origin().ascii_serialization())
 }
 
 /// Some providers send numbers as strings ("3600"); both mean the same.
@@ -138,6 +172,10 @@ impl TokenSet {
                 .unwrap_or_default(),
             id_token_subject: sub,
             id_token_email: email,
+            instance_url: [wire.instance_url, wire.api_domain]
+                .into_iter()
+                .flatten()
+                .find_map(|v| v.as_str().and_then(instance_origin)),
         })
     }
 }
@@ -173,6 +211,55 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+    }
+
+    #[test]
+    fn a_new_grant_without_a_refresh_token_ends_with_its_access_token() {
+        let long_lived =
+            TokenSet::from_json(br#"{"access_token":"a","expires_in":5184000}"#, now())
+                .unwrap()
+                .new_grant(false);
+        assert_eq!(long_lived.refresh_expires_at, long_lived.expires_at);
+        assert!(long_lived.refresh_expires_at.is_some());
+        let refreshable = TokenSet::from_json(
+            br#"{"access_token":"a","refresh_token":"r","expires_in":60}"#,
+            now(),
+        )
+        .unwrap()
+        .new_grant(false);
+        assert_eq!(refreshable.refresh_expires_at, None);
+        let unexpected = TokenSet::from_json(br#"{"access_token":"a","expires_in":60}"#, now())
+            .unwrap()
+            .new_grant(true);
+        assert_eq!(
+            unexpected.refresh_expires_at, None,
+            "only where none are issued"
+        );
+    }
+
+    #[test]
+    fn a_grants_own_api_origin_is_kept_when_it_is_https_and_nothing_else() {
+        let at = |body: &str| {
+            TokenSet::from_json(body.as_bytes(), now())
+                .unwrap()
+                .instance_url
+        };
+        assert_eq!(
+            at(r#"{"access_token":"a","instance_url":"https://acme.my.salesforce.com/x?y"}"#),
+            Some("https://acme.my.salesforce.com".into())
+        );
+        assert_eq!(
+            at(r#"{"access_token":"a","api_domain":"https://acme.pipedrive.com"}"#),
+            Some("https://acme.pipedrive.com".into())
+        );
+        for refused in [
+            r#"{"access_token":"a","instance_url":"http://acme.example"}"#,
+            r#"{"access_token":"a","instance_url":"https://u:p@acme.example"}"#,
+            r#"{"access_token":"a","instance_url":"javascript:alert(1)"}"#,
+            r#"{"access_token":"a","instance_url":42}"#,
+        ] {
+            assert_eq!(at(refused), None, "{refused}");
+        }
     }
 
     #[test]

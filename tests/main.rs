@@ -6,6 +6,7 @@ mod api;
 mod api_input;
 mod api_loop;
 mod browser;
+mod catalog;
 mod checks;
 mod cli;
 mod config;

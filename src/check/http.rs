@@ -7,7 +7,9 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::classify::{Outcome, Response, TransportFailure, TransportKind};
-use crate::config::{ClientAuth, KeyPlacement, LimitsConfig, OAuthSettings, ProviderAuth, Url};
+use crate::config::{
+    ClientAuth, KeyPlacement, LimitsConfig, OAuthSettings, ProviderAuth, ProviderConfig, Url,
+};
 
 /// oauth2's client with the token endpoint set (and the authorize endpoint, for reauthorization).
 pub type OAuthClient = oauth2::basic::BasicClient<
@@ -116,28 +118,30 @@ impl HttpClient {
         }
     }
 
-    /// A GET of the probe URL with the connection's credential where its provider wants it: an
-    /// access token as a Bearer, an API key in its header or query parameter, or a password
-    /// as HTTP Basic (stored as `user:password`; a user name has no colon, RFC 7617).
-    pub async fn probe(
-        &self,
-        url: &Url,
-        auth: &ProviderAuth,
-        credential: &SecretString,
-    ) -> Outcome {
+    /// The probe (`url`, a GET unless the provider's is a POST, with its fixed headers) with
+    /// the connection's credential where its provider wants it: an access token as a Bearer
+    /// (or in the API's own header), an API key in its header or query parameter, or a
+    /// password as HTTP Basic (stored as `user:password`; a user name has no colon, RFC 7617).
+    pub async fn probe(&self, p: &ProviderConfig, url: &Url, credential: &SecretString) -> Outcome {
         let secret = credential.expose_secret();
-        let request = self
-            .client
-            .get(url.clone())
-            .header(reqwest::header::ACCEPT, "application/json");
-        let request = match auth {
-            ProviderAuth::OAuth(_) => request.bearer_auth(secret),
-            ProviderAuth::ApiKey(KeyPlacement::Header { name, prefix }) => {
+        let mut request = if p.probe.post {
+            self.client.post(url.clone())
+        } else {
+            self.client.get(url.clone())
+        }
+        .header(reqwest::header::ACCEPT, "application/json");
+        for (name, value) in &p.probe.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let placed = |request: reqwest::RequestBuilder, placement: &KeyPlacement| match placement {
+            KeyPlacement::Header { name, prefix } => {
                 request.header(name.as_str(), format!("{prefix}{secret}"))
             }
-            ProviderAuth::ApiKey(KeyPlacement::Query { name }) => {
-                request.query(&[(name.as_str(), secret)])
-            }
+            KeyPlacement::Query { name } => request.query(&[(name.as_str(), secret)]),
+        };
+        let request = match &p.auth {
+            ProviderAuth::OAuth(o) => placed(request, &o.token_in),
+            ProviderAuth::ApiKey(placement) => placed(request, placement),
             ProviderAuth::Basic => {
                 let (user, password) = secret.split_once(':').unwrap_or((secret, ""));
                 request.basic_auth(user, Some(password))

@@ -477,7 +477,8 @@ impl Checker {
             access = tokens.access_token.clone();
         }
         ran.phase = Phase::Probe;
-        let Some(probe_url) = &provider.config.probe_url else {
+        let instance = claimed.connection.instance_url.as_deref();
+        let Some(probe_url) = provider.config.probe_url_for(instance) else {
             // Nothing to call: all we know is the expiry the provider gave.
             ran.verdict = match ran.expires_at {
                 Some(at) if at <= Utc::now() => Classification::new(
@@ -499,10 +500,7 @@ impl Checker {
         if !self.may_send(claimed) {
             return Ok(None);
         }
-        let outcome = self
-            .http
-            .probe(probe_url, &provider.config.auth, &access)
-            .await;
+        let outcome = self.http.probe(&provider.config, &probe_url, &access).await;
         ran.verdict = classify(Phase::Probe, &outcome, rules, Utc::now());
         Ok(Some(ran))
     }

@@ -151,7 +151,9 @@ pub struct ErrorFields {
 
 impl ErrorFields {
     /// Reads the RFC 6749 shape, Microsoft's `error_codes`, Google's `error_subtype`, Slack's
-    /// `ok:false` and the Graph-API shape `{"error": {"code", "error_subcode", "message"}}`.
+    /// `ok:false`, the Graph-API shape `{"error": {"code", "error_subcode", "message"}}`, and
+    /// where there is no `error`: a list `{"errors": [{"code", "message"}]}` (Intercom), or a
+    /// top-level `status` and `message` (HubSpot's `BAD_REFRESH_TOKEN`, Pipedrive).
     pub fn from_json(v: &serde_json::Value) -> Self {
         let text = |v: &serde_json::Value| match v {
             serde_json::Value::String(s) => Some(s.clone()),
@@ -170,7 +172,22 @@ impl ErrorFields {
                 f.subcode = inner.get("error_subcode").and_then(text);
             }
             Some(other) => f.error = text(other),
-            None => {}
+            None => {
+                let first = v
+                    .get("errors")
+                    .and_then(|e| e.as_array())
+                    .and_then(|e| e.first());
+                match first {
+                    Some(e) => {
+                        f.error = e.get("code").and_then(text);
+                        f.description = e.get("message").and_then(text);
+                    }
+                    None => {
+                        f.error = v.get("status").and_then(text);
+                        f.description = v.get("message").and_then(text);
+                    }
+                }
+            }
         }
         if let Some(d) = v.get("error_description").and_then(text) {
             f.description = Some(d);

@@ -55,8 +55,19 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
                 if config.providers.len() == 1 { "" } else { "s" },
                 config.keyring.current_id()
             );
+            for p in config.providers.values() {
+                if let Some(preset) = &p.preset {
+                    println!(
+                        "providers.{}: preset {}; from the preset: {}",
+                        p.id,
+                        preset.id,
+                        preset.keys.join(", ")
+                    );
+                }
+            }
             Ok(())
         }
+        Command::Providers(cmd) => super::providers::run(cmd),
         Command::Run => {
             let config = Config::load(&cli.config)?;
             crate::logging::init(&config.log);

@@ -3,6 +3,7 @@
 mod check;
 mod commands;
 mod events;
+mod providers;
 mod table;
 
 use std::path::PathBuf;
@@ -52,6 +53,9 @@ pub enum Command {
     /// Webhook endpoints and their deliveries.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
+    /// The catalog of providers credwatch knows (`[providers.X] preset = "ID"`).
+    #[command(subcommand)]
+    Providers(ProvidersCommand),
     /// Check connections now (refresh, probe, classify, record) and print what each check found.
     /// Exits 0 when the checks ran, whatever they found.
     Check {
@@ -74,6 +78,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProvidersCommand {
+    /// Every preset: what it covers and how its grants behave.
+    List,
+    /// One preset: every setting with the documentation page that states it, and what the
+    /// provider's documentation does not confirm.
+    Show { name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,7 +6,11 @@
 
 mod api;
 mod mail;
+mod presets;
+mod probe;
 mod providers;
+pub use presets::PresetUse;
+pub use probe::ProbeRequest;
 mod raw;
 mod validate;
 mod webhooks;
@@ -206,6 +210,7 @@ pub struct ProviderConfig {
     /// need.
     pub auth: ProviderAuth,
     pub probe_url: Option<Url>,
+    pub probe: ProbeRequest,
     pub kind: ProviderKind,
     /// Where a new grant says which account it belongs to, compared at reauthorization.
     pub account_from: AccountSource,
@@ -216,6 +221,8 @@ pub struct ProviderConfig {
     pub requests_per_second: f64,
     /// What the owner types on the re-entry form (none for OAuth).
     pub fields: Vec<FormField>,
+    /// The catalog preset it took, and which keys came from it.
+    pub preset: Option<PresetUse>,
 }
 
 /// One field of the re-entry form: its name in the posted form and in the API's
@@ -252,7 +259,16 @@ pub struct OAuthSettings {
     pub scopes: Vec<String>,
     pub rotates_refresh_tokens: bool,
     pub reuse_grace: Duration,
+    /// The absolute end of a refresh token, which refreshing does not extend.
     pub refresh_token_lifetime: Option<Duration>,
+    /// A refresh token left unused this long expires: checks must refresh well inside it.
+    pub refresh_token_idle_lifetime: Option<Duration>,
+    /// How long an access token lives when the token response does not say.
+    pub access_token_lifetime: Option<Duration>,
+    /// False for providers whose grants have no refresh token (long-lived access tokens).
+    pub issues_refresh_tokens: bool,
+    /// Where the probe puts the access token (a Bearer unless the API wants its own header).
+    pub token_in: KeyPlacement,
     /// Extra query parameters of the authorization request (`prompt = "consent"`, Google's
     /// `access_type = "offline"`), so that reauthorizing returns a refresh token.
     pub authorize_params: BTreeMap<String, String>,

@@ -27,11 +27,16 @@ impl Checker<'_> {
                     continue;
                 }
             };
+            let Some((value, preset)) = self.with_preset(&key, value) else {
+                ok = false;
+                continue;
+            };
             match self
                 .deserialize::<raw::Provider>(&key, value)
                 .and_then(|p| self.provider(&key, id.clone(), p))
             {
-                Some(p) => {
+                Some(mut p) => {
+                    p.preset = preset;
                     out.insert(id, p);
                 }
                 None => ok = false,
@@ -47,6 +52,7 @@ impl Checker<'_> {
             return self.keyed_provider(key, id, p, keyed);
         }
         let (max_concurrent, requests_per_second) = self.provider_limits(key, &p);
+        let probe = self.probe_request(key, &p);
         if !p.fields.is_empty() {
             self.problem(
                 &k("fields"),
@@ -90,11 +96,26 @@ impl Checker<'_> {
             return None;
         }
         let reuse_grace = self.duration(&k("reuse_grace"), p.reuse_grace.as_deref(), "0s");
-        let refresh_token_lifetime = match p.refresh_token_lifetime.as_deref() {
+        let mut optional_duration = |field: &str, v: Option<&str>| match v {
             None => Some(None),
-            Some(v) => self
-                .duration(&k("refresh_token_lifetime"), Some(v), "0s")
-                .map(Some),
+            Some(v) => self.duration(&k(field), Some(v), "0s").map(Some),
+        };
+        let refresh_token_lifetime = optional_duration(
+            "refresh_token_lifetime",
+            p.refresh_token_lifetime.as_deref(),
+        );
+        let refresh_token_idle_lifetime = optional_duration(
+            "refresh_token_idle_lifetime",
+            p.refresh_token_idle_lifetime.as_deref(),
+        );
+        let access_token_lifetime =
+            optional_duration("access_token_lifetime", p.access_token_lifetime.as_deref());
+        let token_in = match p.token_in.as_deref() {
+            None => Some(KeyPlacement::Header {
+                name: "Authorization".into(),
+                prefix: "Bearer ".into(),
+            }),
+            Some(v) => self.placement(&k("token_in"), v),
         };
         let kind = match p
             .kind
@@ -155,6 +176,10 @@ impl Checker<'_> {
             rotates_refresh_tokens: p.rotates_refresh_tokens,
             reuse_grace: reuse_grace?,
             refresh_token_lifetime: refresh_token_lifetime?,
+            refresh_token_idle_lifetime: refresh_token_idle_lifetime?,
+            access_token_lifetime: access_token_lifetime?,
+            issues_refresh_tokens: p.issues_refresh_tokens.unwrap_or(true),
+            token_in: token_in?,
             authorize_params: p.authorize_params,
         };
         Some(ProviderConfig {
@@ -162,17 +187,45 @@ impl Checker<'_> {
             id,
             auth: ProviderAuth::OAuth(Box::new(oauth)),
             probe_url: probe_url?,
+            probe: probe?,
             kind: kind?,
             account_from: account_from?,
             rules: rules?.into(),
             max_concurrent: max_concurrent?,
             requests_per_second: requests_per_second?,
             fields: Vec::new(),
+            preset: None,
         })
     }
 }
 
 impl Checker<'_> {
+    /// Every check of a connection with a refresh token refreshes it, and a connection is
+    /// checked at least every `check_interval`: that must be well inside the time after which
+    /// a provider expires an unused refresh token, or grants would die of our own neglect.
+    pub(super) fn idle_lifetimes(
+        &mut self,
+        schedule: &ScheduleConfig,
+        providers: &BTreeMap<ProviderId, ProviderConfig>,
+    ) {
+        for p in providers.values() {
+            let Some(idle) = p.oauth().and_then(|o| o.refresh_token_idle_lifetime) else {
+                continue;
+            };
+            if schedule.check_interval > idle / 4 {
+                self.problem(
+                    "schedule.check_interval",
+                    format!(
+                        "must be at most a quarter of providers.{}.refresh_token_idle_lifetime ({}): \
+                         its refresh tokens expire when unused that long",
+                        p.id,
+                        humantime::format_duration(idle)
+                    ),
+                );
+            }
+        }
+    }
+
     /// `max_concurrent` and `requests_per_second`, checked.
     fn provider_limits(&mut self, key: &str, p: &raw::Provider) -> (Option<u32>, Option<f64>) {
         let k = |field: &str| format!("{key}.{field}");
@@ -214,32 +267,7 @@ impl Checker<'_> {
                     .api_key_in
                     .as_deref()
                     .unwrap_or("header:Authorization:Bearer ");
-                let parsed = match placement.split_once(':') {
-                    Some(("header", rest)) => {
-                        let (name, prefix) = rest.split_once(':').unwrap_or((rest, ""));
-                        let valid = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                            .is_ok()
-                            && crate::domain::is_plain_text(prefix);
-                        valid.then(|| KeyPlacement::Header {
-                            name: name.to_owned(),
-                            prefix: prefix.to_owned(),
-                        })
-                    }
-                    Some(("query", name)) if !name.is_empty() => Some(KeyPlacement::Query {
-                        name: name.to_owned(),
-                    }),
-                    _ => None,
-                };
-                match parsed {
-                    Some(placement) => ProviderAuth::ApiKey(placement),
-                    None => {
-                        self.problem(
-                            &k("api_key_in"),
-                            "expected \"header:NAME\", \"header:NAME:PREFIX\" (such as \"header:Authorization:Bearer \") or \"query:NAME\"",
-                        );
-                        return None;
-                    }
-                }
+                ProviderAuth::ApiKey(self.placement(&k("api_key_in"), placement)?)
             }
             _ => {
                 self.problem(&k("auth"), "expected \"oauth\", \"api_key\" or \"basic\"");
@@ -264,6 +292,7 @@ impl Checker<'_> {
     ) -> Option<ProviderConfig> {
         let k = |field: &str| format!("{key}.{field}");
         let (max_concurrent, requests_per_second) = self.provider_limits(key, &p);
+        let probe = self.probe_request(key, &p);
         let oauth_only = [
             ("token_url", p.token_url.is_some()),
             ("authorize_url", p.authorize_url.is_some()),
@@ -277,6 +306,13 @@ impl Checker<'_> {
             ("rotates_refresh_tokens", p.rotates_refresh_tokens),
             ("refresh_token_lifetime", p.refresh_token_lifetime.is_some()),
             ("reuse_grace", p.reuse_grace.is_some()),
+            (
+                "refresh_token_idle_lifetime",
+                p.refresh_token_idle_lifetime.is_some(),
+            ),
+            ("access_token_lifetime", p.access_token_lifetime.is_some()),
+            ("issues_refresh_tokens", p.issues_refresh_tokens.is_some()),
+            ("token_in", p.token_in.is_some()),
             ("authorize_params", !p.authorize_params.is_empty()),
         ];
         let fields = self.form_fields(key, &auth, p.fields);
@@ -333,6 +369,7 @@ impl Checker<'_> {
             id,
             auth,
             probe_url: Some(probe_url),
+            probe: probe?,
             kind: kind?,
             // The key itself names no account: the operator names it, or the probe does.
             account_from: account_from?.unwrap_or(AccountSource::IdToken),
@@ -340,6 +377,7 @@ impl Checker<'_> {
             max_concurrent: max_concurrent?,
             requests_per_second: requests_per_second?,
             fields: fields?,
+            preset: None,
         })
     }
 

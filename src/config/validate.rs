@@ -58,6 +58,9 @@ pub(super) fn validate(
         .section::<raw::Log>(&mut map, "log")
         .and_then(|s| c.log(s));
     let providers = c.providers(map.remove("providers"));
+    if let (Some(schedule), Some(providers)) = (&schedule, &providers) {
+        c.idle_lifetimes(schedule, providers);
+    }
     let webhooks = c.webhooks(map.remove("webhooks"));
     for unknown in map.keys() {
         c.problem(

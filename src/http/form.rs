@@ -90,7 +90,7 @@ pub async fn try_typed(
     };
     let secret = credential.secret();
     let checker = state.checker();
-    let outcome = checker.http().probe(probe_url, &config.auth, &secret).await;
+    let outcome = checker.http().probe(config, probe_url, &secret).await;
     let verdict = classify(Phase::Probe, &outcome, &config.rules, Utc::now());
     // The provider's answer may quote what was typed: it is never shown back.
     let redact = |words: String| {

@@ -375,7 +375,7 @@ pub(super) async fn exchange_code(
     verifier: &SecretString,
 ) -> Result<TokenSet, String> {
     let checker = state.checker();
-    let Some((client, _)) = provider.oauth() else {
+    let Some((client, oauth)) = provider.oauth() else {
         return Err(format!("{} is not an OAuth provider", provider.id()));
     };
     let outcome = match code_request(client, code, verifier, &state.callback_url()).await {
@@ -384,7 +384,9 @@ pub(super) async fn exchange_code(
     };
     match &outcome {
         Outcome::Response(r) if (200..300).contains(&r.status) => {
-            TokenSet::from_json(&r.body, Utc::now()).map_err(|_| describe(&outcome))
+            TokenSet::from_json(&r.body, Utc::now())
+                .map(|t| t.new_grant(oauth.issues_refresh_tokens))
+                .map_err(|_| describe(&outcome))
         }
         _ => Err(describe(&outcome)),
     }

@@ -60,6 +60,8 @@ pub struct Connection {
     pub metadata: Option<String>,
     /// "oauth", "api_key" or "basic".
     pub credential_kind: String,
+    /// Where this grant's API lives, when its token response said (an https origin).
+    pub instance_url: Option<String>,
 }
 
 /// A connection's tokens, opened; only the checker and the revocation path ask for these.

@@ -94,7 +94,7 @@ impl Backend {
 
 const CONNECTION_COLUMNS: &str = "id, provider, name, owner_email, account, scopes, status, reason, status_since, \
      CASE WHEN refresh_token IS NULL THEN 0 ELSE 1 END AS has_refresh_token, token_generation, access_expires_at, refresh_expires_at, \
-     consecutive_failures, refresh_uncertain_since, refresh_interrupted_at, set_aside, last_check_at, next_check_at, created_at, external_id, metadata, credential_kind";
+     consecutive_failures, refresh_uncertain_since, refresh_interrupted_at, set_aside, last_check_at, next_check_at, created_at, external_id, metadata, credential_kind, instance_url";
 const PIPELINE_COLUMNS: &str = "id, name, state, position, position_updated_at, paused_at_position, paused_at, \
      paused_by, pause_reason, created_at, external_id";
 

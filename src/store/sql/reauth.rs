@@ -103,7 +103,8 @@ impl SqlStore {
                tokens_updated_at = $7, status_since = CASE WHEN status = 'healthy' THEN status_since ELSE $7 END, \
                status = 'healthy', reason = NULL, consecutive_failures = 0, next_check_at = $8, \
                refresh_uncertain_since = NULL, refresh_interrupted_at = NULL, \
-               refresh_sent_at = NULL, set_aside = NULL, updated_at = $7 \
+               refresh_sent_at = NULL, set_aside = NULL, updated_at = $7, \
+               instance_url = COALESCE($10, instance_url) \
              WHERE id = $9 RETURNING provider",
         )
         .bind(&sealed.key_id)
@@ -115,6 +116,7 @@ impl SqlStore {
         .bind(now)
         .bind(to_ms(next_check_at))
         .bind(id.as_str())
+        .bind(&t.instance_url)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(provider) = provider else {

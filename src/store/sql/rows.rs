@@ -56,6 +56,7 @@ pub(super) fn connection_from_row(r: &AnyRow) -> Result<Connection, StoreError> 
         external_id: r.try_get("external_id")?,
         metadata: r.try_get("metadata")?,
         credential_kind: r.try_get("credential_kind")?,
+        instance_url: r.try_get("instance_url")?,
     })
 }
 

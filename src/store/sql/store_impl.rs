@@ -77,8 +77,8 @@ impl Store for SqlStore {
             sqlx::query(
                 "INSERT INTO connections (id, provider, name, owner_email, account, scopes, key_id, access_token, \
                  refresh_token, access_expires_at, refresh_expires_at, tokens_updated_at, status, status_since, \
-                 next_check_at, created_at, updated_at, external_id, metadata, credential_kind) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'healthy', $12, $12, $12, $12, $13, $14, $15)",
+                 next_check_at, created_at, updated_at, external_id, metadata, credential_kind, instance_url) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'healthy', $12, $12, $12, $12, $13, $14, $15, $16)",
             )
             .bind(id.as_str())
             .bind(new.provider.as_str())
@@ -95,6 +95,7 @@ impl Store for SqlStore {
             .bind(&new.external_id)
             .bind(&new.metadata)
             .bind(new.credential_kind)
+            .bind(&new.tokens.instance_url)
             .execute(&mut *tx)
             .await
             .map_err(|e| external_id_taken(e, new.external_id.as_deref()))?;
