@@ -11,6 +11,9 @@ use serde::Deserialize;
 
 /// Every preset, by id, as its file is written.
 const FILES: &[(&str, &str)] = &[
+    ("asana", include_str!("asana.toml")),
+    ("box", include_str!("box.toml")),
+    ("dropbox", include_str!("dropbox.toml")),
     ("google", include_str!("google.toml")),
     ("hubspot", include_str!("hubspot.toml")),
     ("intercom", include_str!("intercom.toml")),
@@ -19,6 +22,7 @@ const FILES: &[(&str, &str)] = &[
     ("mailchimp", include_str!("mailchimp.toml")),
     ("meta", include_str!("meta.toml")),
     ("microsoft", include_str!("microsoft.toml")),
+    ("notion", include_str!("notion.toml")),
     ("pipedrive", include_str!("pipedrive.toml")),
     ("salesforce", include_str!("salesforce.toml")),
     ("shopify", include_str!("shopify.toml")),

@@ -153,7 +153,8 @@ impl ErrorFields {
     /// Reads the RFC 6749 shape, Microsoft's `error_codes`, Google's `error_subtype`, Slack's
     /// `ok:false`, the Graph-API shape `{"error": {"code", "error_subcode", "message"}}`, and
     /// where there is no `error`: a list `{"errors": [{"code", "message"}]}` (Intercom), or a
-    /// top-level `status` and `message` (HubSpot's `BAD_REFRESH_TOKEN`, Pipedrive).
+    /// top-level text `code` or `status` and `message` (Box, Notion, HubSpot's
+    /// `BAD_REFRESH_TOKEN`, Pipedrive).
     pub fn from_json(v: &serde_json::Value) -> Self {
         let text = |v: &serde_json::Value| match v {
             serde_json::Value::String(s) => Some(s.clone()),
@@ -163,9 +164,11 @@ impl ErrorFields {
         let mut f = ErrorFields::default();
         match v.get("error") {
             Some(serde_json::Value::Object(inner)) => {
+                // Dropbox names its error in `.tag`.
                 f.error = inner
                     .get("type")
                     .or_else(|| inner.get("status"))
+                    .or_else(|| inner.get(".tag"))
                     .and_then(text);
                 f.description = inner.get("message").and_then(text);
                 f.codes.extend(inner.get("code").and_then(text));
@@ -183,7 +186,13 @@ impl ErrorFields {
                         f.description = e.get("message").and_then(text);
                     }
                     None => {
-                        f.error = v.get("status").and_then(text);
+                        // A text code first (Box, Notion: `code` beside a numeric `status`).
+                        f.error = ["code", "status"]
+                            .iter()
+                            .find_map(|k| v.get(*k).and_then(|s| s.as_str()).map(str::to_owned));
+                        // Either rule field matches it: `error` or `code`.
+                        f.codes
+                            .extend(v.get("code").and_then(|c| c.as_str()).map(str::to_owned));
                         f.description = v.get("message").and_then(text);
                     }
                 }
