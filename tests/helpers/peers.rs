@@ -24,12 +24,21 @@ fn require(path: &Path) {
     );
 }
 
-/// A free port on 127.0.0.1, for peers that must know their port before they start.
+/// A free port on 127.0.0.1, for peers that must know their port before they start. Chosen
+/// below the kernel's ephemeral range (32768 and up): a port from that range, free when asked,
+/// can be taken by any outgoing connection of a test running alongside before its server binds
+/// it. Never the same port twice in one run.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
+    use rand::Rng;
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let port = rand::thread_rng().gen_range(20_000..32_000);
+        if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// oidc-provider 9.13.3 with refresh-token rotation, reuse detection, revocation and introspection.
