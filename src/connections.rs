@@ -1,6 +1,6 @@
-//! Adding a connection: the rules every way in follows (the command line today; the platform's
-//! API and connect links next). The caller parses its own input; this checks what a connection
-//! must be (a configured provider, a known account) and stores it.
+//! Adding a connection: the rules every way in follows (the command line, the platform's API,
+//! connect links). The caller parses its own input; this checks what a connection must be (a
+//! configured provider, the credential it takes, a known account) and stores it.
 
 use chrono::{DateTime, Utc};
 
