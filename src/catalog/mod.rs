@@ -12,8 +12,11 @@ use serde::Deserialize;
 /// Every preset, by id, as its file is written.
 const FILES: &[(&str, &str)] = &[
     ("asana", include_str!("asana.toml")),
+    ("atlassian", include_str!("atlassian.toml")),
     ("box", include_str!("box.toml")),
     ("dropbox", include_str!("dropbox.toml")),
+    ("github", include_str!("github.toml")),
+    ("github_app", include_str!("github_app.toml")),
     ("google", include_str!("google.toml")),
     ("hubspot", include_str!("hubspot.toml")),
     ("intercom", include_str!("intercom.toml")),
@@ -26,11 +29,13 @@ const FILES: &[(&str, &str)] = &[
     ("pipedrive", include_str!("pipedrive.toml")),
     ("salesforce", include_str!("salesforce.toml")),
     ("shopify", include_str!("shopify.toml")),
+    ("slack", include_str!("slack.toml")),
     ("snowflake", include_str!("snowflake.toml")),
     ("stripe", include_str!("stripe.toml")),
     ("x", include_str!("x.toml")),
     ("xero", include_str!("xero.toml")),
     ("zendesk", include_str!("zendesk.toml")),
+    ("zoom", include_str!("zoom.toml")),
 ];
 
 /// A value a preset leaves to the operator (`{tenant}` in its URLs).

@@ -40,7 +40,6 @@ fn every() -> Vec<Preset> {
 }
 
 #[test]
-#[ignore = "the catalog is not complete yet: slack, atlassian, zoom, github and github_app are still to come"]
 fn the_catalog_has_the_providers_data_platforms_connect_to() {
     let names = names();
     for expected in [
