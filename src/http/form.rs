@@ -9,13 +9,12 @@ use chrono::Utc;
 use secrecy::ExposeSecret;
 
 use super::AppState;
-use super::pages::{CredentialsForm, ResumedView};
-use super::reauth::internal;
-use crate::check::{Provider, schedule};
+use super::pages::CredentialsForm;
+use crate::check::Provider;
 use crate::classify::classify;
 use crate::config::{AccountSource, ProviderAuth};
 use crate::connections::Credential;
-use crate::domain::{Category, Consequence, Phase, PipelineState};
+use crate::domain::{Category, Consequence, Phase};
 use crate::store::Connection;
 
 /// A form is posted from our own page: a browser says where a POST comes from, and one from
@@ -156,44 +155,9 @@ pub async fn submit(
         Ok(credential) => credential.into_tokens(),
         Err(words) => return show(state, provider, c, Some(&words)),
     };
-    let checker = state.checker();
-    let now = Utc::now();
-    let next = schedule::after_success(
-        now,
-        None,
-        checker.schedule().check_interval,
-        &mut rand::thread_rng(),
-    );
-    let store = checker.store();
-    let done = match store
-        .reauthorize(&c.id, link_hash, &tokens, now, next)
-        .await
-    {
-        Ok(d) => d,
-        Err(e) => return internal(state, "storing the new credentials", e),
-    };
-    checker.outbox_signal().notify_one();
-    tracing::info!(connection = %c.id, resumed = done.resumed.len(), "new credentials from the re-entry form");
-    let resumed: Vec<ResumedView> = match store.pipelines_of(&c.id).await {
-        Ok(ps) => ps
-            .into_iter()
-            .filter(|p| p.state == PipelineState::Running && done.resumed.contains(&p.id))
-            .map(|p| ResumedView {
-                name: p.name,
-                position: p.position.map(String::from),
-            })
-            .collect(),
-        Err(_) => Vec::new(),
-    };
     let first = format!(
         "{} works with {} again, and its data is flowing.",
         c.name, provider.config.display_name
     );
-    let mut paragraphs: Vec<&str> = vec![&first];
-    if !resumed.is_empty() {
-        paragraphs.push("These pipelines resumed where they stopped:");
-    }
-    state
-        .pages
-        .message(StatusCode::OK, "Reconnected", &paragraphs, &resumed)
+    super::reauth::heal(state, c, link_hash, &tokens, &first).await
 }

@@ -286,7 +286,6 @@ pub async fn callback(
         );
     };
     let http = checker.http();
-    let now = Utc::now();
     let tokens = match exchange_code(&state, &provider, code, &session.verifier).await {
         Ok(tokens) => tokens,
         Err(why) => {
@@ -326,21 +325,41 @@ pub async fn callback(
             &[],
         );
     }
+    let first = format!(
+        "{} is connected to {provider_display} again, and its data is flowing.",
+        connection.name
+    );
+    heal(&state, &connection, &session.link_hash, &tokens, &first).await
+}
+
+/// Stores an owner's new credentials with the link they came through (ending the incident,
+/// resuming the pipelines, queueing the *Reconnected* e-mail, in one transaction), and the
+/// page that says so: the same for a sign-in and for the re-entry form.
+pub(super) async fn heal(
+    state: &AppState,
+    connection: &Connection,
+    link_hash: &[u8],
+    tokens: &TokenSet,
+    first: &str,
+) -> Response {
+    let checker = state.checker();
+    let store = checker.store();
+    let now = Utc::now();
     let next = schedule::after_success(
         now,
         tokens.expires_at,
-        state.checker().schedule().check_interval,
+        checker.schedule().check_interval,
         &mut rand::thread_rng(),
     );
     let done = match store
-        .reauthorize(&connection.id, &session.link_hash, &tokens, now, next)
+        .reauthorize(&connection.id, link_hash, tokens, now, next)
         .await
     {
         Ok(d) => d,
-        Err(e) => return internal(&state, "storing the new grant", e),
+        Err(e) => return internal(state, "storing the new credentials", e),
     };
-    state.checker().outbox_signal().notify_one();
-    tracing::info!(connection = %connection.id, resumed = done.resumed.len(), "reauthorized by its owner");
+    checker.outbox_signal().notify_one();
+    tracing::info!(connection = %connection.id, resumed = done.resumed.len(), "reconnected by its owner");
     let resumed: Vec<ResumedView> = match store.pipelines_of(&connection.id).await {
         Ok(ps) => ps
             .into_iter()
@@ -352,14 +371,10 @@ pub async fn callback(
             .collect(),
         Err(_) => Vec::new(),
     };
-    let first = format!(
-        "{} is connected to {provider_display} again, and its data is flowing.",
-        connection.name
-    );
     let paragraphs: Vec<&str> = if resumed.is_empty() {
-        vec![&first]
+        vec![first]
     } else {
-        vec![&first, "These pipelines resumed where they stopped:"]
+        vec![first, "These pipelines resumed where they stopped:"]
     };
     state
         .pages
