@@ -124,8 +124,25 @@ impl Browser {
         }
     }
 
+    /// Clicks `css` and waits until the page it was on has gone: every click here submits a
+    /// form, and a page that follows with the same heading (a form shown again) must not be
+    /// mistaken for the one clicked on.
     pub async fn click(&self, css: &str) {
+        let page = self
+            .client
+            .find(Locator::Css("html"))
+            .await
+            .expect("the page's root");
         self.find(css).await.click().await.expect("click");
+        let until = tokio::time::Instant::now() + Duration::from_secs(30);
+        // A stale root element is the WebDriver's word for "this document was replaced".
+        while page.tag_name().await.is_ok() {
+            assert!(
+                tokio::time::Instant::now() < until,
+                "clicking {css} did not leave the page"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub async fn type_into(&self, css: &str, text: &str) {
