@@ -24,10 +24,31 @@ struct Seen {
 }
 
 impl Seen {
+    /// The parameters of a token request, sent as a form or as a JSON object of strings.
     fn form(&self) -> BTreeMap<String, String> {
+        if self.is_json() {
+            let object: BTreeMap<String, Value> =
+                serde_json::from_str(&self.body).unwrap_or_default();
+            return object
+                .into_iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k, v.to_owned())))
+                .collect();
+        }
         form_urlencoded::parse(self.body.as_bytes())
             .into_owned()
             .collect()
+    }
+
+    fn is_json(&self) -> bool {
+        self.headers
+            .get("content-type")
+            .is_some_and(|c| c.starts_with("application/json"))
+    }
+
+    fn is_form(&self) -> bool {
+        self.headers
+            .get("content-type")
+            .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"))
     }
 }
 
@@ -222,7 +243,8 @@ async fn every_preset_refreshes_probes_and_sends_owners_to_sign_in_as_its_provid
             .iter()
             .filter(|r| r.path.starts_with(&format!("/{id}/")))
             .collect();
-        // The refresh: a form POST at the token endpoint, the client as the preset says.
+        // The refresh: a POST at the token endpoint (a form, or JSON where the preset says so)
+        // with the preset's extra parameters, the client as the preset says.
         match mine.iter().find(|r| r.path == token_path) {
             None if s.get("issues_refresh_tokens").and_then(|v| v.as_bool()) == Some(false) => {}
             None => problems.push(format!("{id}: no refresh at {token_path}")),
@@ -234,10 +256,17 @@ async fn every_preset_refreshes_probes_and_sends_owners_to_sign_in_as_its_provid
                     base64::engine::general_purpose::STANDARD.encode(format!("cid-{id}:cs-{id}"))
                 );
                 let client_auth = text(&s, "client_auth").unwrap_or_else(|| "basic".into());
+                let json = text(&s, "token_request").as_deref() == Some("json");
+                let extra_ok = s
+                    .get("token_params")
+                    .and_then(|t| t.as_table())
+                    .is_none_or(|t| {
+                        t.iter()
+                            .all(|(k, v)| form.get(k).map(String::as_str) == v.as_str())
+                    });
                 let ok = r.method == "POST"
-                    && r.headers
-                        .get("content-type")
-                        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"))
+                    && if json { r.is_json() } else { r.is_form() }
+                    && extra_ok
                     && form.get("grant_type").map(String::as_str) == Some("refresh_token")
                     && form.get("refresh_token") == Some(&format!("rt-old-{id}"))
                     && match client_auth.as_str() {
@@ -379,4 +408,147 @@ async fn the_command_line_lists_the_catalog_and_shows_a_preset_with_its_sources(
     let unknown = env.cli(&["providers", "show", "nope"]).await;
     assert_eq!(unknown.status.code(), Some(65));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no preset \"nope\""));
+}
+
+/// Calls seen by `instances`: the origin called, the path, the Authorization header.
+type Calls = Arc<Mutex<Vec<(String, String, String)>>>;
+
+/// Three origins of one fake Salesforce: a login host, the org's first instance and the one it
+/// moves to. The token endpoint answers the first refresh without an `instance_url` and later
+/// ones with the second instance's.
+async fn instances(calls: Calls) -> [String; 3] {
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    let origins: Vec<String> = listeners
+        .iter()
+        .map(|l| format!("http://127.0.0.1:{}", l.local_addr().unwrap().port()))
+        .collect();
+    let refreshes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for (listener, origin) in listeners.into_iter().zip(origins.clone()) {
+        let (calls, refreshes, moved) = (calls.clone(), refreshes.clone(), origins[2].clone());
+        let app = axum::Router::new().fallback(
+            move |uri: axum::http::Uri, headers: axum::http::HeaderMap| {
+                let (calls, refreshes, moved, origin) = (
+                    calls.clone(),
+                    refreshes.clone(),
+                    moved.clone(),
+                    origin.clone(),
+                );
+                async move {
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|h| h.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned();
+                    calls
+                        .lock()
+                        .unwrap()
+                        .push((origin, uri.path().to_owned(), auth));
+                    let answer = if uri.path() == "/services/oauth2/token" {
+                        let n = refreshes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let mut answer = json!({"access_token": format!("at-{n}"),
+                            "token_type": "Bearer", "issued_at": "1700000000000"});
+                        if n > 0 {
+                            answer["instance_url"] = json!(moved);
+                        }
+                        answer
+                    } else {
+                        json!({"user_id": "005xx0000012345", "organization_id": "00Dxx0000001gEF"})
+                    };
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        answer.to_string(),
+                    )
+                }
+            },
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+    }
+    [origins[0].clone(), origins[1].clone(), origins[2].clone()]
+}
+
+/// Salesforce answers each grant with its org's own API origin: the probe goes there, and a
+/// refresh naming another origin (the org moved) moves the probe and the stored origin with it.
+#[tokio::test]
+async fn the_probe_follows_the_instance_the_grant_names() {
+    let calls: Calls = Arc::default();
+    let [login, first, moved] = instances(calls.clone()).await;
+    let env = TestEnv::with_config(&format!(
+        "\n[providers.salesforce]\npreset = \"salesforce\"\nclient_id = \"cid\"\n\
+         client_secret = \"cs\"\ntoken_url = \"{login}/services/oauth2/token\"\n\
+         authorize_url = \"{login}/services/oauth2/authorize\"\n\
+         probe_url = \"{login}/services/oauth2/userinfo\"\n"
+    ));
+    let tokens = json!({"access_token": "at-old", "refresh_token": "rt", "token_type": "Bearer",
+        "instance_url": first});
+    let out = env
+        .cli_with_stdin(
+            &[
+                "connection",
+                "add",
+                "--provider",
+                "salesforce",
+                "--name",
+                "Org",
+                "--owner",
+                "ada@example.com",
+                "--account",
+                "005xx0000012345",
+                "--tokens",
+                "-",
+            ],
+            tokens.to_string().as_bytes(),
+        )
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let query = format!("SELECT instance_url FROM connections WHERE id = '{id}'");
+    let stored = || env.value(&query);
+    assert_eq!(stored().await, first);
+
+    let probes = |calls: &Calls| -> Vec<(String, String)> {
+        calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, path, _)| path == "/services/oauth2/userinfo")
+            .map(|(origin, _, auth)| (origin.clone(), auth.clone()))
+            .collect()
+    };
+    let report = env.ok(&["check", &id, "--json"]).await;
+    assert!(report.contains("\"after\":\"healthy\""), "{report}");
+    // Adding it already asked the instance whose account this is.
+    assert_eq!(
+        probes(&calls),
+        [
+            (first.clone(), "Bearer at-old".to_owned()),
+            (first.clone(), "Bearer at-0".to_owned())
+        ]
+    );
+    assert_eq!(
+        stored().await,
+        first,
+        "a refresh that names no instance keeps it"
+    );
+
+    let report = env.ok(&["check", &id, "--json"]).await;
+    assert!(report.contains("\"after\":\"healthy\""), "{report}");
+    assert_eq!(
+        probes(&calls).last(),
+        Some(&(moved.clone(), "Bearer at-1".to_owned())),
+        "the probe after the move goes to the new instance"
+    );
+    assert_eq!(stored().await, moved);
+    assert!(
+        probes(&calls).iter().all(|(origin, _)| origin != &login),
+        "never the login host"
+    );
 }

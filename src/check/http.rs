@@ -2,13 +2,15 @@
 //! the answer's size, and no redirects. It returns what happened, never an interpretation; that
 //! is the classifier's job.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::classify::{Outcome, Response, TransportFailure, TransportKind};
 use crate::config::{
-    ClientAuth, KeyPlacement, LimitsConfig, OAuthSettings, ProviderAuth, ProviderConfig, Url,
+    ClientAuth, KeyPlacement, LimitsConfig, OAuthSettings, ProviderAuth, ProviderConfig,
+    TokenRequest, Url,
 };
 
 /// oauth2's client with the token endpoint set (and the authorize endpoint, for reauthorization).
@@ -90,6 +92,42 @@ pub async fn code_request(
     slot.into_inner().ok().flatten()
 }
 
+/// The token request with the provider's `token_params` and in its `token_request` format.
+/// Parameters oauth2 set (the grant, the token, the client) are never replaced.
+fn shape_token_request(request: oauth2::HttpRequest, p: &OAuthSettings) -> oauth2::HttpRequest {
+    if p.token_params.is_empty() && p.token_request == TokenRequest::Form {
+        return request;
+    }
+    let (mut parts, body) = request.into_parts();
+    let mut form: Vec<(String, String)> = oauth2::url::form_urlencoded::parse(&body)
+        .into_owned()
+        .collect();
+    for (k, v) in &p.token_params {
+        if !form.iter().any(|(have, _)| have == k) {
+            form.push((k.clone(), v.clone()));
+        }
+    }
+    let body = match p.token_request {
+        TokenRequest::Form => oauth2::url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&form)
+            .finish()
+            .into_bytes(),
+        TokenRequest::Json => {
+            parts.headers.insert(
+                oauth2::http::header::CONTENT_TYPE,
+                oauth2::http::HeaderValue::from_static("application/json"),
+            );
+            let object: serde_json::Map<String, serde_json::Value> = form
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::Value::String(v)))
+                .collect();
+            serde_json::Value::Object(object).to_string().into_bytes()
+        }
+    };
+    parts.headers.remove(oauth2::http::header::CONTENT_LENGTH);
+    oauth2::HttpRequest::from_parts(parts, body)
+}
+
 #[derive(Debug, Clone)]
 pub struct HttpClient {
     client: reqwest::Client,
@@ -111,8 +149,10 @@ impl HttpClient {
         })
     }
 
-    pub async fn send_oauth(&self, request: oauth2::HttpRequest) -> Outcome {
-        match reqwest::Request::try_from(request) {
+    /// Sends a token request oauth2 built, shaped as the provider wants it: its extra
+    /// parameters added, and as a JSON object instead of a form where it wants JSON.
+    pub async fn send_token(&self, request: oauth2::HttpRequest, p: &OAuthSettings) -> Outcome {
+        match reqwest::Request::try_from(shape_token_request(request, p)) {
             Ok(r) => self.send(r).await,
             Err(e) => Outcome::Transport(failure(&e)),
         }
@@ -170,7 +210,8 @@ impl HttpClient {
         self.token_form(url, p, token, hint).await
     }
 
-    /// A form POST about one token, with the client authenticated as at the token endpoint.
+    /// A POST about one token (a form, or JSON where the provider's token requests are JSON),
+    /// with the client authenticated as at the token endpoint.
     async fn token_form(
         &self,
         url: &Url,
@@ -198,7 +239,11 @@ impl HttpClient {
             }
             _ => form.push(("client_id", p.client_id.clone())),
         }
-        match request.form(&form).build() {
+        let request = match p.token_request {
+            TokenRequest::Form => request.form(&form),
+            TokenRequest::Json => request.json(&form.into_iter().collect::<BTreeMap<_, _>>()),
+        };
+        match request.build() {
             Ok(r) => self.send(r).await,
             Err(e) => Outcome::Transport(failure(&e)),
         }

@@ -397,6 +397,8 @@ impl Checker {
                 .add_client(user, &SecretString::from(password.to_owned()));
         }
         let mut access: SecretString = claimed.tokens.access_token.clone();
+        // A refresh may name the connection's instance anew (an org moved); the probe follows it.
+        let mut instance = claimed.connection.instance_url.clone();
         // Only OAuth connections refresh; a key or a password is checked by the probe alone.
         let refresh = claimed.tokens.refresh_token.as_ref().zip(provider.oauth());
         if let Some((refresh, (client, oauth))) = refresh {
@@ -422,7 +424,7 @@ impl Checker {
                 return Ok(None);
             }
             let outcome = match request {
-                Some(request) => self.http.send_oauth(request).await,
+                Some(request) => self.http.send_token(request, oauth).await,
                 None => Outcome::Transport(TransportFailure {
                     kind: TransportKind::Other,
                     message: "could not build the refresh request".into(),
@@ -475,9 +477,10 @@ impl Checker {
                 return Ok(Some(ran));
             }
             access = tokens.access_token.clone();
+            instance = tokens.instance_url.clone().or(instance);
         }
         ran.phase = Phase::Probe;
-        let instance = claimed.connection.instance_url.as_deref();
+        let instance = instance.as_deref();
         let Some(probe_url) = provider.config.probe_url_for(instance) else {
             // Nothing to call: all we know is the expiry the provider gave.
             ran.verdict = match ran.expires_at {

@@ -272,6 +272,19 @@ pub struct OAuthSettings {
     /// Extra query parameters of the authorization request (`prompt = "consent"`, Google's
     /// `access_type = "offline"`), so that reauthorizing returns a refresh token.
     pub authorize_params: BTreeMap<String, String>,
+    /// Extra parameters of every token request (Shopify's `expiring = "1"`).
+    pub token_params: BTreeMap<String, String>,
+    /// How the token request's parameters are sent: a form (RFC 6749) or a JSON object.
+    pub token_request: TokenRequest,
+}
+
+/// The body of a token request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRequest {
+    /// `application/x-www-form-urlencoded`, as RFC 6749 says.
+    Form,
+    /// A JSON object of the same parameters (Notion, Zendesk).
+    Json,
 }
 
 /// What a provider's connections hold, and how the probe presents it.

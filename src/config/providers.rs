@@ -117,6 +117,34 @@ impl Checker<'_> {
             }),
             Some(v) => self.placement(&k("token_in"), v),
         };
+        let token_request = match p.token_request.as_deref().unwrap_or("form") {
+            "form" => Some(TokenRequest::Form),
+            "json" => Some(TokenRequest::Json),
+            _ => {
+                self.problem(&k("token_request"), "expected \"form\" or \"json\"");
+                None
+            }
+        };
+        // What oauth2 sets itself: a token parameter of the config must not take its place.
+        const SET_BY_US: [&str; 7] = [
+            "grant_type",
+            "refresh_token",
+            "code",
+            "code_verifier",
+            "redirect_uri",
+            "client_id",
+            "client_secret",
+        ];
+        let mut token_params_ok = true;
+        for name in p.token_params.keys() {
+            if SET_BY_US.contains(&name.as_str()) {
+                self.problem(
+                    &k(&format!("token_params.{name}")),
+                    "set by credwatch itself; a token parameter cannot replace it",
+                );
+                token_params_ok = false;
+            }
+        }
         let kind = match p
             .kind
             .as_deref()
@@ -181,7 +209,10 @@ impl Checker<'_> {
             issues_refresh_tokens: p.issues_refresh_tokens.unwrap_or(true),
             token_in: token_in?,
             authorize_params: p.authorize_params,
+            token_params: p.token_params,
+            token_request: token_request?,
         };
+        token_params_ok.then_some(())?;
         Some(ProviderConfig {
             display_name: p.display_name.unwrap_or_else(|| id.to_string()),
             id,
@@ -314,6 +345,8 @@ impl Checker<'_> {
             ("issues_refresh_tokens", p.issues_refresh_tokens.is_some()),
             ("token_in", p.token_in.is_some()),
             ("authorize_params", !p.authorize_params.is_empty()),
+            ("token_params", !p.token_params.is_empty()),
+            ("token_request", p.token_request.is_some()),
         ];
         let fields = self.form_fields(key, &auth, p.fields);
         let mut ok = fields.is_some();

@@ -163,6 +163,8 @@ pub struct Provider {
     pub kind: Option<String>,
     pub account_from: Option<String>,
     pub authorize_params: std::collections::BTreeMap<String, String>,
+    pub token_params: std::collections::BTreeMap<String, String>,
+    pub token_request: Option<String>,
     pub rules: Vec<crate::classify::Rule>,
     pub max_concurrent: Option<u32>,
     pub requests_per_second: Option<f64>,

@@ -394,7 +394,7 @@ pub(super) async fn exchange_code(
         return Err(format!("{} is not an OAuth provider", provider.id()));
     };
     let outcome = match code_request(client, code, verifier, &state.callback_url()).await {
-        Some(request) => checker.http().send_oauth(request).await,
+        Some(request) => checker.http().send_token(request, oauth).await,
         None => return Err("oauth2 built no request".into()),
     };
     match &outcome {

@@ -304,6 +304,7 @@ impl SqlStore {
             expires_at: t.expires_at.map(to_ms),
             refresh_expires_at: t.refresh_expires_at.map(to_ms),
             scopes: t.scopes.join(" "),
+            instance_url: t.instance_url.clone(),
             now: to_ms(rotation.now),
         })
     }

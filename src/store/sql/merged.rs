@@ -25,6 +25,8 @@ pub(super) struct RotateRow {
     pub expires_at: Option<i64>,
     pub refresh_expires_at: Option<i64>,
     pub scopes: String,
+    /// Where the provider now says the connection's API is (Salesforce's `instance_url`).
+    pub instance_url: Option<String>,
     pub now: i64,
 }
 
@@ -51,15 +53,16 @@ pub(super) struct RefreshedRow {
 }
 
 /// A `RotateRow`'s columns in `v`, their types, and what they set: the tokens' part of a write.
-const TOKEN_COLUMNS: &str = "cid, lease, expected, kid, acc, ref, exp, rexp, scp, ts";
-const TOKEN_TYPES: [Ty; 10] = {
+const TOKEN_COLUMNS: &str = "cid, lease, expected, kid, acc, ref, exp, rexp, scp, inst, ts";
+const TOKEN_TYPES: [Ty; 11] = {
     use Ty::*;
-    [Text, Text, Int, Text, Blob, Blob, Int, Int, Text, Int]
+    [Text, Text, Int, Text, Blob, Blob, Int, Int, Text, Text, Int]
 };
 const SET_TOKENS: &str = "access_token = v.acc, refresh_token = v.ref, \
      token_generation = connections.token_generation + 1, access_expires_at = v.exp, \
      refresh_expires_at = COALESCE(v.rexp, connections.refresh_expires_at), \
      scopes = CASE WHEN v.scp = '' THEN connections.scopes ELSE v.scp END, \
+     instance_url = COALESCE(v.inst, connections.instance_url), \
      tokens_updated_at = v.ts, updated_at = v.ts, refresh_uncertain_since = NULL, \
      refresh_interrupted_at = NULL, refresh_sent_at = NULL";
 /// The guards every token write has: our lease, and the tokens we refreshed still stored.
@@ -78,6 +81,7 @@ fn bind_tokens<'q>(q: AnyQuery<'q>, r: &'q RotateRow) -> AnyQuery<'q> {
         .bind(r.expires_at)
         .bind(r.refresh_expires_at)
         .bind(r.scopes.as_str())
+        .bind(r.instance_url.as_deref())
         .bind(r.now)
 }
 
