@@ -35,24 +35,17 @@ pub async fn of_grant(provider: &ProviderConfig, tokens: &TokenSet, http: &HttpC
             .flatten()
             .cloned()
             .collect(),
-        AccountSource::Probe(pointer) => match provider
-            .probe_url_for(tokens.instance_url.as_deref())
-        {
-            Some(url) => match http.probe(provider, &url, &tokens.access_token).await {
-                Outcome::Response(r) if (200..300).contains(&r.status) => {
-                    serde_json::from_slice::<serde_json::Value>(&r.body)
-                        .ok()
-                        .and_then(|v| {
-                            v.pointer(pointer)
-                                .map(|f| f.as_str().map_or_else(|| f.to_string(), str::to_owned))
-                        })
-                        .into_iter()
-                        .collect()
-                }
-                _ => Vec::new(),
-            },
-            None => Vec::new(),
-        },
+        AccountSource::Probe(pointer) => {
+            match provider.probe_url_for(tokens.instance_url.as_deref()) {
+                Some(url) => match http.probe(provider, &url, &tokens.access_token).await {
+                    Outcome::Response(r) if (200..300).contains(&r.status) => {
+                        in_answer(pointer, &r.body).into_iter().collect()
+                    }
+                    _ => Vec::new(),
+                },
+                None => Vec::new(),
+            }
+        }
     };
     Identity(
         names
@@ -60,4 +53,37 @@ pub async fn of_grant(provider: &ProviderConfig, tokens: &TokenSet, http: &HttpC
             .filter(|n: &String| !n.is_empty() && n.len() <= 256 && is_plain_text(n))
             .collect(),
     )
+}
+
+/// The account a probe's answer names at `pointer`: a string, or a number as its digits. A
+/// null, an object or a missing field names no one (Zendesk answers an anonymous user, id null,
+/// to a request whose credentials it did not take).
+pub fn in_answer(pointer: &str, body: &[u8]) -> Option<String> {
+    let answer = serde_json::from_slice::<serde_json::Value>(body).ok()?;
+    match answer.pointer(pointer)? {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_answer;
+
+    #[test]
+    fn an_answer_names_an_account_only_with_a_string_or_a_number() {
+        let at = |body: &str| in_answer("/user/id", body.as_bytes());
+        assert_eq!(at(r#"{"user":{"id":"u-1"}}"#).as_deref(), Some("u-1"));
+        assert_eq!(at(r#"{"user":{"id":1234}}"#).as_deref(), Some("1234"));
+        for nobody in [
+            r#"{"user":{"id":null,"name":"Anonymous user"}}"#,
+            r#"{"user":{"id":""}}"#,
+            r#"{"user":{"id":{"x":1}}}"#,
+            r#"{"user":{}}"#,
+            "not json",
+        ] {
+            assert_eq!(at(nobody), None, "{nobody}");
+        }
+    }
 }

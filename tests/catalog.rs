@@ -552,3 +552,67 @@ async fn the_probe_follows_the_instance_the_grant_names() {
         "never the login host"
     );
 }
+
+/// Zendesk answers a request whose credentials it did not take with an anonymous user (id
+/// null), not a 401: such an answer is not "healthy", and not proof of a dead grant either.
+#[tokio::test]
+async fn a_probe_answer_that_names_no_account_degrades_and_breaks_nothing() {
+    let app = axum::Router::new()
+        .route(
+            "/oauth/tokens",
+            axum::routing::post(|| async {
+                axum::Json(json!({"access_token": "at-new", "refresh_token": "rt-new",
+                    "token_type": "bearer", "expires_in": 1800}))
+            }),
+        )
+        .route(
+            "/api/v2/users/me.json",
+            axum::routing::get(|| async {
+                axum::Json(json!({"user": {"id": null, "name": "Anonymous user",
+                    "role": "end-user"}}))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fake = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let env = TestEnv::with_config(&format!(
+        "\n[providers.zendesk]\npreset = \"zendesk\"\nsubdomain = \"acme\"\nclient_id = \"cid\"\n\
+         client_secret = \"cs\"\ntoken_url = \"{fake}/oauth/tokens\"\n\
+         authorize_url = \"{fake}/oauth/authorizations/new\"\n\
+         probe_url = \"{fake}/api/v2/users/me.json\"\n"
+    ));
+    let tokens = json!({"access_token": "at-old", "refresh_token": "rt-old", "expires_in": 1800});
+    let out = env
+        .cli_with_stdin(
+            &[
+                "connection",
+                "add",
+                "--provider",
+                "zendesk",
+                "--name",
+                "Support",
+                "--owner",
+                "ada@example.com",
+                "--account",
+                "3456",
+                "--tokens",
+                "-",
+            ],
+            tokens.to_string().as_bytes(),
+        )
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let report: Value = serde_json::from_str(&env.ok(&["check", &id, "--json"]).await).unwrap();
+    assert_eq!(report["after"], "degraded", "{report}");
+    assert!(
+        report.to_string().contains("names no account at /user/id"),
+        "{report}"
+    );
+}

@@ -23,7 +23,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::classify::{Classification, Outcome, TransportFailure, TransportKind, classify};
-use crate::config::{Config, LimitsConfig, NoticesConfig, ProviderConfig, ScheduleConfig};
+use crate::config::{
+    AccountSource, Config, LimitsConfig, NoticesConfig, ProviderConfig, ScheduleConfig,
+};
 use crate::domain::{
     Category, ConnectionId, ConnectionStatus, Consequence, EmailAddress, Phase, ProviderId,
 };
@@ -505,6 +507,22 @@ impl Checker {
         }
         let outcome = self.http.probe(&provider.config, &probe_url, &access).await;
         ran.verdict = classify(Phase::Probe, &outcome, rules, Utc::now());
+        // An answer that names no account did not come for our credentials (Zendesk answers
+        // an anonymous user); whether they are dead is not said, so the operator is told.
+        if ran.verdict.category == Category::Healthy
+            && let AccountSource::Probe(pointer) = &provider.config.account_from
+            && let Outcome::Response(r) = &outcome
+            && crate::account::in_answer(pointer, &r.body).is_none()
+        {
+            ran.verdict = Classification::new(
+                Category::Unknown,
+                format!(
+                    "HTTP {}: the probe's answer names no account at {pointer}",
+                    r.status
+                ),
+                Some(r.status),
+            );
+        }
         Ok(Some(ran))
     }
 
