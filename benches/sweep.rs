@@ -101,6 +101,14 @@ fn token_server(port: u16) {
 
 async fn bench(o: Options) {
     let dir = tempfile::tempdir().expect("temp dir");
+    // CREDWATCH_BENCH_KEEP=1 leaves the databases behind for a look (sqlite3_analyzer, dbstat).
+    let dir = if std::env::var_os("CREDWATCH_BENCH_KEEP").is_some() {
+        let kept = dir.keep();
+        println!("working directory kept: {}", kept.display());
+        Kept::Path(kept)
+    } else {
+        Kept::Temp(dir)
+    };
     let port = free_port();
     let mut server = Server(
         std::process::Command::new(std::env::current_exe().expect("exe"))
@@ -190,6 +198,11 @@ async fn bench(o: Options) {
 
     let (calls, stored, db_bytes) =
         results(&loaded.database, loaded.keyring.clone(), dir.path()).await;
+    // The yardstick, in the same run against the same endpoint: SQLite only.
+    let peer = match &o.postgres {
+        None => Some(peer(&token_url, o.connections, o.concurrency, dir.path())),
+        Some(_) => None,
+    };
     let checks = calls.len();
     let rate = checks as f64 / wall.as_secs_f64();
     let pct = |sorted: &[u64], p: f64| {
@@ -234,6 +247,66 @@ async fn bench(o: Options) {
         o.concurrency
     );
     println!("  ratio            {:.2} of the ceiling", rate / ceiling);
+    match peer {
+        Some(Ok(p)) => {
+            let peer_rate = p.checks as f64 / p.seconds;
+            println!(
+                "  python peer      {} checks in {:.2} s: {peer_rate:.0} checks/s, {:.0} µs CPU per check, database {:.1} MiB",
+                p.checks,
+                p.seconds,
+                p.cpu_seconds * 1e6 / p.checks.max(1) as f64,
+                p.database_bytes as f64 / (1024.0 * 1024.0)
+            );
+            println!("  vs the peer      {:.2}× its checks/s", rate / peer_rate);
+        }
+        Some(Err(why)) => println!("  python peer      not run: {why}"),
+        None => {}
+    }
+}
+
+/// What `benches/peer.py` printed.
+#[derive(serde::Deserialize)]
+struct PeerRun {
+    checks: u64,
+    seconds: f64,
+    cpu_seconds: f64,
+    database_bytes: u64,
+}
+
+/// The Python script's sweep of as many connections of its own at the same endpoint.
+fn peer(url: &str, connections: usize, concurrency: usize, dir: &Path) -> Result<PeerRun, String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peer.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(dir.join("peer.db"))
+        .arg(url)
+        .arg(connections.to_string())
+        .arg(concurrency.to_string())
+        .output()
+        .map_err(|e| format!("python3: {e}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().last().unwrap_or("no output");
+        return Err(format!(
+            "{last} (it needs: pip install aiohttp uvloop cryptography)"
+        ));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("its output: {e}"))
+}
+
+/// The benchmark's working directory: removed at the end unless asked to keep it.
+enum Kept {
+    Temp(tempfile::TempDir),
+    Path(std::path::PathBuf),
+}
+
+impl Kept {
+    fn path(&self) -> &Path {
+        match self {
+            Kept::Temp(t) => t.path(),
+            Kept::Path(p) => p,
+        }
+    }
 }
 
 /// The token server's process, stopped however the benchmark ends.
@@ -365,6 +438,13 @@ async fn results(
         v
     };
     let (calls, stored): (Vec<i64>, Vec<i64>) = rows.into_iter().unzip();
+    if size_sql.is_none() {
+        // The size of the database itself, as the peer's is measured: the WAL folded in.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut conn)
+            .await
+            .expect("checkpoint");
+    }
     let bytes = match size_sql {
         Some(sql) => sqlx::query_scalar::<_, i64>(sql)
             .fetch_one(&mut conn)

@@ -210,7 +210,7 @@ impl Checker {
         };
         let detail = ran.secrets.redact(verdict.detail.clone());
         CheckResult {
-            attempt: claimed.attempt,
+            started_at: claimed.started_at,
             generation,
             phase,
             category,

@@ -127,12 +127,15 @@ pub struct Lease {
     pub until: DateTime<Utc>,
 }
 
-/// A connection claimed for a check, with its tokens and the attempt row written for it.
+/// A connection claimed for a check, with its tokens. The claim itself is the record of the
+/// attempt (its lease, and the mark that a refresh may go out); the history row is written
+/// once, whole, with the result.
 #[derive(Debug)]
 pub struct Claimed {
     pub connection: Connection,
     pub tokens: StoredTokens,
-    pub attempt: i64,
+    /// When the claim was made: the check's start in its history row.
+    pub started_at: DateTime<Utc>,
     pub lease: Lease,
 }
 
@@ -170,7 +173,7 @@ pub enum Transition {
 /// The result of one check, as it is recorded and applied.
 #[derive(Debug, Clone)]
 pub struct CheckResult {
-    pub attempt: i64,
+    pub started_at: DateTime<Utc>,
     /// The token generation the verdict is about (after our own rotation, if any).
     pub generation: i64,
     pub phase: Phase,

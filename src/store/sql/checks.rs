@@ -17,32 +17,18 @@ const TAKE_OVER: &str = "refresh_uncertain_since = COALESCE(refresh_uncertain_si
      refresh_sent_at = $4";
 
 impl SqlStore {
-    async fn attempt(
-        tx: &mut sqlx::AnyConnection,
-        c: &Connection,
+    fn claimed_from_row(
+        &self,
+        row: &AnyRow,
         lease: &Lease,
         now: i64,
-    ) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "INSERT INTO checks (connection_id, provider, instance, token_generation, started_at) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING id",
-        )
-        .bind(c.id.as_str())
-        .bind(c.provider.as_str())
-        .bind(&lease.owner)
-        .bind(c.token_generation)
-        .bind(now)
-        .fetch_one(tx)
-        .await?)
-    }
-
-    fn claimed_from_row(&self, row: &AnyRow, lease: &Lease) -> Result<Claimed, StoreError> {
+    ) -> Result<Claimed, StoreError> {
         let connection = connection_from_row(row)?;
         let tokens = self.tokens_from_row(&connection.id, row)?;
         Ok(Claimed {
             connection,
             tokens,
-            attempt: 0,
+            started_at: from_ms(now)?,
             lease: lease.clone(),
         })
     }
@@ -73,7 +59,7 @@ impl SqlStore {
         let mut claimed = Vec::with_capacity(rows.len());
         let mut aside = Vec::new();
         for row in &rows {
-            match self.claimed_from_row(row, lease) {
+            match self.claimed_from_row(row, lease, now) {
                 Ok(c) => claimed.push(c),
                 Err(
                     e @ (StoreError::Crypto(_)
@@ -90,35 +76,6 @@ impl SqlStore {
         } else {
             Self::set_aside(&mut tx, &q, &aside).await?
         };
-        if !claimed.is_empty() {
-            // One statement writes every attempt row of the batch: per-row round trips to the
-            // database are what a sweep spends its time on.
-            let b = self.backend;
-            let ids: Vec<String> = (0..claimed.len()).map(|i| b.param(i + 3)).collect();
-            let sql = format!(
-                "INSERT INTO checks (connection_id, provider, instance, token_generation, started_at) \
-                 SELECT id, provider, {}, token_generation, {} FROM connections WHERE id IN ({}) \
-                 RETURNING id, connection_id",
-                b.param(1),
-                b.param(2),
-                ids.join(", ")
-            );
-            let mut insert = sqlx::query(&sql).bind(&lease.owner).bind(now);
-            for c in &claimed {
-                insert = insert.bind(c.connection.id.as_str());
-            }
-            let attempts: std::collections::HashMap<String, i64> = insert
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| Ok((r.try_get("connection_id")?, r.try_get("id")?)))
-                .collect::<Result<_, StoreError>>()?;
-            for c in &mut claimed {
-                c.attempt = *attempts.get(c.connection.id.as_str()).ok_or_else(|| {
-                    StoreError::Corrupt(format!("no attempt row for {}", c.connection.id))
-                })?;
-            }
-        }
         let alert: Vec<Event> = alert.into_iter().collect();
         events::write(&mut tx, self.backend, &alert, now).await?;
         tx.commit().await?;
@@ -225,18 +182,13 @@ impl SqlStore {
                 }),
             };
         };
-        let mut c = self.claimed_from_row(&row, lease)?;
-        c.attempt = Self::attempt(&mut tx, &c.connection, lease, now).await?;
+        let c = self.claimed_from_row(&row, lease, now)?;
         tx.commit().await?;
         Ok(ClaimOutcome::Claimed(Box::new(c)))
     }
 
     pub(super) async fn release_impl(&self, claimed: &Claimed) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
-        sqlx::query("DELETE FROM checks WHERE id = $1 AND finished_at IS NULL")
-            .bind(claimed.attempt)
-            .execute(&mut *tx)
-            .await?;
         sqlx::query(
             "UPDATE connections SET lease_owner = NULL, lease_expires_at = NULL, \
                refresh_sent_at = NULL \
@@ -580,7 +532,7 @@ fn healthy_row(id: &ConnectionId, owner: &str, r: &CheckResult) -> HealthyRow {
         now: to_ms(r.finished_at),
         next_check_at: to_ms(r.next_check_at),
         uncertain: r.refresh_uncertain.map(i64::from),
-        attempt: r.attempt,
+        started_at: to_ms(r.started_at),
         phase: r.phase.as_str(),
         category: r.category.as_str(),
         http_status: r.http_status.map(i64::from),

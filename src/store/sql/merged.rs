@@ -37,7 +37,7 @@ pub(super) struct HealthyRow {
     pub now: i64,
     pub next_check_at: i64,
     pub uncertain: Option<i64>,
-    pub attempt: i64,
+    pub started_at: i64,
     pub phase: &'static str,
     pub category: &'static str,
     pub http_status: Option<i64>,
@@ -312,33 +312,34 @@ pub(super) async fn refreshed(
         .collect())
 }
 
-/// The history rows of finished checks (the `HealthyRow` fields every result has).
+/// The history rows of finished checks (the `HealthyRow` fields every result has), each
+/// written once, whole.
 pub(super) async fn record(
     conn: &mut sqlx::AnyConnection,
     backend: Backend,
     done: &[&HealthyRow],
 ) -> Result<(), StoreError> {
     use Ty::*;
-    let types = [Int, Int, Text, Text, Int, Int, Text, Int];
+    let types = [Text, Text, Int, Int, Int, Text, Text, Int, Int, Text];
     for chunk in chunks(done) {
         let sql = format!(
-            "WITH v (aid, ts, ph, cat, st, lat, err, gen) AS (VALUES {}) \
-             UPDATE checks SET finished_at = v.ts, phase = v.ph, category = v.cat, \
-               http_status = v.st, latency_ms = v.lat, error = v.err, token_generation = v.gen \
-             FROM v WHERE checks.id = v.aid",
+            "INSERT INTO checks (connection_id, instance, token_generation, started_at, \
+               finished_at, phase, category, http_status, latency_ms, error) VALUES {}",
             values(backend, &types, chunk.len())
         );
         let mut q = sqlx::query(&sql);
         for r in chunk {
             q = q
-                .bind(r.attempt)
+                .bind(r.id.as_str())
+                .bind(r.owner.as_str())
+                .bind(r.generation)
+                .bind(r.started_at)
                 .bind(r.now)
                 .bind(r.phase)
                 .bind(r.category)
                 .bind(r.http_status)
                 .bind(r.latency_ms)
-                .bind(r.detail.as_str())
-                .bind(r.generation);
+                .bind(r.detail.as_str());
         }
         q.execute(&mut *conn).await?;
     }
