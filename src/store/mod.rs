@@ -194,9 +194,9 @@ pub trait Store: deliveries::Deliveries + connect::ConnectLinks + Send + Sync + 
     async fn counts(&self) -> Result<Counts, StoreError>;
     async fn metrics_snapshot(&self) -> Result<MetricsSnapshot, StoreError>;
 
-    /// Claims up to `limit` due connections of one provider that no live lease holds, and writes
-    /// an attempt row for each before anything calls the provider. The claim marks that a
-    /// refresh may go out (`refresh_sent_at`), and turns a mark left by a worker that never
+    /// Claims up to `limit` due connections of one provider that no live lease holds: the claim,
+    /// committed before anything calls the provider, is the record of the attempt (the check's
+    /// history row is written once, with its result). The claim marks that a refresh may go out (`refresh_sent_at`), and turns a mark left by a worker that never
     /// finished into `refresh_uncertain_since` and `refresh_interrupted_at`. A connection whose tokens
     /// cannot be opened is set aside instead, with an operator alert, and the rest go on.
     async fn claim_due(&self, q: DueQuery<'_>, lease: &Lease) -> Result<Vec<Claimed>, StoreError>;
@@ -210,7 +210,7 @@ pub trait Store: deliveries::Deliveries + connect::ConnectLinks + Send + Sync + 
         lease: &Lease,
         now: DateTime<Utc>,
     ) -> Result<ClaimOutcome, StoreError>;
-    /// Gives back a claim that was never used: the attempt row goes, the lease ends.
+    /// Gives back a claim that was never used: the lease and the claim's mark end.
     async fn release(&self, claimed: &Claimed) -> Result<(), StoreError>;
     /// New tokens that lost their lease (a stalled worker whose connection was taken over):
     /// stored if the tokens we refreshed are still the stored ones, whoever holds the lease,
