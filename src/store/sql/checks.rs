@@ -6,6 +6,15 @@ use crate::events::Event;
 
 const CLAIM_COLUMNS: &str = "key_id, access_token, refresh_token";
 
+/// `chain(id, n)`: the last `$2` checks of connection `$1`, newest first, following each
+/// check's `previous_id` from the connection's `last_check_id`.
+pub(super) const CHAIN: &str = "chain (id, n) AS ( \
+       SELECT last_check_id, CAST(1 AS BIGINT) FROM connections \
+       WHERE id = $1 AND last_check_id IS NOT NULL \
+       UNION ALL \
+       SELECT c.previous_id, chain.n + 1 FROM checks c JOIN chain ON c.id = chain.id \
+       WHERE c.previous_id IS NOT NULL AND chain.n < $2)";
+
 /// What a claim finds of the check before it, and leaves for the next: `refresh_sent_at` is set
 /// by every claim (a refresh may go out under it) and cleared by whatever ends the check. Found
 /// set, it means a worker crashed or stalled with a refresh perhaps in flight, whose answer was
@@ -495,10 +504,11 @@ impl SqlStore {
         id: &ConnectionId,
         limit: u32,
     ) -> Result<Vec<CheckRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT started_at, finished_at, instance, phase, category, http_status, latency_ms, error \
-             FROM checks WHERE connection_id = $1 ORDER BY id DESC LIMIT $2",
-        )
+        let rows = sqlx::query(&format!(
+            "WITH RECURSIVE {CHAIN} \
+             SELECT started_at, finished_at, instance, phase, category, http_status, latency_ms, error \
+             FROM checks WHERE id IN (SELECT id FROM chain) ORDER BY id DESC"
+        ))
         .bind(id.as_str())
         .bind(i64::from(limit))
         .fetch_all(&self.pool)

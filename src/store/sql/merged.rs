@@ -322,9 +322,13 @@ pub(super) async fn record(
     use Ty::*;
     let types = [Text, Text, Int, Int, Int, Text, Text, Int, Int, Text];
     for chunk in chunks(done) {
+        // Each row links to its connection's last check; a trigger makes it the last.
         let sql = format!(
-            "INSERT INTO checks (connection_id, instance, token_generation, started_at, \
-               finished_at, phase, category, http_status, latency_ms, error) VALUES {}",
+            "WITH v (cid, inst, gen, started, finished, ph, cat, st, lat, err) AS (VALUES {}) \
+             INSERT INTO checks (connection_id, previous_id, instance, token_generation, \
+               started_at, finished_at, phase, category, http_status, latency_ms, error) \
+             SELECT v.cid, (SELECT last_check_id FROM connections c WHERE c.id = v.cid), v.inst, \
+               v.gen, v.started, v.finished, v.ph, v.cat, v.st, v.lat, v.err FROM v",
             values(backend, &types, chunk.len())
         );
         let mut q = sqlx::query(&sql);

@@ -1,6 +1,7 @@
 //! The `Store` trait for `SqlStore`: connections and pipelines here, the rest delegated to the
 //! files that own each part (checks, outbox, reauthorization, actions).
 
+use super::checks::CHAIN;
 use super::connections::external_id_taken;
 use super::events;
 use super::*;
@@ -223,6 +224,14 @@ impl Store for SqlStore {
                 pipelines: users.join(", "),
             });
         }
+        // Its history goes with it, link by link (there is no index by connection to cascade on).
+        sqlx::query(&format!(
+            "WITH RECURSIVE {CHAIN} DELETE FROM checks WHERE id IN (SELECT id FROM chain)"
+        ))
+        .bind(id.as_str())
+        .bind(i64::MAX)
+        .execute(&mut *tx)
+        .await?;
         let gone: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
             "DELETE FROM connections WHERE id = $1 RETURNING provider, external_id, metadata",
         )
