@@ -244,7 +244,7 @@ async fn every_preset_refreshes_probes_and_sends_owners_to_sign_in_as_its_provid
             .filter(|r| r.path.starts_with(&format!("/{id}/")))
             .collect();
         // The refresh: a POST at the token endpoint (a form, or JSON where the preset says so)
-        // with the preset's extra parameters, the client as the preset says.
+        // with the preset's extra parameters and headers, the client as the preset says.
         match mine.iter().find(|r| r.path == token_path) {
             None if s.get("issues_refresh_tokens").and_then(|v| v.as_bool()) == Some(false) => {}
             None => problems.push(format!("{id}: no refresh at {token_path}")),
@@ -264,7 +264,16 @@ async fn every_preset_refreshes_probes_and_sends_owners_to_sign_in_as_its_provid
                         t.iter()
                             .all(|(k, v)| form.get(k).map(String::as_str) == v.as_str())
                     });
+                let headers_ok = s
+                    .get("token_headers")
+                    .and_then(|h| h.as_table())
+                    .is_none_or(|h| {
+                        h.iter().all(|(k, v)| {
+                            r.headers.get(&k.to_lowercase()).map(String::as_str) == v.as_str()
+                        })
+                    });
                 let ok = r.method == "POST"
+                    && headers_ok
                     && if json { r.is_json() } else { r.is_form() }
                     && extra_ok
                     && form.get("grant_type").map(String::as_str) == Some("refresh_token")

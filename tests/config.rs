@@ -75,7 +75,7 @@ async fn every_problem_is_reported_with_file_and_key() {
 #[tokio::test]
 async fn problems_within_one_provider_are_all_reported() {
     let env = TestEnv::with_config(
-        "\n[providers.acme]\ntoken_url = \"/relative\"\nclient_secret = \"s\"\nclient_secret_file = \"x\"\nreuse_grace = \"a while\"\nclient_auth = \"magic\"\ntoken_request = \"xml\"\ntoken_params = { grant_type = \"password\" }\n",
+        "\n[providers.acme]\ntoken_url = \"/relative\"\nclient_secret = \"s\"\nclient_secret_file = \"x\"\nreuse_grace = \"a while\"\nclient_auth = \"magic\"\ntoken_request = \"xml\"\ntoken_params = { grant_type = \"password\" }\ntoken_headers = { Authorization = \"x\" }\n",
     );
     let (code, stderr) = check(&env, &[]).await;
     assert_eq!(code, 78);
@@ -88,6 +88,7 @@ async fn problems_within_one_provider_are_all_reported() {
         "client_auth",
         "token_request",
         "token_params.grant_type",
+        "token_headers.Authorization",
     ] {
         assert!(
             stderr.contains(&format!(": providers.acme.{key}: ")),

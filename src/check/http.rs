@@ -92,13 +92,26 @@ pub async fn code_request(
     slot.into_inner().ok().flatten()
 }
 
-/// The token request with the provider's `token_params` and in its `token_request` format.
-/// Parameters oauth2 set (the grant, the token, the client) are never replaced.
+/// The token request with the provider's `token_params` and `token_headers`, in its
+/// `token_request` format. Parameters oauth2 set (the grant, the token, the client) are never
+/// replaced.
 fn shape_token_request(request: oauth2::HttpRequest, p: &OAuthSettings) -> oauth2::HttpRequest {
-    if p.token_params.is_empty() && p.token_request == TokenRequest::Form {
+    if p.token_params.is_empty()
+        && p.token_headers.is_empty()
+        && p.token_request == TokenRequest::Form
+    {
         return request;
     }
     let (mut parts, body) = request.into_parts();
+    for (name, value) in &p.token_headers {
+        // Checked when the config was read.
+        if let (Ok(name), Ok(value)) = (
+            oauth2::http::HeaderName::from_bytes(name.as_bytes()),
+            oauth2::http::HeaderValue::from_str(value),
+        ) {
+            parts.headers.insert(name, value);
+        }
+    }
     let mut form: Vec<(String, String)> = oauth2::url::form_urlencoded::parse(&body)
         .into_owned()
         .collect();
@@ -227,6 +240,9 @@ impl HttpClient {
             ("token_type_hint", hint.to_owned()),
         ];
         let mut request = self.client.post(url.clone());
+        for (name, value) in &p.token_headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
         match (p.client_auth, &p.client_secret) {
             // RFC 6749 §2.3.1: both parts form-encoded before Basic, as oauth2 does for refreshes.
             (ClientAuth::Basic, Some(secret)) => {

@@ -276,6 +276,8 @@ pub struct OAuthSettings {
     pub token_params: BTreeMap<String, String>,
     /// How the token request's parameters are sent: a form (RFC 6749) or a JSON object.
     pub token_request: TokenRequest,
+    /// Fixed headers of every token request (Notion's `Notion-Version`).
+    pub token_headers: Vec<(String, String)>,
 }
 
 /// The body of a token request.

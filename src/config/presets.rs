@@ -1,6 +1,6 @@
 //! `[providers.NAME] preset = "ID"`: the catalog's settings under the operator's own. Every key
 //! the config sets wins; `rules` are the operator's first, then the preset's; the preset's
-//! `authorize_params` and `token_params` are merged key by key. Placeholders (`{tenant}`) are keys of the provider
+//! `authorize_params`, `token_params`, `token_headers` and `probe_headers` are merged key by key. Placeholders (`{tenant}`) are keys of the provider
 //! table, checked like the rest.
 
 use super::validate::Checker;
@@ -105,7 +105,10 @@ impl Checker<'_> {
                     rules.extend(theirs.into_array().unwrap_or_default());
                     table.insert(field, config::Value::new(origin.as_ref(), rules));
                 }
-                ("authorize_params" | "token_params", Some(ours)) => {
+                (
+                    "authorize_params" | "token_params" | "token_headers" | "probe_headers",
+                    Some(ours),
+                ) => {
                     let mut params = theirs.into_table().unwrap_or_default();
                     if let Ok(own) = ours.clone().into_table() {
                         params.extend(own);

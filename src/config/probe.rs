@@ -47,24 +47,35 @@ impl Checker<'_> {
                 return None;
             }
         };
-        let mut headers = Vec::new();
-        for (name, value) in &p.probe_headers {
-            let valid = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
-                && reqwest::header::HeaderValue::from_str(value).is_ok();
-            if !valid || name.eq_ignore_ascii_case("authorization") {
-                self.problem(
-                    &format!("{key}.probe_headers.{name}"),
-                    "expected a header name and a printable value (the credential is placed by token_in or api_key_in)",
-                );
-                return None;
-            }
-            headers.push((name.clone(), value.clone()));
-        }
+        let headers = self.fixed_headers(&k("probe_headers"), &p.probe_headers)?;
         Some(ProbeRequest {
             post,
             headers,
             at_instance: p.probe_at_instance,
         })
+    }
+
+    /// Headers sent as they are (`probe_headers`, `token_headers`): never the credential, which
+    /// has its own place.
+    pub(super) fn fixed_headers(
+        &mut self,
+        key: &str,
+        given: &std::collections::BTreeMap<String, String>,
+    ) -> Option<Vec<(String, String)>> {
+        let mut headers = Vec::new();
+        for (name, value) in given {
+            let valid = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
+                && reqwest::header::HeaderValue::from_str(value).is_ok();
+            if !valid || name.eq_ignore_ascii_case("authorization") {
+                self.problem(
+                    &format!("{key}.{name}"),
+                    "expected a header name and a printable value (credentials have their own keys)",
+                );
+                return None;
+            }
+            headers.push((name.clone(), value.clone()));
+        }
+        Some(headers)
     }
 
     /// `header:NAME`, `header:NAME:PREFIX` or `query:NAME`.

@@ -145,6 +145,7 @@ impl Checker<'_> {
                 token_params_ok = false;
             }
         }
+        let token_headers = self.fixed_headers(&k("token_headers"), &p.token_headers);
         let kind = match p
             .kind
             .as_deref()
@@ -211,6 +212,7 @@ impl Checker<'_> {
             authorize_params: p.authorize_params,
             token_params: p.token_params,
             token_request: token_request?,
+            token_headers: token_headers?,
         };
         token_params_ok.then_some(())?;
         Some(ProviderConfig {
@@ -347,6 +349,7 @@ impl Checker<'_> {
             ("authorize_params", !p.authorize_params.is_empty()),
             ("token_params", !p.token_params.is_empty()),
             ("token_request", p.token_request.is_some()),
+            ("token_headers", !p.token_headers.is_empty()),
         ];
         let fields = self.form_fields(key, &auth, p.fields);
         let mut ok = fields.is_some();

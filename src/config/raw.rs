@@ -165,6 +165,7 @@ pub struct Provider {
     pub authorize_params: std::collections::BTreeMap<String, String>,
     pub token_params: std::collections::BTreeMap<String, String>,
     pub token_request: Option<String>,
+    pub token_headers: std::collections::BTreeMap<String, String>,
     pub rules: Vec<crate::classify::Rule>,
     pub max_concurrent: Option<u32>,
     pub requests_per_second: Option<f64>,
