@@ -163,7 +163,7 @@ impl HttpClient {
     }
 
     /// Sends a token request oauth2 built, shaped as the provider wants it: its extra
-    /// parameters added, and as a JSON object instead of a form where it wants JSON.
+    /// parameters and headers added, and as a JSON object instead of a form where it wants JSON.
     pub async fn send_token(&self, request: oauth2::HttpRequest, p: &OAuthSettings) -> Outcome {
         match reqwest::Request::try_from(shape_token_request(request, p)) {
             Ok(r) => self.send(r).await,

@@ -1,7 +1,7 @@
-//! `[providers.NAME] preset = "ID"`: the catalog's settings under the operator's own. Every key
-//! the config sets wins; `rules` are the operator's first, then the preset's; the preset's
-//! `authorize_params`, `token_params`, `token_headers` and `probe_headers` are merged key by key. Placeholders (`{tenant}`) are keys of the provider
-//! table, checked like the rest.
+//! `[providers.NAME] preset = "ID"`: the catalog's settings under the operator's own. Every key the
+//! config sets wins; `rules` are the operator's first, then the preset's; the preset's
+//! `authorize_params`, `token_params`, `token_headers` and `probe_headers` are merged key by key.
+//! Placeholders (`{tenant}`) are keys of the provider table, checked like the rest.
 
 use super::validate::Checker;
 use super::*;

@@ -196,9 +196,10 @@ pub trait Store: deliveries::Deliveries + connect::ConnectLinks + Send + Sync + 
 
     /// Claims up to `limit` due connections of one provider that no live lease holds: the claim,
     /// committed before anything calls the provider, is the record of the attempt (the check's
-    /// history row is written once, with its result). The claim marks that a refresh may go out (`refresh_sent_at`), and turns a mark left by a worker that never
-    /// finished into `refresh_uncertain_since` and `refresh_interrupted_at`. A connection whose tokens
-    /// cannot be opened is set aside instead, with an operator alert, and the rest go on.
+    /// history row is written once, with its result). The claim marks that a refresh may go out
+    /// (`refresh_sent_at`), and turns a mark left by a worker that never finished into
+    /// `refresh_uncertain_since` and `refresh_interrupted_at`. A connection whose tokens cannot
+    /// be opened is set aside instead, with an operator alert, and the rest go on.
     async fn claim_due(&self, q: DueQuery<'_>, lease: &Lease) -> Result<Vec<Claimed>, StoreError>;
     /// Gives the connections set aside another chance (after a restart, the key may be
     /// configured now): they are due at once. Returns how many.
