@@ -92,6 +92,35 @@ fn with_pointer(pointer: &str, value: &str) -> Value {
     root
 }
 
+/// Adds a connection of `provider` for `account` from a token response (on stdin); its id.
+async fn add(env: &TestEnv, provider: &str, account: &str, tokens: &Value) -> String {
+    let out = env
+        .cli_with_stdin(
+            &[
+                "connection",
+                "add",
+                "--provider",
+                provider,
+                "--name",
+                provider,
+                "--owner",
+                "ada@example.com",
+                "--account",
+                account,
+                "--tokens",
+                "-",
+            ],
+            tokens.to_string().as_bytes(),
+        )
+        .await;
+    assert!(
+        out.status.success(),
+        "{provider}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
 async fn fake(seen: Arc<Mutex<Vec<Seen>>>) -> String {
     let app = axum::Router::new().fallback(
         move |method: axum::http::Method,
@@ -191,35 +220,8 @@ async fn every_preset_refreshes_probes_and_sends_owners_to_sign_in_as_its_provid
     for p in &presets {
         let tokens = json!({"access_token": format!("at-old-{}", p.id),
             "refresh_token": format!("rt-old-{}", p.id), "expires_in": 3600, "token_type": "Bearer"});
-        let out = env
-            .cli_with_stdin(
-                &[
-                    "connection",
-                    "add",
-                    "--provider",
-                    &p.id,
-                    "--name",
-                    &p.id,
-                    "--owner",
-                    "ada@example.com",
-                    "--account",
-                    &format!("acct-{}", p.id),
-                    "--tokens",
-                    "-",
-                ],
-                tokens.to_string().as_bytes(),
-            )
-            .await;
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            p.id,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        ids.insert(
-            p.id.clone(),
-            String::from_utf8(out.stdout).unwrap().trim().to_owned(),
-        );
+        let id = add(&env, &p.id, &format!("acct-{}", p.id), &tokens).await;
+        ids.insert(p.id.clone(), id);
     }
     let report = env.ok(&["check", "--all", "--json"]).await;
     for line in report.lines() {
@@ -494,31 +496,7 @@ async fn the_probe_follows_the_instance_the_grant_names() {
     ));
     let tokens = json!({"access_token": "at-old", "refresh_token": "rt", "token_type": "Bearer",
         "instance_url": first});
-    let out = env
-        .cli_with_stdin(
-            &[
-                "connection",
-                "add",
-                "--provider",
-                "salesforce",
-                "--name",
-                "Org",
-                "--owner",
-                "ada@example.com",
-                "--account",
-                "005xx0000012345",
-                "--tokens",
-                "-",
-            ],
-            tokens.to_string().as_bytes(),
-        )
-        .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let id = add(&env, "salesforce", "005xx0000012345", &tokens).await;
     let query = format!("SELECT instance_url FROM connections WHERE id = '{id}'");
     let stored = || env.value(&query);
     assert_eq!(stored().await, first);
@@ -593,31 +571,7 @@ async fn a_probe_answer_that_names_no_account_degrades_and_breaks_nothing() {
          probe_url = \"{fake}/api/v2/users/me.json\"\n"
     ));
     let tokens = json!({"access_token": "at-old", "refresh_token": "rt-old", "expires_in": 1800});
-    let out = env
-        .cli_with_stdin(
-            &[
-                "connection",
-                "add",
-                "--provider",
-                "zendesk",
-                "--name",
-                "Support",
-                "--owner",
-                "ada@example.com",
-                "--account",
-                "3456",
-                "--tokens",
-                "-",
-            ],
-            tokens.to_string().as_bytes(),
-        )
-        .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let id = add(&env, "zendesk", "3456", &tokens).await;
     let report: Value = serde_json::from_str(&env.ok(&["check", &id, "--json"]).await).unwrap();
     assert_eq!(report["after"], "degraded", "{report}");
     assert!(
