@@ -85,6 +85,14 @@ fn bind_tokens<'q>(q: AnyQuery<'q>, r: &'q RotateRow) -> AnyQuery<'q> {
         .bind(r.now)
 }
 
+fn bind_healthy<'q>(q: AnyQuery<'q>, r: &'q HealthyRow) -> AnyQuery<'q> {
+    q.bind(r.id.as_str())
+        .bind(r.owner.as_str())
+        .bind(r.now)
+        .bind(r.next_check_at)
+        .bind(r.uncertain)
+}
+
 #[derive(Clone, Copy)]
 enum Ty {
     Int,
@@ -120,6 +128,29 @@ fn values(backend: Backend, types: &[Ty], rows: usize) -> String {
         out.push(')');
     }
     out
+}
+
+/// Runs a merged UPDATE and tells which rows it applied to. It runs first without its
+/// `RETURNING` clause: when it touches every row, as it nearly always does, nothing has to come
+/// back row by row from the driver's thread (`None`). When it touches fewer, it is undone and run
+/// again with `RETURNING`, whose rows are the answer.
+async fn applied<'q>(
+    conn: &mut sqlx::AnyConnection,
+    sql: &'q str,
+    returning: &'q str,
+    rows: usize,
+    bind: impl Fn(AnyQuery<'q>) -> AnyQuery<'q>,
+) -> Result<Option<Vec<sqlx::any::AnyRow>>, StoreError> {
+    conn.execute("SAVEPOINT applied").await?;
+    let touched = bind(sqlx::query(sql)).execute(&mut *conn).await?;
+    if touched.rows_affected() != rows as u64 {
+        conn.execute("ROLLBACK TO applied").await?;
+        let returned = bind(sqlx::query(returning)).fetch_all(&mut *conn).await?;
+        conn.execute("RELEASE applied").await?;
+        return Ok(Some(returned));
+    }
+    conn.execute("RELEASE applied").await?;
+    Ok(None)
 }
 
 /// Powers of two, largest first: 43 rows go as 32 + 8 + 2 + 1.
@@ -178,16 +209,29 @@ async fn rotate_pass<R: std::borrow::Borrow<RotateRow>>(
         let sql = format!(
             "WITH v ({TOKEN_COLUMNS}) AS (VALUES {}) \
              UPDATE connections SET {set_key}{SET_TOKENS} \
-             FROM v WHERE {TOKENS_UNCHANGED}{same_key} \
-             RETURNING connections.id, connections.token_generation",
+             FROM v WHERE {TOKENS_UNCHANGED}{same_key}",
             values(backend, &TOKEN_TYPES, chunk.len())
         );
-        let mut q = sqlx::query(&sql);
-        for r in chunk {
-            q = bind_tokens(q, r.borrow());
-        }
-        for row in q.fetch_all(&mut *conn).await? {
-            stored.insert(row.try_get(0)?, row.try_get(1)?);
+        let returning = format!("{sql} RETURNING connections.id, connections.token_generation");
+        let bind = |mut q| {
+            for r in chunk {
+                q = bind_tokens(q, r.borrow());
+            }
+            q
+        };
+        match applied(conn, &sql, &returning, chunk.len(), bind).await? {
+            // Each stored where it was expected: one generation on.
+            None => {
+                for r in chunk {
+                    let r = r.borrow();
+                    stored.insert(r.id.as_str().to_owned(), r.expected + 1);
+                }
+            }
+            Some(rows) => {
+                for row in rows {
+                    stored.insert(row.try_get(0)?, row.try_get(1)?);
+                }
+            }
         }
     }
     Ok(())
@@ -230,7 +274,7 @@ pub(super) async fn finish_healthy(
     rows: &[HealthyRow],
 ) -> Result<Vec<bool>, StoreError> {
     use Ty::*;
-    let mut applied = std::collections::HashSet::with_capacity(rows.len());
+    let mut ids = std::collections::HashSet::with_capacity(rows.len());
     for chunk in chunks(rows) {
         let sql = format!(
             "WITH v (cid, lease, ts, next_at, uncertain) AS (VALUES {}) \
@@ -243,32 +287,31 @@ pub(super) async fn finish_healthy(
                refresh_interrupted_at = CASE v.uncertain WHEN 0 THEN NULL \
                  ELSE connections.refresh_interrupted_at END, refresh_sent_at = NULL \
              FROM v WHERE connections.id = v.cid AND connections.lease_owner = v.lease \
-               AND connections.status = 'healthy' \
-             RETURNING connections.id",
+               AND connections.status = 'healthy'",
             values(backend, &[Text, Text, Int, Int, Int], chunk.len())
         );
-        let mut q = sqlx::query(&sql);
-        for r in chunk {
-            q = q
-                .bind(r.id.as_str())
-                .bind(r.owner.as_str())
-                .bind(r.now)
-                .bind(r.next_check_at)
-                .bind(r.uncertain);
-        }
-        for row in q.fetch_all(&mut *conn).await? {
-            applied.insert(row.try_get::<String, _>(0)?);
+        let returning = format!("{sql} RETURNING connections.id");
+        let bind = |mut q| {
+            for r in chunk {
+                q = bind_healthy(q, r);
+            }
+            q
+        };
+        match applied(conn, &sql, &returning, chunk.len(), bind).await? {
+            None => ids.extend(chunk.iter().map(|r| r.id.as_str().to_owned())),
+            Some(rows) => {
+                for row in rows {
+                    ids.insert(row.try_get::<String, _>(0)?);
+                }
+            }
         }
     }
     let done: Vec<&HealthyRow> = rows
         .iter()
-        .filter(|r| applied.contains(r.id.as_str()))
+        .filter(|r| ids.contains(r.id.as_str()))
         .collect();
     record(conn, backend, &done).await?;
-    Ok(rows
-        .iter()
-        .map(|r| applied.contains(r.id.as_str()))
-        .collect())
+    Ok(rows.iter().map(|r| ids.contains(r.id.as_str())).collect())
 }
 
 /// Stores refreshed tokens with a healthy result: `false` for a row not applied (nothing written
@@ -280,7 +323,7 @@ pub(super) async fn refreshed(
 ) -> Result<Vec<bool>, StoreError> {
     let mut types = TOKEN_TYPES.to_vec();
     types.push(Ty::Int);
-    let mut applied = std::collections::HashSet::with_capacity(rows.len());
+    let mut ids = std::collections::HashSet::with_capacity(rows.len());
     for chunk in chunks(rows) {
         let sql = format!(
             "WITH v ({TOKEN_COLUMNS}, next_at) AS (VALUES {}) \
@@ -288,27 +331,34 @@ pub(super) async fn refreshed(
                last_check_at = v.ts, next_check_at = v.next_at, \
                lease_owner = NULL, lease_expires_at = NULL \
              FROM v WHERE {TOKENS_UNCHANGED} AND connections.key_id = v.kid \
-               AND connections.status = 'healthy' \
-             RETURNING connections.id",
+               AND connections.status = 'healthy'",
             values(backend, &types, chunk.len())
         );
-        let mut q = sqlx::query(&sql);
-        for RefreshedRow { tokens, check } in chunk {
-            q = bind_tokens(q, tokens).bind(check.next_check_at);
-        }
-        for row in q.fetch_all(&mut *conn).await? {
-            applied.insert(row.try_get::<String, _>(0)?);
+        let returning = format!("{sql} RETURNING connections.id");
+        let bind = |mut q| {
+            for RefreshedRow { tokens, check } in chunk {
+                q = bind_tokens(q, tokens).bind(check.next_check_at);
+            }
+            q
+        };
+        match applied(conn, &sql, &returning, chunk.len(), bind).await? {
+            None => ids.extend(chunk.iter().map(|r| r.tokens.id.as_str().to_owned())),
+            Some(rows) => {
+                for row in rows {
+                    ids.insert(row.try_get::<String, _>(0)?);
+                }
+            }
         }
     }
     let done: Vec<&HealthyRow> = rows
         .iter()
         .map(|r| &r.check)
-        .filter(|r| applied.contains(r.id.as_str()))
+        .filter(|r| ids.contains(r.id.as_str()))
         .collect();
     record(conn, backend, &done).await?;
     Ok(rows
         .iter()
-        .map(|r| applied.contains(r.tokens.id.as_str()))
+        .map(|r| ids.contains(r.tokens.id.as_str()))
         .collect())
 }
 
