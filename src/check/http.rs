@@ -103,15 +103,7 @@ fn shape_token_request(request: oauth2::HttpRequest, p: &OAuthSettings) -> oauth
         return request;
     }
     let (mut parts, body) = request.into_parts();
-    for (name, value) in &p.token_headers {
-        // Checked when the config was read.
-        if let (Ok(name), Ok(value)) = (
-            oauth2::http::HeaderName::from_bytes(name.as_bytes()),
-            oauth2::http::HeaderValue::from_str(value),
-        ) {
-            parts.headers.insert(name, value);
-        }
-    }
+    parts.headers.extend(p.token_headers.clone());
     let mut form: Vec<(String, String)> = oauth2::url::form_urlencoded::parse(&body)
         .into_owned()
         .collect();
@@ -183,9 +175,7 @@ impl HttpClient {
             self.client.get(url.clone())
         }
         .header(reqwest::header::ACCEPT, "application/json");
-        for (name, value) in &p.probe.headers {
-            request = request.header(name.as_str(), value.as_str());
-        }
+        request = request.headers(p.probe.headers.clone());
         let placed = |request: reqwest::RequestBuilder, placement: &KeyPlacement| match placement {
             KeyPlacement::Header { name, prefix } => {
                 request.header(name.as_str(), format!("{prefix}{secret}"))
@@ -240,9 +230,7 @@ impl HttpClient {
             ("token_type_hint", hint.to_owned()),
         ];
         let mut request = self.client.post(url.clone());
-        for (name, value) in &p.token_headers {
-            request = request.header(name.as_str(), value.as_str());
-        }
+        request = request.headers(p.token_headers.clone());
         match (p.client_auth, &p.client_secret) {
             // RFC 6749 §2.3.1: both parts form-encoded before Basic, as oauth2 does for refreshes.
             (ClientAuth::Basic, Some(secret)) => {

@@ -277,7 +277,7 @@ pub struct OAuthSettings {
     /// How the token request's parameters are sent: a form (RFC 6749) or a JSON object.
     pub token_request: TokenRequest,
     /// Fixed headers of every token request (Notion's `Notion-Version`).
-    pub token_headers: Vec<(String, String)>,
+    pub token_headers: reqwest::header::HeaderMap,
 }
 
 /// The body of a token request.

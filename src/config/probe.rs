@@ -10,7 +10,7 @@ pub struct ProbeRequest {
     /// POST for the APIs whose "who am I" call is one (Dropbox); GET otherwise.
     pub post: bool,
     /// Sent as they are (`Notion-Version`).
-    pub headers: Vec<(String, String)>,
+    pub headers: reqwest::header::HeaderMap,
     /// The probe URL's path is asked at the grant's own API origin when its token response
     /// named one (Salesforce's `instance_url`).
     pub at_instance: bool,
@@ -61,19 +61,21 @@ impl Checker<'_> {
         &mut self,
         key: &str,
         given: &std::collections::BTreeMap<String, String>,
-    ) -> Option<Vec<(String, String)>> {
-        let mut headers = Vec::new();
+    ) -> Option<reqwest::header::HeaderMap> {
+        let mut headers = reqwest::header::HeaderMap::new();
         for (name, value) in given {
-            let valid = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
-                && reqwest::header::HeaderValue::from_str(value).is_ok();
-            if !valid || name.eq_ignore_ascii_case("authorization") {
+            let parsed = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .ok()
+                .filter(|n| *n != reqwest::header::AUTHORIZATION)
+                .zip(reqwest::header::HeaderValue::from_str(value).ok());
+            let Some((name_ok, value_ok)) = parsed else {
                 self.problem(
                     &format!("{key}.{name}"),
                     "expected a header name and a printable value (credentials have their own keys)",
                 );
                 return None;
-            }
-            headers.push((name.clone(), value.clone()));
+            };
+            headers.insert(name_ok, value_ok);
         }
         Some(headers)
     }
