@@ -55,8 +55,9 @@ impl Seen {
 /// The preset's settings with every operator placeholder given as "example".
 fn settings(p: &Preset) -> toml::Table {
     let values = p
-        .operator_placeholders()
-        .map(|(n, _)| (n.clone(), "example".to_owned()))
+        .placeholders
+        .keys()
+        .map(|n| (n.clone(), "example".to_owned()))
         .collect();
     p.settings_for(&values).expect("placeholders given")
 }
@@ -191,7 +192,7 @@ async fn every_preset_refreshes_probes_and_sends_owners_to_sign_in_as_its_provid
             "\n[providers.{id}]\npreset = \"{id}\"\nclient_id = \"cid-{id}\"\nclient_secret = \"cs-{id}\"\n",
             id = p.id
         ));
-        for (name, _) in p.operator_placeholders() {
+        for (name, _) in p.placeholders.iter() {
             config.push_str(&format!("{name} = \"example\"\n"));
         }
         // The preset's own paths, on the fake: only the host is ours.

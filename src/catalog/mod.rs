@@ -165,11 +165,6 @@ impl Preset {
         }
         Ok(settings)
     }
-
-    /// The placeholders the operator gives.
-    pub fn operator_placeholders(&self) -> impl Iterator<Item = (&String, &Placeholder)> {
-        self.placeholders.iter()
-    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@ fn load(p: &Preset, extra: &str) -> (tempfile::TempDir, Result<Config, String>) 
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("k.key"), "0".repeat(64)).expect("key");
     let placeholders: String = p
-        .operator_placeholders()
+        .placeholders
+        .iter()
         .filter(|(_, about)| about.default.is_none())
         .map(|(name, _)| format!("{name} = \"example\"\n"))
         .collect();

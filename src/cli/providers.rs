@@ -21,8 +21,9 @@ pub fn run(cmd: ProvidersCommand) -> Result<(), CliError> {
                     p.display_name.clone(),
                     refresh(&p),
                     text(&p, "account_from").unwrap_or_else(|| "id_token".into()),
-                    p.operator_placeholders()
-                        .map(|(n, _)| n.as_str())
+                    p.placeholders
+                        .keys()
+                        .map(String::as_str)
                         .collect::<Vec<_>>()
                         .join(", "),
                 ]);
@@ -35,7 +36,7 @@ pub fn run(cmd: ProvidersCommand) -> Result<(), CliError> {
             println!("# {} (preset {}): {}", p.display_name, p.id, p.docs);
             println!("[providers.{}]\npreset = \"{}\"", p.id, p.id);
             println!("client_id = \"…\"\nclient_secret_file = \"…\"");
-            for (placeholder, about) in p.operator_placeholders() {
+            for (placeholder, about) in p.placeholders.iter() {
                 match &about.default {
                     Some(d) => println!("# {placeholder} = \"{d}\"  (default; {})", about.help),
                     None => println!("{placeholder} = \"…\"  # {}", about.help),

@@ -54,7 +54,7 @@ impl Checker<'_> {
         };
         let mut values = BTreeMap::new();
         let mut ok = true;
-        for (placeholder, p) in preset.operator_placeholders() {
+        for (placeholder, p) in preset.placeholders.iter() {
             match table.remove(placeholder).map(config::Value::into_string) {
                 Some(Ok(v)) if placeholder_value(&v) => {
                     values.insert(placeholder.clone(), v);
