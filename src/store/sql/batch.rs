@@ -1,9 +1,8 @@
-//! Group commit for SQLite. A check writes once or twice (its rotated tokens, its result), and
-//! with `synchronous = FULL` each commit waits for the disk: one transaction per write caps a
-//! sweep near a thousand checks a second. Writes queued at the same moment share one
-//! transaction instead, and each caller is answered only once that transaction has committed,
-//! so "stored" still means on disk. The common writes come as rows merged into a few statements
-//! (see `merged`); any other runs under its own savepoint.
+//! Group commit for SQLite's other writes (those that are not a claim, rotated tokens or a
+//! healthy result, which `native` takes): with `synchronous = FULL` each commit waits for the
+//! disk, so writes queued at the same moment share one transaction, each under its own
+//! savepoint, and each caller is answered only once that transaction has committed. On
+//! PostgreSQL (which group-commits concurrent transactions itself) each is its own.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,16 +21,11 @@ const LINGER_TURNS: usize = 3;
 pub(super) type BoxFut<'c, T> = Pin<Box<dyn Future<Output = T> + Send + 'c>>;
 type Job = Box<dyn for<'c> FnOnce(&'c mut sqlx::AnyConnection) -> BoxFut<'c, bool> + Send>;
 
-pub(super) enum Queued {
-    Job {
-        run: Job,
-        /// Whether the write needs a savepoint: one that can fail after writing something.
-        savepoint: bool,
-        done: oneshot::Sender<Result<(), String>>,
-    },
-    Rotate(RotateRow, oneshot::Sender<Result<i64, StoreError>>),
-    Healthy(HealthyRow, oneshot::Sender<Result<bool, StoreError>>),
-    Refreshed(RefreshedRow, oneshot::Sender<Result<bool, StoreError>>),
+pub(super) struct Queued {
+    run: Job,
+    /// Whether the write needs a savepoint: one that can fail after writing something.
+    savepoint: bool,
+    done: oneshot::Sender<Result<(), String>>,
 }
 
 fn job<F>(f: F) -> Job
@@ -39,20 +33,6 @@ where
     F: for<'c> FnOnce(&'c mut sqlx::AnyConnection) -> BoxFut<'c, bool> + Send + 'static,
 {
     Box::new(f)
-}
-
-/// Runs one kind of merged write under a savepoint: a failed statement undoes that kind only.
-macro_rules! savepointed {
-    ($conn:ident, $write:expr) => {
-        match $conn.execute("SAVEPOINT merged").await {
-            Ok(_) => {
-                let result = $write.await;
-                end_savepoint(&mut $conn, "merged", result.is_ok()).await;
-                result
-            }
-            Err(e) => Err(StoreError::from(e)),
-        }
-    };
 }
 
 /// The one writer: takes what is queued, runs it in one transaction, commits, answers.
@@ -64,22 +44,17 @@ pub(super) async fn writer(
     committed_signal: Arc<tokio::sync::Notify>,
 ) {
     while let Some(first) = queue.recv().await {
-        // A rotation is committed at once: until it is, a crash loses tokens the provider
-        // already considers the live ones. Whatever queued meanwhile still goes with it.
-        let urgent = matches!(first, Queued::Rotate(..) | Queued::Refreshed(..));
         let mut batch = vec![first];
-        // Let the checks running beside this one queue their writes too: a few scheduler turns
+        // Let the tasks running beside this one queue their writes too: a few scheduler turns
         // cost microseconds, a commit costs a disk flush.
-        for _ in 0..if urgent { 1 } else { LINGER_TURNS } {
+        for _ in 0..LINGER_TURNS {
             while batch.len() < MAX_BATCH {
                 match queue.try_recv() {
                     Ok(q) => batch.push(q),
                     Err(_) => break,
                 }
             }
-            if !urgent {
-                tokio::task::yield_now().await;
-            }
+            tokio::task::yield_now().await;
         }
         let _turn = turns.lock().await;
         let mut conn = match pool.acquire().await {
@@ -95,57 +70,16 @@ pub(super) async fn writer(
             fail(batch, &e);
             continue;
         }
-        let (mut rotations, mut rotated_to) = (Vec::new(), Vec::new());
-        let (mut healthy, mut healthy_to) = (Vec::new(), Vec::new());
-        let (mut refreshed, mut refreshed_to) = (Vec::new(), Vec::new());
         let mut waiting = Vec::with_capacity(batch.len());
-        for q in batch {
-            match q {
-                Queued::Rotate(row, done) => {
-                    rotations.push(row);
-                    rotated_to.push(done);
-                }
-                Queued::Healthy(row, done) => {
-                    healthy.push(row);
-                    healthy_to.push(done);
-                }
-                Queued::Refreshed(row, done) => {
-                    refreshed.push(row);
-                    refreshed_to.push(done);
-                }
-                Queued::Job {
-                    run,
-                    savepoint,
-                    done,
-                } => {
-                    run_job(&mut conn, run, savepoint).await;
-                    waiting.push(done);
-                }
-            }
+        for Queued {
+            run,
+            savepoint,
+            done,
+        } in batch
+        {
+            run_job(&mut conn, run, savepoint).await;
+            waiting.push(done);
         }
-        let rotated = if rotations.is_empty() {
-            Ok(Vec::new())
-        } else {
-            savepointed!(conn, merged::rotate(&mut conn, Backend::Sqlite, &rotations))
-        };
-        let healed = if healthy.is_empty() {
-            Ok(Vec::new())
-        } else {
-            savepointed!(
-                conn,
-                merged::finish_healthy(&mut conn, Backend::Sqlite, &healthy)
-            )
-            .map(|applied| applied.into_iter().map(Ok).collect())
-        };
-        let done = if refreshed.is_empty() {
-            Ok(Vec::new())
-        } else {
-            savepointed!(
-                conn,
-                merged::refreshed(&mut conn, Backend::Sqlite, &refreshed)
-            )
-            .map(|applied| applied.into_iter().map(Ok).collect())
-        };
         let committed = conn
             .execute("COMMIT")
             .await
@@ -159,9 +93,6 @@ pub(super) async fn writer(
         } else {
             committed_signal.notify_waiters();
         }
-        answer(rotated_to, rotated, &committed);
-        answer(healthy_to, healed, &committed);
-        answer(refreshed_to, done, &committed);
         for done in waiting {
             let _ = done.send(committed.clone());
         }
@@ -172,13 +103,7 @@ pub(super) async fn writer(
 fn fail(batch: Vec<Queued>, e: &sqlx::Error) {
     let e = e.to_string();
     for q in batch {
-        match q {
-            Queued::Job { done, .. } => drop(done.send(Err(e.clone()))),
-            Queued::Rotate(_, done) => drop(done.send(Err(StoreError::Commit(e.clone())))),
-            Queued::Healthy(_, done) | Queued::Refreshed(_, done) => {
-                drop(done.send(Err(StoreError::Commit(e.clone()))))
-            }
-        }
+        let _ = q.done.send(Err(e.clone()));
     }
 }
 
@@ -199,33 +124,6 @@ async fn end_savepoint(conn: &mut sqlx::AnyConnection, name: &str, keep: bool) {
     }
     if let Err(e) = conn.execute(format!("RELEASE {name}").as_str()).await {
         tracing::error!("a batched write could not end its savepoint: {e}");
-    }
-}
-
-/// Each merged row's own answer once the batch committed; a failed statement or commit is
-/// every row's answer.
-fn answer<T>(
-    to: Vec<oneshot::Sender<Result<T, StoreError>>>,
-    results: Result<Vec<Result<T, StoreError>>, StoreError>,
-    committed: &Result<(), String>,
-) {
-    match (committed, results) {
-        (Ok(()), Ok(results)) => {
-            for (done, result) in to.into_iter().zip(results) {
-                let _ = done.send(result);
-            }
-        }
-        (Err(e), _) => {
-            for done in to {
-                let _ = done.send(Err(StoreError::Commit(e.clone())));
-            }
-        }
-        (Ok(()), Err(e)) => {
-            let e = e.to_string();
-            for done in to {
-                let _ = done.send(Err(StoreError::Commit(e.clone())));
-            }
-        }
     }
 }
 
@@ -270,7 +168,7 @@ impl SqlStore {
         });
         let (done, committed) = oneshot::channel();
         queue
-            .send(Queued::Job {
+            .send(Queued {
                 run,
                 savepoint,
                 done,
@@ -296,16 +194,6 @@ fn stopped() -> StoreError {
     StoreError::Commit("the store's writer has stopped".into())
 }
 
-/// Queues a merged write and waits for its answer, given after the commit.
-async fn enqueue<T>(
-    queue: &mpsc::Sender<Queued>,
-    write: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Queued,
-) -> Result<T, StoreError> {
-    let (done, answer) = oneshot::channel();
-    queue.send(write(done)).await.map_err(|_| stopped())?;
-    answer.await.map_err(|_| stopped())?
-}
-
 impl SqlStore {
     /// A merged write of one row in a transaction of its own (PostgreSQL), committed when `keep`.
     async fn alone<T, F>(&self, keep: fn(&T) -> bool, f: F) -> Result<T, StoreError>
@@ -320,10 +208,11 @@ impl SqlStore {
         Ok(result)
     }
 
-    /// Stores rotated tokens: with the next group commit on SQLite, alone on PostgreSQL.
+    /// Stores rotated tokens: with the native writer's next commit on SQLite, alone on
+    /// PostgreSQL.
     pub(super) async fn store_rotation(&self, row: RotateRow) -> Result<i64, StoreError> {
-        if let Some(queue) = &self.batch {
-            return enqueue(queue, |done| Queued::Rotate(row, done)).await;
+        if let Some(writer) = &self.native {
+            return native::ask(writer, |done| native::Work::Rotate(row, done)).await;
         }
         let backend = self.backend;
         self.alone(Result::is_ok, move |tx| {
@@ -340,8 +229,8 @@ impl SqlStore {
     /// Finishes a check of a healthy connection found healthy: `false` (nothing written) when
     /// it is not healthy or not ours any more.
     pub(super) async fn store_healthy(&self, row: HealthyRow) -> Result<bool, StoreError> {
-        if let Some(queue) = &self.batch {
-            return enqueue(queue, |done| Queued::Healthy(row, done)).await;
+        if let Some(writer) = &self.native {
+            return native::ask(writer, |done| native::Work::Healthy(row, done)).await;
         }
         let backend = self.backend;
         self.alone(
@@ -359,8 +248,8 @@ impl SqlStore {
     /// Stores refreshed tokens with a healthy result: `false` (nothing written) when anything
     /// is not as claimed.
     pub(super) async fn store_refreshed(&self, row: RefreshedRow) -> Result<bool, StoreError> {
-        if let Some(queue) = &self.batch {
-            return enqueue(queue, |done| Queued::Refreshed(row, done)).await;
+        if let Some(writer) = &self.native {
+            return native::ask(writer, |done| native::Work::Refreshed(row, done)).await;
         }
         let backend = self.backend;
         self.alone(

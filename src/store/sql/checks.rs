@@ -25,10 +25,23 @@ const TAKE_OVER: &str = "refresh_uncertain_since = COALESCE(refresh_uncertain_si
      refresh_interrupted_at = COALESCE(refresh_interrupted_at, refresh_sent_at), \
      refresh_sent_at = $4";
 
+/// Claims up to `$5` due connections of provider `$3` for lease owner `$1` until `$2`; `$4` is now.
+pub(super) fn claim_due_sql(backend: Backend) -> String {
+    format!(
+        "UPDATE connections SET lease_owner = $1, lease_expires_at = $2, {TAKE_OVER} \
+         WHERE id IN (SELECT id FROM connections WHERE provider = $3 AND next_check_at <= $4 \
+                      AND (lease_expires_at IS NULL OR lease_expires_at < $4) \
+                      AND set_aside IS NULL \
+                      ORDER BY next_check_at LIMIT $5{}) \
+         RETURNING {CONNECTION_COLUMNS}, {CLAIM_COLUMNS}",
+        backend.skip_locked()
+    )
+}
+
 impl SqlStore {
-    fn claimed_from_row(
+    fn claimed_from_row<R: Columns>(
         &self,
-        row: &AnyRow,
+        row: &R,
         lease: &Lease,
         now: i64,
     ) -> Result<Claimed, StoreError> {
@@ -48,26 +61,42 @@ impl SqlStore {
         lease: &Lease,
     ) -> Result<Vec<Claimed>, StoreError> {
         let now = to_ms(q.now);
+        let due = native::ClaimDue {
+            provider: q.provider.as_str().to_owned(),
+            now,
+            limit: i64::from(q.limit),
+            owner: lease.owner.clone(),
+            until: to_ms(lease.until),
+        };
+        if let Some(writer) = &self.native {
+            let rows = native::ask(writer, |done| native::Work::Claim(due, done)).await?;
+            return self.claimed_rows(&rows, &q, lease, now, None).await;
+        }
         let mut tx = self.write().await?;
-        let rows = sqlx::query(&format!(
-            "UPDATE connections SET lease_owner = $1, lease_expires_at = $2, {TAKE_OVER} \
-             WHERE id IN (SELECT id FROM connections WHERE provider = $3 AND next_check_at <= $4 \
-                          AND (lease_expires_at IS NULL OR lease_expires_at < $4) \
-                          AND set_aside IS NULL \
-                          ORDER BY next_check_at LIMIT $5{}) \
-             RETURNING {CONNECTION_COLUMNS}, {CLAIM_COLUMNS}",
-            self.backend.skip_locked()
-        ))
-        .bind(&lease.owner)
-        .bind(to_ms(lease.until))
-        .bind(q.provider.as_str())
-        .bind(now)
-        .bind(i64::from(q.limit))
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = sqlx::query(&claim_due_sql(self.backend))
+            .bind(&due.owner)
+            .bind(due.until)
+            .bind(&due.provider)
+            .bind(due.now)
+            .bind(due.limit)
+            .fetch_all(&mut *tx)
+            .await?;
+        self.claimed_rows(&rows, &q, lease, now, Some(tx)).await
+    }
+
+    /// The claimed rows read; a row that cannot be read is set aside, in `tx` when the claim's
+    /// transaction is still open, else in one of its own (its lease keeps it ours meanwhile).
+    async fn claimed_rows<R: Columns>(
+        &self,
+        rows: &[R],
+        q: &DueQuery<'_>,
+        lease: &Lease,
+        now: i64,
+        tx: Option<WriteTx>,
+    ) -> Result<Vec<Claimed>, StoreError> {
         let mut claimed = Vec::with_capacity(rows.len());
         let mut aside = Vec::new();
-        for row in &rows {
+        for row in rows {
             match self.claimed_from_row(row, lease, now) {
                 Ok(c) => claimed.push(c),
                 Err(
@@ -75,19 +104,26 @@ impl SqlStore {
                     | StoreError::Corrupt(_)
                     | StoreError::Database(sqlx::Error::ColumnDecode { .. })),
                 ) => {
-                    aside.push((row.try_get::<String, _>("id")?, e.to_string()));
+                    aside.push((row.get::<String>("id")?, e.to_string()));
                 }
                 Err(e) => return Err(e),
             }
         }
-        let alert = if aside.is_empty() {
-            None
-        } else {
-            Self::set_aside(&mut tx, &q, &aside).await?
+        let tx = match tx {
+            Some(tx) => Some(tx),
+            None if !aside.is_empty() => Some(self.write().await?),
+            None => None,
         };
-        let alert: Vec<Event> = alert.into_iter().collect();
-        events::write(&mut tx, self.backend, &alert, now).await?;
-        tx.commit().await?;
+        if let Some(mut tx) = tx {
+            let alert = if aside.is_empty() {
+                None
+            } else {
+                Self::set_aside(&mut tx, q, &aside).await?
+            };
+            let alert: Vec<Event> = alert.into_iter().collect();
+            events::write(&mut tx, self.backend, &alert, now).await?;
+            tx.commit().await?;
+        }
         claimed.sort_by_key(|c| c.connection.next_check_at);
         Ok(claimed)
     }

@@ -1,10 +1,11 @@
 //! The writes nearly every check makes (its rotated tokens; "still healthy" with its history row;
-//! or both at once when the refresh is the whole check), as rows that the checks of one group
-//! commit share a few statements for. What a check costs the single SQLite writer is the rows and
-//! index pages it dirties, so the merged writes touch as few as they can: one write of the
-//! connection row per check where possible, and no index whose column does not change (key_id).
+//! or both at once when the refresh is the whole check), as statements that can carry many rows.
+//! What a check costs the database is the rows and index pages it dirties, so they touch as few
+//! as they can: one write of the connection row per check where possible.
 //!
-//! On PostgreSQL, which has no group commit of ours, the same statements carry one row.
+//! On PostgreSQL, which has no group commit of ours, the statements carry one row. SQLite's
+//! writer (`native`) runs the one-row statements too, once per row, prepared once: a statement
+//! there costs no round trip, and each row answers for itself.
 
 use std::collections::HashMap;
 
@@ -71,26 +72,96 @@ const TOKENS_UNCHANGED: &str = "connections.id = v.cid AND connections.token_gen
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
-fn bind_tokens<'q>(q: AnyQuery<'q>, r: &'q RotateRow) -> AnyQuery<'q> {
-    q.bind(r.id.as_str())
-        .bind(r.owner.as_str())
-        .bind(r.expected)
-        .bind(r.key_id.as_str())
-        .bind(r.access.as_slice())
-        .bind(r.refresh.as_deref())
-        .bind(r.expires_at)
-        .bind(r.refresh_expires_at)
-        .bind(r.scopes.as_str())
-        .bind(r.instance_url.as_deref())
-        .bind(r.now)
+/// A statement parameter, so that a row's values are listed once for both drivers.
+#[derive(Clone, Copy)]
+pub(super) enum P<'a> {
+    Int(Option<i64>),
+    Text(Option<&'a str>),
+    Blob(Option<&'a [u8]>),
 }
 
-fn bind_healthy<'q>(q: AnyQuery<'q>, r: &'q HealthyRow) -> AnyQuery<'q> {
-    q.bind(r.id.as_str())
-        .bind(r.owner.as_str())
-        .bind(r.now)
-        .bind(r.next_check_at)
-        .bind(r.uncertain)
+impl rusqlite::ToSql for P<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match *self {
+            P::Int(Some(v)) => ValueRef::Integer(v),
+            P::Text(Some(v)) => ValueRef::Text(v.as_bytes()),
+            P::Blob(Some(v)) => ValueRef::Blob(v),
+            P::Int(None) | P::Text(None) | P::Blob(None) => ValueRef::Null,
+        }))
+    }
+}
+
+pub(super) fn bind<'q>(
+    mut q: AnyQuery<'q>,
+    params: impl IntoIterator<Item = P<'q>>,
+) -> AnyQuery<'q> {
+    for p in params {
+        q = match p {
+            P::Int(v) => q.bind(v),
+            P::Text(v) => q.bind(v),
+            P::Blob(v) => q.bind(v),
+        };
+    }
+    q
+}
+
+impl RotateRow {
+    /// In `TOKEN_COLUMNS` order.
+    pub(super) fn params(&self) -> [P<'_>; 11] {
+        [
+            P::Text(Some(self.id.as_str())),
+            P::Text(Some(&self.owner)),
+            P::Int(Some(self.expected)),
+            P::Text(Some(&self.key_id)),
+            P::Blob(Some(&self.access)),
+            P::Blob(self.refresh.as_deref()),
+            P::Int(self.expires_at),
+            P::Int(self.refresh_expires_at),
+            P::Text(Some(&self.scopes)),
+            P::Text(self.instance_url.as_deref()),
+            P::Int(Some(self.now)),
+        ]
+    }
+}
+
+impl HealthyRow {
+    /// In `healthy_sql`'s `v` order.
+    pub(super) fn params(&self) -> [P<'_>; 5] {
+        [
+            P::Text(Some(self.id.as_str())),
+            P::Text(Some(&self.owner)),
+            P::Int(Some(self.now)),
+            P::Int(Some(self.next_check_at)),
+            P::Int(self.uncertain),
+        ]
+    }
+
+    /// Its history row, in `record_sql`'s `v` order.
+    pub(super) fn history(&self) -> [P<'_>; 10] {
+        [
+            P::Text(Some(self.id.as_str())),
+            P::Text(Some(&self.owner)),
+            P::Int(Some(self.generation)),
+            P::Int(Some(self.started_at)),
+            P::Int(Some(self.now)),
+            P::Text(Some(self.phase)),
+            P::Text(Some(self.category)),
+            P::Int(self.http_status),
+            P::Int(Some(self.latency_ms)),
+            P::Text(Some(&self.detail)),
+        ]
+    }
+}
+
+impl RefreshedRow {
+    /// In `refreshed_sql`'s `v` order.
+    pub(super) fn params(&self) -> impl Iterator<Item = P<'_>> {
+        self.tokens
+            .params()
+            .into_iter()
+            .chain([P::Int(Some(self.check.next_check_at))])
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -166,6 +237,64 @@ fn chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
+/// Rotated tokens for `rows` connections, each under our lease and the generation we refreshed.
+pub(super) fn rotate_sql(backend: Backend, rows: usize) -> String {
+    format!(
+        "WITH v ({TOKEN_COLUMNS}) AS (VALUES {}) \
+         UPDATE connections SET key_id = v.kid, {SET_TOKENS} FROM v WHERE {TOKENS_UNCHANGED}",
+        values(backend, &TOKEN_TYPES, rows)
+    )
+}
+
+/// "Still healthy" for `rows` connections that are healthy and ours.
+pub(super) fn healthy_sql(backend: Backend, rows: usize) -> String {
+    use Ty::*;
+    format!(
+        "WITH v (cid, lease, ts, next_at, uncertain) AS (VALUES {}) \
+         UPDATE connections SET consecutive_failures = 0, last_check_at = v.ts, \
+           next_check_at = v.next_at, lease_owner = NULL, lease_expires_at = NULL, \
+           updated_at = v.ts, refresh_uncertain_since = CASE v.uncertain \
+             WHEN 1 THEN COALESCE(connections.refresh_uncertain_since, \
+               connections.refresh_sent_at, v.ts) \
+             WHEN 0 THEN NULL ELSE connections.refresh_uncertain_since END, \
+           refresh_interrupted_at = CASE v.uncertain WHEN 0 THEN NULL \
+             ELSE connections.refresh_interrupted_at END, refresh_sent_at = NULL \
+         FROM v WHERE connections.id = v.cid AND connections.lease_owner = v.lease \
+           AND connections.status = 'healthy'",
+        values(backend, &[Text, Text, Int, Int, Int], rows)
+    )
+}
+
+/// Refreshed tokens and a healthy result for `rows` connections, all as claimed.
+pub(super) fn refreshed_sql(backend: Backend, rows: usize) -> String {
+    let mut types = TOKEN_TYPES.to_vec();
+    types.push(Ty::Int);
+    format!(
+        "WITH v ({TOKEN_COLUMNS}, next_at) AS (VALUES {}) \
+         UPDATE connections SET {SET_TOKENS}, consecutive_failures = 0, \
+           last_check_at = v.ts, next_check_at = v.next_at, \
+           lease_owner = NULL, lease_expires_at = NULL \
+         FROM v WHERE {TOKENS_UNCHANGED} AND connections.key_id = v.kid \
+           AND connections.status = 'healthy'",
+        values(backend, &types, rows)
+    )
+}
+
+/// The history rows of `rows` finished checks. Each links to its connection's last check; a
+/// trigger makes it the last.
+pub(super) fn record_sql(backend: Backend, rows: usize) -> String {
+    use Ty::*;
+    let types = [Text, Text, Int, Int, Int, Text, Text, Int, Int, Text];
+    format!(
+        "WITH v (cid, inst, gen, started, finished, ph, cat, st, lat, err) AS (VALUES {}) \
+         INSERT INTO checks (connection_id, previous_id, instance, token_generation, \
+           started_at, finished_at, phase, category, http_status, latency_ms, error) \
+         SELECT v.cid, (SELECT last_check_id FROM connections c WHERE c.id = v.cid), v.inst, \
+           v.gen, v.started, v.finished, v.ph, v.cat, v.st, v.lat, v.err FROM v",
+        values(backend, &types, rows)
+    )
+}
+
 /// Stores rotated tokens. The outer error is a failed statement (undo the whole call); an inner
 /// one says why a row was refused (its lease or its tokens changed), with nothing written for it.
 pub(super) async fn rotate(
@@ -174,56 +303,14 @@ pub(super) async fn rotate(
     rows: &[RotateRow],
 ) -> Result<Vec<Result<i64, StoreError>>, StoreError> {
     let mut stored: HashMap<String, i64> = HashMap::with_capacity(rows.len());
-    // Writing key_id costs an index update even when it does not change, which is nearly
-    // always: rows still under their key go first without it, the rest (after a key rotation,
-    // or refused) with it.
-    rotate_pass(conn, backend, rows, false, &mut stored).await?;
-    let rest: Vec<&RotateRow> = rows
-        .iter()
-        .filter(|r| !stored.contains_key(r.id.as_str()))
-        .collect();
-    rotate_pass(conn, backend, &rest, true, &mut stored).await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        out.push(match stored.get(r.id.as_str()) {
-            Some(generation) => Ok(*generation),
-            None => Err(why_not_ours(conn, &r.id, &r.owner).await?),
-        });
-    }
-    Ok(out)
-}
-
-async fn rotate_pass<R: std::borrow::Borrow<RotateRow>>(
-    conn: &mut sqlx::AnyConnection,
-    backend: Backend,
-    rows: &[R],
-    new_key: bool,
-    stored: &mut HashMap<String, i64>,
-) -> Result<(), StoreError> {
-    let (set_key, same_key) = if new_key {
-        ("key_id = v.kid, ", "")
-    } else {
-        ("", " AND connections.key_id = v.kid")
-    };
     for chunk in chunks(rows) {
-        let sql = format!(
-            "WITH v ({TOKEN_COLUMNS}) AS (VALUES {}) \
-             UPDATE connections SET {set_key}{SET_TOKENS} \
-             FROM v WHERE {TOKENS_UNCHANGED}{same_key}",
-            values(backend, &TOKEN_TYPES, chunk.len())
-        );
+        let sql = rotate_sql(backend, chunk.len());
         let returning = format!("{sql} RETURNING connections.id, connections.token_generation");
-        let bind = |mut q| {
-            for r in chunk {
-                q = bind_tokens(q, r.borrow());
-            }
-            q
-        };
+        let bind = |q| bind(q, chunk.iter().flat_map(RotateRow::params));
         match applied(conn, &sql, &returning, chunk.len(), bind).await? {
             // Each stored where it was expected: one generation on.
             None => {
                 for r in chunk {
-                    let r = r.borrow();
                     stored.insert(r.id.as_str().to_owned(), r.expected + 1);
                 }
             }
@@ -234,7 +321,14 @@ async fn rotate_pass<R: std::borrow::Borrow<RotateRow>>(
             }
         }
     }
-    Ok(())
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push(match stored.get(r.id.as_str()) {
+            Some(generation) => Ok(*generation),
+            None => Err(why_not_ours(conn, &r.id, &r.owner).await?),
+        });
+    }
+    Ok(out)
 }
 
 /// Stores tokens whose lease was lost, compared on the generation alone, and makes the
@@ -251,7 +345,7 @@ pub(super) async fn rescue(
          RETURNING connections.token_generation",
         values(backend, &TOKEN_TYPES, 1)
     );
-    let stored: Option<i64> = bind_tokens(sqlx::query(&sql), row)
+    let stored: Option<i64> = bind(sqlx::query(&sql), row.params())
         .fetch_optional(&mut *conn)
         .await?
         .map(|r| r.try_get(0))
@@ -273,30 +367,11 @@ pub(super) async fn finish_healthy(
     backend: Backend,
     rows: &[HealthyRow],
 ) -> Result<Vec<bool>, StoreError> {
-    use Ty::*;
     let mut ids = std::collections::HashSet::with_capacity(rows.len());
     for chunk in chunks(rows) {
-        let sql = format!(
-            "WITH v (cid, lease, ts, next_at, uncertain) AS (VALUES {}) \
-             UPDATE connections SET consecutive_failures = 0, last_check_at = v.ts, \
-               next_check_at = v.next_at, lease_owner = NULL, lease_expires_at = NULL, \
-               updated_at = v.ts, refresh_uncertain_since = CASE v.uncertain \
-                 WHEN 1 THEN COALESCE(connections.refresh_uncertain_since, \
-                   connections.refresh_sent_at, v.ts) \
-                 WHEN 0 THEN NULL ELSE connections.refresh_uncertain_since END, \
-               refresh_interrupted_at = CASE v.uncertain WHEN 0 THEN NULL \
-                 ELSE connections.refresh_interrupted_at END, refresh_sent_at = NULL \
-             FROM v WHERE connections.id = v.cid AND connections.lease_owner = v.lease \
-               AND connections.status = 'healthy'",
-            values(backend, &[Text, Text, Int, Int, Int], chunk.len())
-        );
+        let sql = healthy_sql(backend, chunk.len());
         let returning = format!("{sql} RETURNING connections.id");
-        let bind = |mut q| {
-            for r in chunk {
-                q = bind_healthy(q, r);
-            }
-            q
-        };
+        let bind = |q| bind(q, chunk.iter().flat_map(HealthyRow::params));
         match applied(conn, &sql, &returning, chunk.len(), bind).await? {
             None => ids.extend(chunk.iter().map(|r| r.id.as_str().to_owned())),
             Some(rows) => {
@@ -321,26 +396,11 @@ pub(super) async fn refreshed(
     backend: Backend,
     rows: &[RefreshedRow],
 ) -> Result<Vec<bool>, StoreError> {
-    let mut types = TOKEN_TYPES.to_vec();
-    types.push(Ty::Int);
     let mut ids = std::collections::HashSet::with_capacity(rows.len());
     for chunk in chunks(rows) {
-        let sql = format!(
-            "WITH v ({TOKEN_COLUMNS}, next_at) AS (VALUES {}) \
-             UPDATE connections SET {SET_TOKENS}, consecutive_failures = 0, \
-               last_check_at = v.ts, next_check_at = v.next_at, \
-               lease_owner = NULL, lease_expires_at = NULL \
-             FROM v WHERE {TOKENS_UNCHANGED} AND connections.key_id = v.kid \
-               AND connections.status = 'healthy'",
-            values(backend, &types, chunk.len())
-        );
+        let sql = refreshed_sql(backend, chunk.len());
         let returning = format!("{sql} RETURNING connections.id");
-        let bind = |mut q| {
-            for RefreshedRow { tokens, check } in chunk {
-                q = bind_tokens(q, tokens).bind(check.next_check_at);
-            }
-            q
-        };
+        let bind = |q| bind(q, chunk.iter().flat_map(RefreshedRow::params));
         match applied(conn, &sql, &returning, chunk.len(), bind).await? {
             None => ids.extend(chunk.iter().map(|r| r.tokens.id.as_str().to_owned())),
             Some(rows) => {
@@ -369,33 +429,11 @@ pub(super) async fn record(
     backend: Backend,
     done: &[&HealthyRow],
 ) -> Result<(), StoreError> {
-    use Ty::*;
-    let types = [Text, Text, Int, Int, Int, Text, Text, Int, Int, Text];
     for chunk in chunks(done) {
-        // Each row links to its connection's last check; a trigger makes it the last.
-        let sql = format!(
-            "WITH v (cid, inst, gen, started, finished, ph, cat, st, lat, err) AS (VALUES {}) \
-             INSERT INTO checks (connection_id, previous_id, instance, token_generation, \
-               started_at, finished_at, phase, category, http_status, latency_ms, error) \
-             SELECT v.cid, (SELECT last_check_id FROM connections c WHERE c.id = v.cid), v.inst, \
-               v.gen, v.started, v.finished, v.ph, v.cat, v.st, v.lat, v.err FROM v",
-            values(backend, &types, chunk.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for r in chunk {
-            q = q
-                .bind(r.id.as_str())
-                .bind(r.owner.as_str())
-                .bind(r.generation)
-                .bind(r.started_at)
-                .bind(r.now)
-                .bind(r.phase)
-                .bind(r.category)
-                .bind(r.http_status)
-                .bind(r.latency_ms)
-                .bind(r.detail.as_str());
-        }
-        q.execute(&mut *conn).await?;
+        let sql = record_sql(backend, chunk.len());
+        bind(sqlx::query(&sql), chunk.iter().flat_map(|r| r.history()))
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }

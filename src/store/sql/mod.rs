@@ -22,6 +22,7 @@ mod deliveries;
 mod events;
 mod handouts;
 mod merged;
+mod native;
 mod outbox;
 mod pipelines;
 mod reauth;
@@ -104,8 +105,10 @@ pub struct SqlStore {
     backend: Backend,
     /// SQLite has one writer at a time; PostgreSQL locks rows.
     writers: Option<Arc<tokio::sync::Mutex<()>>>,
-    /// SQLite's group commit (see `batch`).
+    /// SQLite's group commit of the other writes (see `batch`).
     batch: Option<tokio::sync::mpsc::Sender<batch::Queued>>,
+    /// SQLite's writer of claims, rotations and results (see `native`).
+    native: Option<tokio::sync::mpsc::Sender<native::Work>>,
     /// Hand-out reads, grouped (see `handouts`).
     handouts: tokio::sync::mpsc::Sender<handouts::Asked>,
     /// Woken after every commit of this process's writes.
@@ -208,7 +211,9 @@ impl SqlStore {
             queued,
             committed.clone(),
         ));
+        let native = native::start(&absolute(path)?, turns.clone(), committed.clone())?;
         Ok(Self {
+            native: Some(native),
             committed,
             handouts: handout_readers(&pool, &keyring),
             pool,
@@ -253,6 +258,7 @@ impl SqlStore {
             backend: Backend::Postgres,
             writers: None,
             batch: None,
+            native: None,
             writes: WriteHealth::default(),
         })
     }
@@ -365,10 +371,14 @@ impl SqlStore {
         })
     }
 
-    fn tokens_from_row(&self, id: &ConnectionId, row: &AnyRow) -> Result<StoredTokens, StoreError> {
-        let key_id: String = row.try_get("key_id")?;
-        let access: Vec<u8> = row.try_get("access_token")?;
-        let refresh: Option<Vec<u8>> = row.try_get("refresh_token")?;
+    fn tokens_from_row<R: Columns>(
+        &self,
+        id: &ConnectionId,
+        row: &R,
+    ) -> Result<StoredTokens, StoreError> {
+        let key_id: String = row.get("key_id")?;
+        let access: Vec<u8> = row.get("access_token")?;
+        let refresh: Option<Vec<u8>> = row.get("refresh_token")?;
         Ok(StoredTokens {
             access_token: self.keyring.open(
                 &key_id,
@@ -381,7 +391,7 @@ impl SqlStore {
                         .open(&key_id, &blob, &token_context(id, "refresh_token"))
                 })
                 .transpose()?,
-            generation: row.try_get("token_generation")?,
+            generation: row.get("token_generation")?,
         })
     }
 }

@@ -30,33 +30,102 @@ pub(super) fn opt_time(v: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreErr
     v.map(from_ms).transpose()
 }
 
-pub(super) fn connection_from_row(r: &AnyRow) -> Result<Connection, StoreError> {
-    let scopes: String = r.try_get("scopes")?;
+/// A row of either driver (sqlx's, or the native SQLite writer's), read by column name.
+pub(super) trait Columns {
+    fn get<T: FromColumn>(&self, col: &str) -> Result<T, StoreError>;
+}
+
+impl Columns for AnyRow {
+    fn get<T: FromColumn>(&self, col: &str) -> Result<T, StoreError> {
+        T::from_any(self, col)
+    }
+}
+
+/// A row the native SQLite writer read: its statement's column names and the values.
+pub(super) struct NativeRow {
+    pub names: Arc<[String]>,
+    pub values: Vec<rusqlite::types::Value>,
+}
+
+impl Columns for NativeRow {
+    fn get<T: FromColumn>(&self, col: &str) -> Result<T, StoreError> {
+        let value = self
+            .names
+            .iter()
+            .position(|n| n == col)
+            .and_then(|i| self.values.get(i))
+            .ok_or_else(|| StoreError::Corrupt(format!("no column {col}")))?;
+        T::from_native(value).ok_or_else(|| {
+            StoreError::Corrupt(format!("column {col} holds a {}", value.data_type()))
+        })
+    }
+}
+
+/// A column's Rust type, from either driver.
+pub(super) trait FromColumn: Sized {
+    fn from_any(row: &AnyRow, col: &str) -> Result<Self, StoreError>;
+    fn from_native(value: &rusqlite::types::Value) -> Option<Self>;
+}
+
+macro_rules! from_column {
+    ($t:ty, $variant:ident) => {
+        impl FromColumn for $t {
+            fn from_any(row: &AnyRow, col: &str) -> Result<Self, StoreError> {
+                Ok(row.try_get(col)?)
+            }
+            fn from_native(value: &rusqlite::types::Value) -> Option<Self> {
+                match value {
+                    rusqlite::types::Value::$variant(v) => Some(v.clone()),
+                    _ => None,
+                }
+            }
+        }
+
+        impl FromColumn for Option<$t> {
+            fn from_any(row: &AnyRow, col: &str) -> Result<Self, StoreError> {
+                Ok(row.try_get(col)?)
+            }
+            fn from_native(value: &rusqlite::types::Value) -> Option<Self> {
+                match value {
+                    rusqlite::types::Value::Null => Some(None),
+                    v => <$t>::from_native(v).map(Some),
+                }
+            }
+        }
+    };
+}
+
+from_column!(String, Text);
+from_column!(i64, Integer);
+from_column!(Vec<u8>, Blob);
+
+pub(super) fn connection_from_row<R: Columns>(r: &R) -> Result<Connection, StoreError> {
+    let scopes: String = r.get("scopes")?;
     Ok(Connection {
-        id: parse(r.try_get("id")?)?,
-        provider: parse(r.try_get("provider")?)?,
-        name: r.try_get("name")?,
-        owner: parse(r.try_get("owner_email")?)?,
-        account: r.try_get("account")?,
+        id: parse(r.get("id")?)?,
+        provider: parse(r.get("provider")?)?,
+        name: r.get("name")?,
+        owner: parse(r.get("owner_email")?)?,
+        account: r.get("account")?,
         scopes: scopes.split_whitespace().map(str::to_owned).collect(),
-        status: parse(r.try_get("status")?)?,
-        reason: r.try_get("reason")?,
-        since: from_ms(r.try_get("status_since")?)?,
-        has_refresh_token: r.try_get::<i64, _>("has_refresh_token")? != 0,
-        token_generation: r.try_get("token_generation")?,
-        access_expires_at: opt_time(r.try_get("access_expires_at")?)?,
-        refresh_expires_at: opt_time(r.try_get("refresh_expires_at")?)?,
-        consecutive_failures: small(r.try_get("consecutive_failures")?),
-        refresh_uncertain_since: opt_time(r.try_get("refresh_uncertain_since")?)?,
-        refresh_interrupted_at: opt_time(r.try_get("refresh_interrupted_at")?)?,
-        set_aside: r.try_get("set_aside")?,
-        last_check_at: opt_time(r.try_get("last_check_at")?)?,
-        next_check_at: from_ms(r.try_get("next_check_at")?)?,
-        created_at: from_ms(r.try_get("created_at")?)?,
-        external_id: r.try_get("external_id")?,
-        metadata: r.try_get("metadata")?,
-        credential_kind: r.try_get("credential_kind")?,
-        instance_url: r.try_get("instance_url")?,
+        status: parse(r.get("status")?)?,
+        reason: r.get("reason")?,
+        since: from_ms(r.get("status_since")?)?,
+        has_refresh_token: r.get::<i64>("has_refresh_token")? != 0,
+        token_generation: r.get("token_generation")?,
+        access_expires_at: opt_time(r.get("access_expires_at")?)?,
+        refresh_expires_at: opt_time(r.get("refresh_expires_at")?)?,
+        consecutive_failures: small(r.get("consecutive_failures")?),
+        refresh_uncertain_since: opt_time(r.get("refresh_uncertain_since")?)?,
+        refresh_interrupted_at: opt_time(r.get("refresh_interrupted_at")?)?,
+        set_aside: r.get("set_aside")?,
+        last_check_at: opt_time(r.get("last_check_at")?)?,
+        next_check_at: from_ms(r.get("next_check_at")?)?,
+        created_at: from_ms(r.get("created_at")?)?,
+        external_id: r.get("external_id")?,
+        metadata: r.get("metadata")?,
+        credential_kind: r.get("credential_kind")?,
+        instance_url: r.get("instance_url")?,
     })
 }
 

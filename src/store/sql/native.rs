@@ -1,0 +1,373 @@
+//! SQLite's writer for the writes nearly every check makes: claims, rotated tokens, results.
+//!
+//! With `synchronous = FULL` each commit waits for the disk, so writes queued at the same moment
+//! share one transaction (group commit), and each caller is answered only once it committed:
+//! "stored" still means on disk. What queues while one transaction commits is the next one.
+//!
+//! It is a thread of its own with a connection of its own (the native driver), handed a whole
+//! group commit at once: every statement runs prepared, on this thread, with no hop to another
+//! thread and back per statement and per row, which is what a sweep spent most of its database
+//! time on through sqlx. The other, rarer writes stay on sqlx; both take the store's turn to
+//! write, so they queue in one fair line rather than in SQLite's busy handler.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{mpsc, oneshot};
+
+use super::merged::{self, HealthyRow, P, RefreshedRow, RotateRow};
+use super::*;
+
+/// Writes that share one transaction at most.
+const MAX_BATCH: usize = 1024;
+
+/// Due connections of one provider, claimed under a lease.
+pub(super) struct ClaimDue {
+    pub provider: String,
+    pub now: i64,
+    pub limit: i64,
+    pub owner: String,
+    pub until: i64,
+}
+
+pub(super) enum Work {
+    Claim(
+        ClaimDue,
+        oneshot::Sender<Result<Vec<NativeRow>, StoreError>>,
+    ),
+    Rotate(RotateRow, oneshot::Sender<Result<i64, StoreError>>),
+    Healthy(HealthyRow, oneshot::Sender<Result<bool, StoreError>>),
+    Refreshed(RefreshedRow, oneshot::Sender<Result<bool, StoreError>>),
+}
+
+/// A write done in the open transaction, answered once it committed (or did not).
+enum Done {
+    Claim(
+        oneshot::Sender<Result<Vec<NativeRow>, StoreError>>,
+        Result<Vec<NativeRow>, StoreError>,
+    ),
+    Rotate(
+        oneshot::Sender<Result<i64, StoreError>>,
+        Result<i64, StoreError>,
+    ),
+    Applied(
+        oneshot::Sender<Result<bool, StoreError>>,
+        Result<bool, StoreError>,
+    ),
+}
+
+impl Done {
+    fn answer(self, committed: &Result<(), String>) {
+        fn send<T>(
+            to: oneshot::Sender<Result<T, StoreError>>,
+            r: Result<T, StoreError>,
+            c: &Result<(), String>,
+        ) {
+            let _ = to.send(match c {
+                Ok(()) => r,
+                Err(e) => Err(StoreError::Commit(e.clone())),
+            });
+        }
+        match self {
+            Done::Claim(to, r) => send(to, r, committed),
+            Done::Rotate(to, r) => send(to, r, committed),
+            Done::Applied(to, r) => send(to, r, committed),
+        }
+    }
+}
+
+impl Work {
+    fn fail(self, e: &str) {
+        let e = StoreError::Commit(e.to_owned());
+        match self {
+            Work::Claim(_, to) => drop(to.send(Err(e))),
+            Work::Rotate(_, to) => drop(to.send(Err(e))),
+            Work::Healthy(_, to) | Work::Refreshed(_, to) => drop(to.send(Err(e))),
+        }
+    }
+}
+
+/// Opens the writer's connection (so that a database it cannot open fails the start) and starts
+/// its thread, which ends once every sender is gone.
+pub(super) fn start(
+    path: &Path,
+    turns: Arc<tokio::sync::Mutex<()>>,
+    committed: Arc<tokio::sync::Notify>,
+) -> Result<mpsc::Sender<Work>, StoreError> {
+    let conn = open(path)?;
+    let (queue, queued) = mpsc::channel(4096);
+    let mut writer = Writer {
+        path: path.to_owned(),
+        conn: Some(conn),
+        turns,
+        committed,
+        sql: Statements::new(),
+    };
+    std::thread::Builder::new()
+        .name("sqlite-writer".into())
+        .spawn(move || writer.run(queued))
+        .map_err(|source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+    Ok(queue)
+}
+
+fn open(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| StoreError::Open {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e),
+    })?;
+    // As the pool's connections: a committed rotation survives a power cut.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+         PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+    )
+    .map_err(native)?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+fn native(e: rusqlite::Error) -> StoreError {
+    StoreError::Commit(e.to_string())
+}
+
+struct Writer {
+    path: PathBuf,
+    /// None after a failure left it in doubt; opened again for the next batch.
+    conn: Option<Connection>,
+    turns: Arc<tokio::sync::Mutex<()>>,
+    committed: Arc<tokio::sync::Notify>,
+    sql: Statements,
+}
+
+/// The texts of the writer's statements, made once (they are the prepared statements' keys).
+struct Statements {
+    claim: String,
+    rotate: String,
+    healthy: String,
+    refreshed: String,
+    record: String,
+    /// The claim's column names, read from its statement once.
+    claim_columns: Option<Arc<[String]>>,
+}
+
+impl Statements {
+    fn new() -> Self {
+        Statements {
+            claim: checks::claim_due_sql(Backend::Sqlite),
+            rotate: merged::rotate_sql(Backend::Sqlite, 1),
+            healthy: merged::healthy_sql(Backend::Sqlite, 1),
+            refreshed: merged::refreshed_sql(Backend::Sqlite, 1),
+            record: merged::record_sql(Backend::Sqlite, 1),
+            claim_columns: None,
+        }
+    }
+}
+
+impl Writer {
+    fn run(&mut self, mut queue: mpsc::Receiver<Work>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = queue.blocking_recv() {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(w) => batch.push(w),
+                    Err(_) => break,
+                }
+            }
+            let turns = self.turns.clone();
+            let _turn = turns.blocking_lock();
+            self.commit(&mut batch);
+        }
+    }
+
+    /// Runs `batch` in one transaction and answers each write once it committed.
+    fn commit(&mut self, batch: &mut Vec<Work>) {
+        if self.conn.is_none() {
+            match open(&self.path) {
+                Ok(c) => self.conn = Some(c),
+                Err(e) => return fail(batch, &e.to_string()),
+            }
+        }
+        let Some(conn) = self.conn.as_ref() else {
+            return;
+        };
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            // Whether SQLite is inside a transaction now is unknown: never reuse it.
+            self.conn = None;
+            return fail(batch, &e.to_string());
+        }
+        let mut done = Vec::with_capacity(batch.len());
+        let mut lost = None;
+        for work in batch.drain(..) {
+            if lost.is_some() {
+                work.fail("the transaction was rolled back");
+                continue;
+            }
+            done.push(run(conn, work, &mut self.sql));
+            // Some failures (a full disk, an I/O error) roll the whole transaction back:
+            // nothing after them may run outside it.
+            if conn.is_autocommit() {
+                lost = Some("the database rolled the transaction back".to_owned());
+            }
+        }
+        let committed = match lost {
+            Some(e) => Err(e),
+            None => conn.execute_batch("COMMIT").map_err(|e| e.to_string()),
+        };
+        if committed.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+            if !conn.is_autocommit() {
+                self.conn = None;
+            }
+        } else {
+            self.committed.notify_waiters();
+        }
+        for d in done {
+            d.answer(&committed);
+        }
+    }
+}
+
+fn fail(batch: &mut Vec<Work>, e: &str) {
+    for w in batch.drain(..) {
+        w.fail(e);
+    }
+}
+
+/// One write of the batch, under a savepoint when it has more than one statement: a failed
+/// write leaves nothing of itself and takes no other with it.
+fn run(conn: &Connection, work: Work, sql: &mut Statements) -> Done {
+    match work {
+        Work::Claim(q, to) => Done::Claim(to, claim(conn, &q, sql).map_err(native)),
+        Work::Rotate(row, to) => Done::Rotate(to, rotate(conn, &sql.rotate, &row)),
+        Work::Healthy(row, to) => {
+            let r = savepoint(conn, || {
+                finish(conn, &sql.healthy, &row.params(), &sql.record, &row)
+            });
+            Done::Applied(to, r)
+        }
+        Work::Refreshed(row, to) => {
+            let params: Vec<P> = row.params().collect();
+            let r = savepoint(conn, || {
+                finish(conn, &sql.refreshed, &params, &sql.record, &row.check)
+            });
+            Done::Applied(to, r)
+        }
+    }
+}
+
+fn savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let exec = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
+    exec("SAVEPOINT one").map_err(native)?;
+    let result = f();
+    if result.is_err() && !conn.is_autocommit() {
+        let _ = exec("ROLLBACK TO one");
+    }
+    if !conn.is_autocommit() {
+        exec("RELEASE one").map_err(native)?;
+    }
+    result
+}
+
+fn claim(
+    conn: &Connection,
+    q: &ClaimDue,
+    sql: &mut Statements,
+) -> rusqlite::Result<Vec<NativeRow>> {
+    let mut stmt = conn.prepare_cached(&sql.claim)?;
+    let names = match &sql.claim_columns {
+        Some(names) => names.clone(),
+        None => {
+            let names: Arc<[String]> = stmt.column_names().into_iter().map(str::to_owned).collect();
+            sql.claim_columns = Some(names.clone());
+            names
+        }
+    };
+    let width = names.len();
+    // Named: `$4` comes before `$3` in the text, and SQLite numbers names as they appear.
+    let params: [(&str, &dyn rusqlite::ToSql); 5] = [
+        ("$1", &q.owner),
+        ("$2", &q.until),
+        ("$3", &q.provider),
+        ("$4", &q.now),
+        ("$5", &q.limit),
+    ];
+    let mut rows = stmt.query(&params[..])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let mut values = Vec::with_capacity(width);
+        for i in 0..width {
+            values.push(row.get::<_, rusqlite::types::Value>(i)?);
+        }
+        out.push(NativeRow {
+            names: names.clone(),
+            values,
+        });
+    }
+    Ok(out)
+}
+
+fn rotate(conn: &Connection, sql: &str, row: &RotateRow) -> Result<i64, StoreError> {
+    let applied = conn
+        .prepare_cached(sql)
+        .and_then(|mut s| s.execute(rusqlite::params_from_iter(row.params())))
+        .map_err(native)?;
+    if applied == 1 {
+        return Ok(row.expected + 1);
+    }
+    // Which guard refused it: the lease or the tokens?
+    let owner: Option<Option<String>> = conn
+        .prepare_cached("SELECT lease_owner FROM connections WHERE id = ?")
+        .and_then(|mut s| {
+            let mut rows = s.query([row.id.as_str()])?;
+            rows.next()?.map(|r| r.get(0)).transpose()
+        })
+        .map_err(native)?;
+    Err(match owner {
+        None => StoreError::ConnectionNotFound(row.id.clone()),
+        Some(o) if o.as_deref() != Some(row.owner.as_str()) => {
+            StoreError::LeaseLost(row.id.clone())
+        }
+        Some(_) => StoreError::TokensChanged(row.id.clone()),
+    })
+}
+
+/// A guarded update of a finished check's connection, then its history row when it applied.
+fn finish(
+    conn: &Connection,
+    sql: &str,
+    params: &[P],
+    record: &str,
+    check: &HealthyRow,
+) -> Result<bool, StoreError> {
+    let applied = conn
+        .prepare_cached(sql)
+        .and_then(|mut s| s.execute(rusqlite::params_from_iter(params)))
+        .map_err(native)?;
+    if applied != 1 {
+        return Ok(false);
+    }
+    conn.prepare_cached(record)
+        .and_then(|mut s| s.execute(rusqlite::params_from_iter(check.history())))
+        .map_err(native)?;
+    Ok(true)
+}
+
+/// Hands the writer one write and waits for its answer, given after the commit.
+pub(super) async fn ask<T>(
+    writer: &mpsc::Sender<Work>,
+    work: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Work,
+) -> Result<T, StoreError> {
+    let stopped = || StoreError::Commit("the store's writer has stopped".into());
+    let (done, answer) = oneshot::channel();
+    writer.send(work(done)).await.map_err(|_| stopped())?;
+    answer.await.map_err(|_| stopped())?
+}
