@@ -544,3 +544,100 @@ async fn refreshed_and_rotated_tokens_are_stored_under_their_guards(
         "access-after-refresh"
     );
 }
+
+#[tokio::test]
+async fn a_connections_history_is_its_own_checks_newest_first_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    history_follows_each_connections_checks(sqlite(dir.path())).await;
+}
+
+#[tokio::test]
+async fn a_connections_history_is_its_own_checks_newest_first_on_postgres() {
+    history_follows_each_connections_checks(postgres().await).await;
+}
+
+/// Every way a result is written (tokens and result together, a healthy result, a failure,
+/// a recovery) links its history row to the connection's one before, and two connections
+/// checked side by side keep their own histories.
+async fn history_follows_each_connections_checks(db: DatabaseConfig) {
+    use credwatch::domain::{Category, Phase};
+    use store::{CheckResult, DueQuery, Rotation, Transition};
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k.key");
+    credwatch::crypto::generate_key_file(&key).unwrap();
+    let store = store::open(&db, Arc::new(Keyring::from_files(&key, &[]).unwrap()))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        store.add_connection(new_connection(), now()).await.unwrap();
+    }
+    let provider = "acme".parse().unwrap();
+    let fresh = TokenSet::from_json(br#"{"access_token":"a2","refresh_token":"r2"}"#, now())
+        .unwrap();
+    let mut at = now();
+    // Each round's result is told apart by its latency: the round's number.
+    let rounds: [(Category, Transition); 4] = [
+        (Category::Healthy, Transition::Healthy),
+        (Category::Healthy, Transition::Healthy),
+        (Category::Transient, Transition::Degraded),
+        (Category::Healthy, Transition::Healthy),
+    ];
+    for (round, (category, transition)) in rounds.into_iter().enumerate() {
+        at += TimeDelta::minutes(10);
+        let claimed = store
+            .claim_due(
+                DueQuery {
+                    provider: &provider,
+                    now: at,
+                    limit: 10,
+                    operator: None,
+                },
+                &lease("w", at + TimeDelta::minutes(5)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 2, "round {round}");
+        for c in &claimed {
+            let result = CheckResult {
+                started_at: c.started_at,
+                generation: c.tokens.generation,
+                phase: Phase::Refresh,
+                category,
+                http_status: Some(200),
+                latency_ms: round as u64,
+                detail: format!("round {round}"),
+                transition,
+                next_check_at: at + TimeDelta::minutes(1),
+                finished_at: at,
+                notify_at: at,
+                first_reminder_at: None,
+                refresh_uncertain: Some(false),
+            };
+            if round == 0 {
+                let rotation = Rotation {
+                    expected_generation: c.tokens.generation,
+                    tokens: &fresh,
+                    now: at,
+                };
+                let result = CheckResult {
+                    generation: c.tokens.generation + 1,
+                    ..result
+                };
+                assert!(store.finish_refreshed(c, rotation, &result).await.unwrap());
+            } else {
+                store.finish_check(c, &result).await.unwrap();
+            }
+        }
+    }
+    let all = store.connections().await.unwrap();
+    assert_eq!(all.len(), 2);
+    for c in &all {
+        let history = store.recent_checks(&c.id, 10).await.unwrap();
+        let rounds: Vec<u64> = history.iter().filter_map(|h| h.latency_ms).collect();
+        assert_eq!(rounds, [3, 2, 1, 0], "newest first, each once, only its own");
+        assert_eq!(history[1].category, Some(Category::Transient));
+        let last_two = store.recent_checks(&c.id, 2).await.unwrap();
+        assert_eq!(last_two.len(), 2);
+        assert_eq!(last_two[0].latency_ms, Some(3));
+    }
+}

@@ -126,7 +126,7 @@ impl RotateRow {
 }
 
 impl HealthyRow {
-    /// In `healthy_sql`'s `v` order.
+    /// In `Update::healthy`'s `v` order.
     pub(super) fn params(&self) -> [P<'_>; 5] {
         [
             P::Text(Some(self.id.as_str())),
@@ -155,7 +155,7 @@ impl HealthyRow {
 }
 
 impl RefreshedRow {
-    /// In `refreshed_sql`'s `v` order.
+    /// In `Update::refreshed`'s `v` order.
     pub(super) fn params(&self) -> impl Iterator<Item = P<'_>> {
         self.tokens
             .params()
@@ -237,61 +237,141 @@ fn chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
-/// Rotated tokens for `rows` connections, each under our lease and the generation we refreshed.
-pub(super) fn rotate_sql(backend: Backend, rows: usize) -> String {
-    format!(
-        "WITH v ({TOKEN_COLUMNS}) AS (VALUES {}) \
-         UPDATE connections SET key_id = v.kid, {SET_TOKENS} FROM v WHERE {TOKENS_UNCHANGED}",
-        values(backend, &TOKEN_TYPES, rows)
-    )
+/// One kind of guarded write of connection rows: the columns of `v` (one row of values per
+/// connection), what it sets and when it applies, written once for both of its forms.
+pub(super) struct Update {
+    columns: &'static str,
+    types: Vec<Ty>,
+    set: String,
+    guard: String,
 }
 
-/// "Still healthy" for `rows` connections that are healthy and ours.
-pub(super) fn healthy_sql(backend: Backend, rows: usize) -> String {
-    use Ty::*;
-    format!(
-        "WITH v (cid, lease, ts, next_at, uncertain) AS (VALUES {}) \
-         UPDATE connections SET consecutive_failures = 0, last_check_at = v.ts, \
-           next_check_at = v.next_at, lease_owner = NULL, lease_expires_at = NULL, \
-           updated_at = v.ts, refresh_uncertain_since = CASE v.uncertain \
-             WHEN 1 THEN COALESCE(connections.refresh_uncertain_since, \
-               connections.refresh_sent_at, v.ts) \
-             WHEN 0 THEN NULL ELSE connections.refresh_uncertain_since END, \
-           refresh_interrupted_at = CASE v.uncertain WHEN 0 THEN NULL \
-             ELSE connections.refresh_interrupted_at END, refresh_sent_at = NULL \
-         FROM v WHERE connections.id = v.cid AND connections.lease_owner = v.lease \
-           AND connections.status = 'healthy'",
-        values(backend, &[Text, Text, Int, Int, Int], rows)
-    )
+impl Update {
+    /// Rotated tokens, under our lease and the generation we refreshed.
+    pub(super) fn rotate() -> Self {
+        Update {
+            columns: TOKEN_COLUMNS,
+            types: TOKEN_TYPES.to_vec(),
+            set: format!("key_id = v.kid, {SET_TOKENS}"),
+            guard: TOKENS_UNCHANGED.to_owned(),
+        }
+    }
+
+    /// "Still healthy", for connections that are healthy and ours.
+    pub(super) fn healthy() -> Self {
+        use Ty::*;
+        Update {
+            columns: "cid, lease, ts, next_at, uncertain",
+            types: vec![Text, Text, Int, Int, Int],
+            set: "consecutive_failures = 0, last_check_at = v.ts, \
+                  next_check_at = v.next_at, lease_owner = NULL, lease_expires_at = NULL, \
+                  updated_at = v.ts, refresh_uncertain_since = CASE v.uncertain \
+                    WHEN 1 THEN COALESCE(connections.refresh_uncertain_since, \
+                      connections.refresh_sent_at, v.ts) \
+                    WHEN 0 THEN NULL ELSE connections.refresh_uncertain_since END, \
+                  refresh_interrupted_at = CASE v.uncertain WHEN 0 THEN NULL \
+                    ELSE connections.refresh_interrupted_at END, refresh_sent_at = NULL"
+                .to_owned(),
+            guard: "connections.id = v.cid AND connections.lease_owner = v.lease \
+                    AND connections.status = 'healthy'"
+                .to_owned(),
+        }
+    }
+
+    /// Refreshed tokens and a healthy result, all as claimed.
+    pub(super) fn refreshed() -> Self {
+        let mut types = TOKEN_TYPES.to_vec();
+        types.push(Ty::Int);
+        Update {
+            columns: "cid, lease, expected, kid, acc, ref, exp, rexp, scp, inst, ts, next_at",
+            types,
+            set: format!(
+                "{SET_TOKENS}, consecutive_failures = 0, last_check_at = v.ts, \
+                 next_check_at = v.next_at, lease_owner = NULL, lease_expires_at = NULL"
+            ),
+            guard: format!(
+                "{TOKENS_UNCHANGED} AND connections.key_id = v.kid \
+                 AND connections.status = 'healthy'"
+            ),
+        }
+    }
+
+    /// For `rows` connections at once: `v` is a table of values.
+    pub(super) fn merged(&self, backend: Backend, rows: usize) -> String {
+        format!(
+            "WITH v ({}) AS (VALUES {}) UPDATE connections SET {} FROM v WHERE {}",
+            self.columns,
+            values(backend, &self.types, rows),
+            self.set,
+            self.guard
+        )
+    }
+
+    /// For one connection on SQLite, with plain parameters (`?1` for `v`'s first column …): no
+    /// table of values to build and join. `last_check` also sets the connection's last check,
+    /// to the parameter after `v`'s.
+    pub(super) fn direct(&self, last_check: bool) -> String {
+        let columns: Vec<&str> = self.columns.split(", ").collect();
+        let last = if last_check {
+            format!(", last_check_id = ?{}", columns.len() + 1)
+        } else {
+            String::new()
+        };
+        format!(
+            "UPDATE connections SET {}{last} WHERE {}",
+            numbered(&self.set, &columns),
+            numbered(&self.guard, &columns)
+        )
+    }
 }
 
-/// Refreshed tokens and a healthy result for `rows` connections, all as claimed.
-pub(super) fn refreshed_sql(backend: Backend, rows: usize) -> String {
-    let mut types = TOKEN_TYPES.to_vec();
-    types.push(Ty::Int);
-    format!(
-        "WITH v ({TOKEN_COLUMNS}, next_at) AS (VALUES {}) \
-         UPDATE connections SET {SET_TOKENS}, consecutive_failures = 0, \
-           last_check_at = v.ts, next_check_at = v.next_at, \
-           lease_owner = NULL, lease_expires_at = NULL \
-         FROM v WHERE {TOKENS_UNCHANGED} AND connections.key_id = v.kid \
-           AND connections.status = 'healthy'",
-        values(backend, &types, rows)
-    )
+/// `v.name` as `?n`, `name` being `columns[n - 1]`.
+fn numbered(text: &str, columns: &[&str]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("v.") {
+        let starts_word = rest[..at]
+            .chars()
+            .last()
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'));
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let len = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        match columns.iter().position(|c| *c == &after[..len]) {
+            Some(i) if starts_word => out.push_str(&format!("?{}", i + 1)),
+            _ => out.push_str(&rest[at..at + 2 + len]),
+        }
+        rest = &after[len..];
+    }
+    out.push_str(rest);
+    out
 }
 
-/// The history rows of `rows` finished checks. Each links to its connection's last check; a
-/// trigger makes it the last.
+const HISTORY_COLUMNS: &str = "connection_id, previous_id, instance, token_generation, \
+     started_at, finished_at, phase, category, http_status, latency_ms, error";
+
+/// The history rows of `rows` finished checks, each linked to its connection's last check. The
+/// caller makes each new row its connection's last.
 pub(super) fn record_sql(backend: Backend, rows: usize) -> String {
     use Ty::*;
     let types = [Text, Text, Int, Int, Int, Text, Text, Int, Int, Text];
     format!(
         "WITH v (cid, inst, gen, started, finished, ph, cat, st, lat, err) AS (VALUES {}) \
-         INSERT INTO checks (connection_id, previous_id, instance, token_generation, \
-           started_at, finished_at, phase, category, http_status, latency_ms, error) \
+         INSERT INTO checks ({HISTORY_COLUMNS}) \
          SELECT v.cid, (SELECT last_check_id FROM connections c WHERE c.id = v.cid), v.inst, \
            v.gen, v.started, v.finished, v.ph, v.cat, v.st, v.lat, v.err FROM v",
         values(backend, &types, rows)
+    )
+}
+
+/// `record_sql` for one check on SQLite, with plain parameters.
+pub(super) fn record_direct() -> String {
+    format!(
+        "INSERT INTO checks ({HISTORY_COLUMNS}) VALUES (?1, \
+           (SELECT last_check_id FROM connections WHERE id = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
+           ?9, ?10)"
     )
 }
 
@@ -304,7 +384,7 @@ pub(super) async fn rotate(
 ) -> Result<Vec<Result<i64, StoreError>>, StoreError> {
     let mut stored: HashMap<String, i64> = HashMap::with_capacity(rows.len());
     for chunk in chunks(rows) {
-        let sql = rotate_sql(backend, chunk.len());
+        let sql = Update::rotate().merged(backend, chunk.len());
         let returning = format!("{sql} RETURNING connections.id, connections.token_generation");
         let bind = |q| bind(q, chunk.iter().flat_map(RotateRow::params));
         match applied(conn, &sql, &returning, chunk.len(), bind).await? {
@@ -369,7 +449,7 @@ pub(super) async fn finish_healthy(
 ) -> Result<Vec<bool>, StoreError> {
     let mut ids = std::collections::HashSet::with_capacity(rows.len());
     for chunk in chunks(rows) {
-        let sql = healthy_sql(backend, chunk.len());
+        let sql = Update::healthy().merged(backend, chunk.len());
         let returning = format!("{sql} RETURNING connections.id");
         let bind = |q| bind(q, chunk.iter().flat_map(HealthyRow::params));
         match applied(conn, &sql, &returning, chunk.len(), bind).await? {
@@ -398,7 +478,7 @@ pub(super) async fn refreshed(
 ) -> Result<Vec<bool>, StoreError> {
     let mut ids = std::collections::HashSet::with_capacity(rows.len());
     for chunk in chunks(rows) {
-        let sql = refreshed_sql(backend, chunk.len());
+        let sql = Update::refreshed().merged(backend, chunk.len());
         let returning = format!("{sql} RETURNING connections.id");
         let bind = |q| bind(q, chunk.iter().flat_map(RefreshedRow::params));
         match applied(conn, &sql, &returning, chunk.len(), bind).await? {
@@ -423,17 +503,33 @@ pub(super) async fn refreshed(
 }
 
 /// The history rows of finished checks (the `HealthyRow` fields every result has), each
-/// written once, whole.
+/// written once, whole, and made its connection's last.
 pub(super) async fn record(
     conn: &mut sqlx::AnyConnection,
     backend: Backend,
     done: &[&HealthyRow],
 ) -> Result<(), StoreError> {
     for chunk in chunks(done) {
-        let sql = record_sql(backend, chunk.len());
-        bind(sqlx::query(&sql), chunk.iter().flat_map(|r| r.history()))
-            .execute(&mut *conn)
+        let sql = format!(
+            "{} RETURNING connection_id, id",
+            record_sql(backend, chunk.len())
+        );
+        let ids = bind(sqlx::query(&sql), chunk.iter().flat_map(|r| r.history()))
+            .fetch_all(&mut *conn)
             .await?;
+        let mut links = Vec::with_capacity(ids.len());
+        for row in &ids {
+            links.push((row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?));
+        }
+        let sql = format!(
+            "WITH v (cid, last) AS (VALUES {}) \
+             UPDATE connections SET last_check_id = v.last FROM v WHERE connections.id = v.cid",
+            values(backend, &[Ty::Text, Ty::Int], links.len())
+        );
+        let params = links
+            .iter()
+            .flat_map(|(cid, last)| [P::Text(Some(cid)), P::Int(Some(*last))]);
+        bind(sqlx::query(&sql), params).execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -468,6 +564,36 @@ mod tests {
         assert_eq!(chunks(&rows[..0]).count(), 0);
         let all: Vec<u32> = chunks(&rows).flatten().copied().collect();
         assert_eq!(all, rows);
+    }
+
+    #[test]
+    fn direct_updates_number_the_columns_of_v() {
+        let sql = Update::healthy().direct(true);
+        assert!(
+            sql.starts_with("UPDATE connections SET consecutive_failures = 0, last_check_at = ?3,")
+        );
+        assert!(sql.contains(
+            "COALESCE(connections.refresh_uncertain_since, connections.refresh_sent_at, ?3)"
+        ));
+        assert!(sql.contains(
+            ", last_check_id = ?6 WHERE connections.id = ?1 AND connections.lease_owner = ?2"
+        ));
+        assert!(!sql.contains("v."), "{sql}");
+        let sql = Update::refreshed().direct(false);
+        assert!(
+            sql.contains("access_token = ?5, refresh_token = ?6,"),
+            "{sql}"
+        );
+        assert!(sql.contains("next_check_at = ?12"), "{sql}");
+        assert!(
+            !sql.contains("v.") && !sql.contains("last_check_id"),
+            "{sql}"
+        );
+        // Only whole names of v's columns: not `prev.ts`, not `v.unknown`.
+        assert_eq!(
+            numbered("prev.ts = v.ts, v.unknown", &["ts"]),
+            "prev.ts = ?1, v.unknown"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
-use super::merged::{self, HealthyRow, P, RefreshedRow, RotateRow};
+use super::merged::{self, HealthyRow, P, RefreshedRow, RotateRow, Update};
 use super::*;
 
 /// Writes that share one transaction at most.
@@ -159,10 +159,10 @@ impl Statements {
     fn new() -> Self {
         Statements {
             claim: checks::claim_due_sql(Backend::Sqlite),
-            rotate: merged::rotate_sql(Backend::Sqlite, 1),
-            healthy: merged::healthy_sql(Backend::Sqlite, 1),
-            refreshed: merged::refreshed_sql(Backend::Sqlite, 1),
-            record: merged::record_sql(Backend::Sqlite, 1),
+            rotate: Update::rotate().direct(false),
+            healthy: Update::healthy().direct(true),
+            refreshed: Update::refreshed().direct(true),
+            record: merged::record_direct(),
             claim_columns: None,
         }
     }
@@ -261,14 +261,15 @@ fn run(conn: &Connection, work: Work, sql: &mut Statements) -> Done {
     }
 }
 
-fn savepoint<T>(
+/// Runs `f`, and undoes what it wrote unless it answered `true`.
+fn savepoint(
     conn: &Connection,
-    f: impl FnOnce() -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
+    f: impl FnOnce() -> Result<bool, StoreError>,
+) -> Result<bool, StoreError> {
     let exec = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
     exec("SAVEPOINT one").map_err(native)?;
     let result = f();
-    if result.is_err() && !conn.is_autocommit() {
+    if !matches!(result, Ok(true)) && !conn.is_autocommit() {
         let _ = exec("ROLLBACK TO one");
     }
     if !conn.is_autocommit() {
@@ -340,7 +341,9 @@ fn rotate(conn: &Connection, sql: &str, row: &RotateRow) -> Result<i64, StoreErr
     })
 }
 
-/// A guarded update of a finished check's connection, then its history row when it applied.
+/// A finished check's history row, then the guarded update of its connection, which names it
+/// the last check: one write of the connection row. `false` when the update did not apply, and
+/// the history row is then undone with it.
 fn finish(
     conn: &Connection,
     sql: &str,
@@ -348,17 +351,15 @@ fn finish(
     record: &str,
     check: &HealthyRow,
 ) -> Result<bool, StoreError> {
-    let applied = conn
-        .prepare_cached(sql)
-        .and_then(|mut s| s.execute(rusqlite::params_from_iter(params)))
-        .map_err(native)?;
-    if applied != 1 {
-        return Ok(false);
-    }
     conn.prepare_cached(record)
         .and_then(|mut s| s.execute(rusqlite::params_from_iter(check.history())))
         .map_err(native)?;
-    Ok(true)
+    let last = P::Int(Some(conn.last_insert_rowid()));
+    let applied = conn
+        .prepare_cached(sql)
+        .and_then(|mut s| s.execute(rusqlite::params_from_iter(params.iter().chain([&last]))))
+        .map_err(native)?;
+    Ok(applied == 1)
 }
 
 /// Hands the writer one write and waits for its answer, given after the commit.
