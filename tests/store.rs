@@ -572,8 +572,8 @@ async fn history_follows_each_connections_checks(db: DatabaseConfig) {
         store.add_connection(new_connection(), now()).await.unwrap();
     }
     let provider = "acme".parse().unwrap();
-    let fresh = TokenSet::from_json(br#"{"access_token":"a2","refresh_token":"r2"}"#, now())
-        .unwrap();
+    let fresh =
+        TokenSet::from_json(br#"{"access_token":"a2","refresh_token":"r2"}"#, now()).unwrap();
     let mut at = now();
     // Each round's result is told apart by its latency: the round's number.
     let rounds: [(Category, Transition); 4] = [
@@ -634,7 +634,11 @@ async fn history_follows_each_connections_checks(db: DatabaseConfig) {
     for c in &all {
         let history = store.recent_checks(&c.id, 10).await.unwrap();
         let rounds: Vec<u64> = history.iter().filter_map(|h| h.latency_ms).collect();
-        assert_eq!(rounds, [3, 2, 1, 0], "newest first, each once, only its own");
+        assert_eq!(
+            rounds,
+            [3, 2, 1, 0],
+            "newest first, each once, only its own"
+        );
         assert_eq!(history[1].category, Some(Category::Transient));
         let last_two = store.recent_checks(&c.id, 2).await.unwrap();
         assert_eq!(last_two.len(), 2);
