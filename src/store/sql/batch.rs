@@ -190,6 +190,17 @@ impl SqlStore {
     }
 }
 
+/// Hands a writer (`native`'s, `pg_batch`'s) one write and waits for its answer, given after
+/// the commit.
+pub(super) async fn ask<W, T>(
+    writer: &mpsc::Sender<W>,
+    work: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> W,
+) -> Result<T, StoreError> {
+    let (done, answer) = oneshot::channel();
+    writer.send(work(done)).await.map_err(|_| stopped())?;
+    answer.await.map_err(|_| stopped())?
+}
+
 fn stopped() -> StoreError {
     StoreError::Commit("the store's writer has stopped".into())
 }
@@ -208,11 +219,14 @@ impl SqlStore {
         Ok(result)
     }
 
-    /// Stores rotated tokens: with the native writer's next commit on SQLite, alone on
-    /// PostgreSQL.
+    /// Stores rotated tokens with the writer's next commit (one row alone only in tests that
+    /// open a store without one).
     pub(super) async fn store_rotation(&self, row: RotateRow) -> Result<i64, StoreError> {
         if let Some(writer) = &self.native {
-            return native::ask(writer, |done| native::Work::Rotate(row, done)).await;
+            return ask(writer, |done| native::Work::Rotate(row, done)).await;
+        }
+        if let Some(writer) = &self.pg_batch {
+            return ask(writer, |done| pg_batch::Queued::Rotate(row, done)).await;
         }
         let backend = self.backend;
         self.alone(Result::is_ok, move |tx| {
@@ -230,7 +244,10 @@ impl SqlStore {
     /// it is not healthy or not ours any more.
     pub(super) async fn store_healthy(&self, row: HealthyRow) -> Result<bool, StoreError> {
         if let Some(writer) = &self.native {
-            return native::ask(writer, |done| native::Work::Healthy(row, done)).await;
+            return ask(writer, |done| native::Work::Healthy(row, done)).await;
+        }
+        if let Some(writer) = &self.pg_batch {
+            return ask(writer, |done| pg_batch::Queued::Healthy(row, done)).await;
         }
         let backend = self.backend;
         self.alone(
@@ -249,7 +266,10 @@ impl SqlStore {
     /// is not as claimed.
     pub(super) async fn store_refreshed(&self, row: RefreshedRow) -> Result<bool, StoreError> {
         if let Some(writer) = &self.native {
-            return native::ask(writer, |done| native::Work::Refreshed(row, done)).await;
+            return ask(writer, |done| native::Work::Refreshed(row, done)).await;
+        }
+        if let Some(writer) = &self.pg_batch {
+            return ask(writer, |done| pg_batch::Queued::Refreshed(row, done)).await;
         }
         let backend = self.backend;
         self.alone(

@@ -69,7 +69,7 @@ impl SqlStore {
             until: to_ms(lease.until),
         };
         if let Some(writer) = &self.native {
-            let rows = native::ask(writer, |done| native::Work::Claim(due, done)).await?;
+            let rows = batch::ask(writer, |done| native::Work::Claim(due, done)).await?;
             return self.claimed_rows(&rows, &q, lease, now, None).await;
         }
         let mut tx = self.write().await?;

@@ -24,6 +24,7 @@ mod handouts;
 mod merged;
 mod native;
 mod outbox;
+mod pg_batch;
 mod pipelines;
 mod reauth;
 mod rows;
@@ -109,6 +110,8 @@ pub struct SqlStore {
     batch: Option<tokio::sync::mpsc::Sender<batch::Queued>>,
     /// SQLite's writer of claims, rotations and results (see `native`).
     native: Option<tokio::sync::mpsc::Sender<native::Work>>,
+    /// PostgreSQL's group commit of rotations and results (see `pg_batch`).
+    pg_batch: Option<tokio::sync::mpsc::Sender<pg_batch::Queued>>,
     /// Hand-out reads, grouped (see `handouts`).
     handouts: tokio::sync::mpsc::Sender<handouts::Asked>,
     /// Woken after every commit of this process's writes.
@@ -214,6 +217,7 @@ impl SqlStore {
         let native = native::start(&absolute(path)?, turns.clone(), committed.clone())?;
         Ok(Self {
             native: Some(native),
+            pg_batch: None,
             committed,
             handouts: handout_readers(&pool, &keyring),
             pool,
@@ -253,6 +257,7 @@ impl SqlStore {
         Ok(Self {
             committed: Arc::new(tokio::sync::Notify::new()),
             handouts: handout_readers(&pool, &keyring),
+            pg_batch: Some(pg_batch::start(pool.clone())),
             pool,
             keyring,
             backend: Backend::Postgres,

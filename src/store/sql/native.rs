@@ -361,14 +361,3 @@ fn finish(
         .map_err(native)?;
     Ok(applied == 1)
 }
-
-/// Hands the writer one write and waits for its answer, given after the commit.
-pub(super) async fn ask<T>(
-    writer: &mpsc::Sender<Work>,
-    work: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Work,
-) -> Result<T, StoreError> {
-    let stopped = || StoreError::Commit("the store's writer has stopped".into());
-    let (done, answer) = oneshot::channel();
-    writer.send(work(done)).await.map_err(|_| stopped())?;
-    answer.await.map_err(|_| stopped())?
-}
