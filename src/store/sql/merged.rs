@@ -261,8 +261,8 @@ impl Update {
     pub(super) fn healthy() -> Self {
         use Ty::*;
         Update {
-            columns: "cid, lease, ts, next_at, uncertain",
-            types: vec![Text, Text, Int, Int, Int],
+            columns: "cid, lease, ts, next_at, uncertain, last",
+            types: vec![Text, Text, Int, Int, Int, Int],
             set: "consecutive_failures = 0, last_check_at = v.ts, \
                   next_check_at = v.next_at, lease_owner = NULL, lease_expires_at = NULL, \
                   updated_at = v.ts, refresh_uncertain_since = CASE v.uncertain \
@@ -270,7 +270,8 @@ impl Update {
                       connections.refresh_sent_at, v.ts) \
                     WHEN 0 THEN NULL ELSE connections.refresh_uncertain_since END, \
                   refresh_interrupted_at = CASE v.uncertain WHEN 0 THEN NULL \
-                    ELSE connections.refresh_interrupted_at END, refresh_sent_at = NULL"
+                    ELSE connections.refresh_interrupted_at END, refresh_sent_at = NULL, \
+                  last_check_id = v.last"
                 .to_owned(),
             guard: "connections.id = v.cid AND connections.lease_owner = v.lease \
                     AND connections.status = 'healthy'"
@@ -281,13 +282,14 @@ impl Update {
     /// Refreshed tokens and a healthy result, all as claimed.
     pub(super) fn refreshed() -> Self {
         let mut types = TOKEN_TYPES.to_vec();
-        types.push(Ty::Int);
+        types.extend([Ty::Int, Ty::Int]);
         Update {
-            columns: "cid, lease, expected, kid, acc, ref, exp, rexp, scp, inst, ts, next_at",
+            columns: "cid, lease, expected, kid, acc, ref, exp, rexp, scp, inst, ts, next_at, last",
             types,
             set: format!(
                 "{SET_TOKENS}, consecutive_failures = 0, last_check_at = v.ts, \
-                 next_check_at = v.next_at, lease_owner = NULL, lease_expires_at = NULL"
+                 next_check_at = v.next_at, lease_owner = NULL, lease_expires_at = NULL, \
+                 last_check_id = v.last"
             ),
             guard: format!(
                 "{TOKENS_UNCHANGED} AND connections.key_id = v.kid \
@@ -308,17 +310,11 @@ impl Update {
     }
 
     /// For one connection on SQLite, with plain parameters (`?1` for `v`'s first column …): no
-    /// table of values to build and join. `last_check` also sets the connection's last check,
-    /// to the parameter after `v`'s.
-    pub(super) fn direct(&self, last_check: bool) -> String {
+    /// table of values to build and join.
+    pub(super) fn direct(&self) -> String {
         let columns: Vec<&str> = self.columns.split(", ").collect();
-        let last = if last_check {
-            format!(", last_check_id = ?{}", columns.len() + 1)
-        } else {
-            String::new()
-        };
         format!(
-            "UPDATE connections SET {}{last} WHERE {}",
+            "UPDATE connections SET {} WHERE {}",
             numbered(&self.set, &columns),
             numbered(&self.guard, &columns)
         )
@@ -353,7 +349,8 @@ const HISTORY_COLUMNS: &str = "connection_id, previous_id, instance, token_gener
      started_at, finished_at, phase, category, http_status, latency_ms, error";
 
 /// The history rows of `rows` finished checks, each linked to its connection's last check. The
-/// caller makes each new row its connection's last.
+/// caller makes each new row its connection's last (`last_check_id`, in the same update as the
+/// result where it can).
 pub(super) fn record_sql(backend: Backend, rows: usize) -> String {
     use Ty::*;
     let types = [Text, Text, Int, Int, Int, Text, Text, Int, Int, Text];
@@ -447,13 +444,17 @@ pub(super) async fn finish_healthy(
     backend: Backend,
     rows: &[HealthyRow],
 ) -> Result<Vec<bool>, StoreError> {
+    let checks: Vec<&HealthyRow> = rows.iter().collect();
+    let last = history(conn, backend, &checks).await?;
+    let update = Update::healthy();
     let mut ids = std::collections::HashSet::with_capacity(rows.len());
-    for chunk in chunks(rows) {
-        let sql = Update::healthy().merged(backend, chunk.len());
+    let linked: Vec<(&HealthyRow, i64)> = rows.iter().zip(last.iter().copied()).collect();
+    for chunk in chunks(&linked) {
+        let sql = update.merged(backend, chunk.len());
         let returning = format!("{sql} RETURNING connections.id");
-        let bind = |q| bind(q, chunk.iter().flat_map(HealthyRow::params));
+        let bind = |q| bind(q, chunk.iter().flat_map(healthy_linked));
         match applied(conn, &sql, &returning, chunk.len(), bind).await? {
-            None => ids.extend(chunk.iter().map(|r| r.id.as_str().to_owned())),
+            None => ids.extend(chunk.iter().map(|(r, _)| r.id.as_str().to_owned())),
             Some(rows) => {
                 for row in rows {
                     ids.insert(row.try_get::<String, _>(0)?);
@@ -461,12 +462,9 @@ pub(super) async fn finish_healthy(
             }
         }
     }
-    let done: Vec<&HealthyRow> = rows
-        .iter()
-        .filter(|r| ids.contains(r.id.as_str()))
-        .collect();
-    record(conn, backend, &done).await?;
-    Ok(rows.iter().map(|r| ids.contains(r.id.as_str())).collect())
+    let applied: Vec<bool> = rows.iter().map(|r| ids.contains(r.id.as_str())).collect();
+    unrecord(conn, backend, &last, &applied).await?;
+    Ok(applied)
 }
 
 /// Stores refreshed tokens with a healthy result: `false` for a row not applied (nothing written
@@ -476,13 +474,17 @@ pub(super) async fn refreshed(
     backend: Backend,
     rows: &[RefreshedRow],
 ) -> Result<Vec<bool>, StoreError> {
+    let checks: Vec<&HealthyRow> = rows.iter().map(|r| &r.check).collect();
+    let last = history(conn, backend, &checks).await?;
+    let update = Update::refreshed();
     let mut ids = std::collections::HashSet::with_capacity(rows.len());
-    for chunk in chunks(rows) {
-        let sql = Update::refreshed().merged(backend, chunk.len());
+    let linked: Vec<(&RefreshedRow, i64)> = rows.iter().zip(last.iter().copied()).collect();
+    for chunk in chunks(&linked) {
+        let sql = update.merged(backend, chunk.len());
         let returning = format!("{sql} RETURNING connections.id");
-        let bind = |q| bind(q, chunk.iter().flat_map(RefreshedRow::params));
+        let bind = |q| bind(q, chunk.iter().flat_map(refreshed_linked));
         match applied(conn, &sql, &returning, chunk.len(), bind).await? {
-            None => ids.extend(chunk.iter().map(|r| r.tokens.id.as_str().to_owned())),
+            None => ids.extend(chunk.iter().map(|(r, _)| r.tokens.id.as_str().to_owned())),
             Some(rows) => {
                 for row in rows {
                     ids.insert(row.try_get::<String, _>(0)?);
@@ -490,16 +492,86 @@ pub(super) async fn refreshed(
             }
         }
     }
-    let done: Vec<&HealthyRow> = rows
-        .iter()
-        .map(|r| &r.check)
-        .filter(|r| ids.contains(r.id.as_str()))
-        .collect();
-    record(conn, backend, &done).await?;
-    Ok(rows
+    let applied: Vec<bool> = rows
         .iter()
         .map(|r| ids.contains(r.tokens.id.as_str()))
-        .collect())
+        .collect();
+    unrecord(conn, backend, &last, &applied).await?;
+    Ok(applied)
+}
+
+/// A row's parameters, and its history row's id as the connection's last check.
+fn healthy_linked<'a>(&(r, last): &(&'a HealthyRow, i64)) -> impl Iterator<Item = P<'a>> {
+    r.params().into_iter().chain([P::Int(Some(last))])
+}
+
+fn refreshed_linked<'a>(&(r, last): &(&'a RefreshedRow, i64)) -> impl Iterator<Item = P<'a>> {
+    r.params().chain([P::Int(Some(last))])
+}
+
+/// Writes the history rows of `checks` and answers their ids, in `checks` order, for the
+/// update of each connection to name as its last.
+async fn history(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    checks: &[&HealthyRow],
+) -> Result<Vec<i64>, StoreError> {
+    let mut ids = Vec::with_capacity(checks.len());
+    for chunk in chunks(checks) {
+        let connections: std::collections::HashSet<&str> =
+            chunk.iter().map(|r| r.id.as_str()).collect();
+        // Rows come back in no promised order: they are matched by connection, which is
+        // unique unless one connection finished twice here (then one row at a time).
+        if connections.len() < chunk.len() && chunk.len() > 1 {
+            for one in chunk {
+                ids.extend(Box::pin(history(conn, backend, std::slice::from_ref(one))).await?);
+            }
+            continue;
+        }
+        let sql = format!(
+            "{} RETURNING connection_id, id",
+            record_sql(backend, chunk.len())
+        );
+        let returned = bind(sqlx::query(&sql), chunk.iter().flat_map(|r| r.history()))
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut by_connection = HashMap::with_capacity(returned.len());
+        for row in &returned {
+            by_connection.insert(row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?);
+        }
+        for r in chunk {
+            let id = by_connection.get(r.id.as_str()).ok_or_else(|| {
+                StoreError::Commit(format!("no history row came back for {}", r.id))
+            })?;
+            ids.push(*id);
+        }
+    }
+    Ok(ids)
+}
+
+/// Removes the history rows of checks whose update did not apply: nothing of them is kept.
+async fn unrecord(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    ids: &[i64],
+    applied: &[bool],
+) -> Result<(), StoreError> {
+    let refused: Vec<i64> = ids
+        .iter()
+        .zip(applied)
+        .filter(|(_, applied)| !**applied)
+        .map(|(id, _)| *id)
+        .collect();
+    for chunk in chunks(&refused) {
+        let sql = format!(
+            "WITH v (id) AS (VALUES {}) DELETE FROM checks WHERE id IN (SELECT id FROM v)",
+            values(backend, &[Ty::Int], chunk.len())
+        );
+        bind(sqlx::query(&sql), chunk.iter().map(|id| P::Int(Some(*id))))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The history rows of finished checks (the `HealthyRow` fields every result has), each
@@ -568,7 +640,7 @@ mod tests {
 
     #[test]
     fn direct_updates_number_the_columns_of_v() {
-        let sql = Update::healthy().direct(true);
+        let sql = Update::healthy().direct();
         assert!(
             sql.starts_with("UPDATE connections SET consecutive_failures = 0, last_check_at = ?3,")
         );
@@ -576,19 +648,17 @@ mod tests {
             "COALESCE(connections.refresh_uncertain_since, connections.refresh_sent_at, ?3)"
         ));
         assert!(sql.contains(
-            ", last_check_id = ?6 WHERE connections.id = ?1 AND connections.lease_owner = ?2"
+            "last_check_id = ?6 WHERE connections.id = ?1 AND connections.lease_owner = ?2"
         ));
         assert!(!sql.contains("v."), "{sql}");
-        let sql = Update::refreshed().direct(false);
+        let sql = Update::refreshed().direct();
         assert!(
             sql.contains("access_token = ?5, refresh_token = ?6,"),
             "{sql}"
         );
         assert!(sql.contains("next_check_at = ?12"), "{sql}");
-        assert!(
-            !sql.contains("v.") && !sql.contains("last_check_id"),
-            "{sql}"
-        );
+        assert!(sql.contains("last_check_id = ?13"), "{sql}");
+        assert!(!sql.contains("v."), "{sql}");
         // Only whole names of v's columns: not `prev.ts`, not `v.unknown`.
         assert_eq!(
             numbered("prev.ts = v.ts, v.unknown", &["ts"]),

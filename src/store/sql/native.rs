@@ -159,9 +159,9 @@ impl Statements {
     fn new() -> Self {
         Statements {
             claim: checks::claim_due_sql(Backend::Sqlite),
-            rotate: Update::rotate().direct(false),
-            healthy: Update::healthy().direct(true),
-            refreshed: Update::refreshed().direct(true),
+            rotate: Update::rotate().direct(),
+            healthy: Update::healthy().direct(),
+            refreshed: Update::refreshed().direct(),
             record: merged::record_direct(),
             claim_columns: None,
         }
