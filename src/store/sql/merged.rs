@@ -201,27 +201,13 @@ fn values(backend: Backend, types: &[Ty], rows: usize) -> String {
     out
 }
 
-/// Runs a merged UPDATE and tells which rows it applied to. It runs first without its
-/// `RETURNING` clause: when it touches every row, as it nearly always does, nothing has to come
-/// back row by row from the driver's thread (`None`). When it touches fewer, it is undone and run
-/// again with `RETURNING`, whose rows are the answer.
+/// Runs a merged UPDATE and answers the ids of the connections it applied to.
 async fn applied<'q>(
     conn: &mut sqlx::AnyConnection,
-    sql: &'q str,
     returning: &'q str,
-    rows: usize,
     bind: impl Fn(AnyQuery<'q>) -> AnyQuery<'q>,
-) -> Result<Option<Vec<sqlx::any::AnyRow>>, StoreError> {
-    conn.execute("SAVEPOINT applied").await?;
-    let touched = bind(sqlx::query(sql)).execute(&mut *conn).await?;
-    if touched.rows_affected() != rows as u64 {
-        conn.execute("ROLLBACK TO applied").await?;
-        let returned = bind(sqlx::query(returning)).fetch_all(&mut *conn).await?;
-        conn.execute("RELEASE applied").await?;
-        return Ok(Some(returned));
-    }
-    conn.execute("RELEASE applied").await?;
-    Ok(None)
+) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+    Ok(bind(sqlx::query(returning)).fetch_all(&mut *conn).await?)
 }
 
 /// Powers of two, largest first: 43 rows go as 32 + 8 + 2 + 1.
@@ -381,21 +367,13 @@ pub(super) async fn rotate(
 ) -> Result<Vec<Result<i64, StoreError>>, StoreError> {
     let mut stored: HashMap<String, i64> = HashMap::with_capacity(rows.len());
     for chunk in chunks(rows) {
-        let sql = Update::rotate().merged(backend, chunk.len());
-        let returning = format!("{sql} RETURNING connections.id, connections.token_generation");
+        let sql = format!(
+            "{} RETURNING connections.id, connections.token_generation",
+            Update::rotate().merged(backend, chunk.len())
+        );
         let bind = |q| bind(q, chunk.iter().flat_map(RotateRow::params));
-        match applied(conn, &sql, &returning, chunk.len(), bind).await? {
-            // Each stored where it was expected: one generation on.
-            None => {
-                for r in chunk {
-                    stored.insert(r.id.as_str().to_owned(), r.expected + 1);
-                }
-            }
-            Some(rows) => {
-                for row in rows {
-                    stored.insert(row.try_get(0)?, row.try_get(1)?);
-                }
-            }
+        for row in applied(conn, &sql, bind).await? {
+            stored.insert(row.try_get(0)?, row.try_get(1)?);
         }
     }
     let mut out = Vec::with_capacity(rows.len());
@@ -450,16 +428,13 @@ pub(super) async fn finish_healthy(
     let mut ids = std::collections::HashSet::with_capacity(rows.len());
     let linked: Vec<(&HealthyRow, i64)> = rows.iter().zip(last.iter().copied()).collect();
     for chunk in chunks(&linked) {
-        let sql = update.merged(backend, chunk.len());
-        let returning = format!("{sql} RETURNING connections.id");
+        let sql = format!(
+            "{} RETURNING connections.id",
+            update.merged(backend, chunk.len())
+        );
         let bind = |q| bind(q, chunk.iter().flat_map(healthy_linked));
-        match applied(conn, &sql, &returning, chunk.len(), bind).await? {
-            None => ids.extend(chunk.iter().map(|(r, _)| r.id.as_str().to_owned())),
-            Some(rows) => {
-                for row in rows {
-                    ids.insert(row.try_get::<String, _>(0)?);
-                }
-            }
+        for row in applied(conn, &sql, bind).await? {
+            ids.insert(row.try_get::<String, _>(0)?);
         }
     }
     let applied: Vec<bool> = rows.iter().map(|r| ids.contains(r.id.as_str())).collect();
@@ -480,16 +455,13 @@ pub(super) async fn refreshed(
     let mut ids = std::collections::HashSet::with_capacity(rows.len());
     let linked: Vec<(&RefreshedRow, i64)> = rows.iter().zip(last.iter().copied()).collect();
     for chunk in chunks(&linked) {
-        let sql = update.merged(backend, chunk.len());
-        let returning = format!("{sql} RETURNING connections.id");
+        let sql = format!(
+            "{} RETURNING connections.id",
+            update.merged(backend, chunk.len())
+        );
         let bind = |q| bind(q, chunk.iter().flat_map(refreshed_linked));
-        match applied(conn, &sql, &returning, chunk.len(), bind).await? {
-            None => ids.extend(chunk.iter().map(|(r, _)| r.tokens.id.as_str().to_owned())),
-            Some(rows) => {
-                for row in rows {
-                    ids.insert(row.try_get::<String, _>(0)?);
-                }
-            }
+        for row in applied(conn, &sql, bind).await? {
+            ids.insert(row.try_get::<String, _>(0)?);
         }
     }
     let applied: Vec<bool> = rows

@@ -30,21 +30,26 @@ pub(super) fn start(pool: AnyPool) -> mpsc::Sender<Queued> {
     queue
 }
 
-/// Runs one kind of merged write under a savepoint: a failed statement undoes that kind only.
+/// Runs one kind of merged write under a savepoint when the batch has others: a failed
+/// statement undoes that kind only. Alone, its failure is the transaction's.
 macro_rules! savepointed {
-    ($conn:ident, $write:expr) => {
-        match $conn.execute("SAVEPOINT merged").await {
-            Ok(_) => {
-                let result = $write.await;
-                if result.is_err() {
-                    let _ = $conn.execute("ROLLBACK TO merged").await;
+    ($conn:ident, $alone:expr, $write:expr) => {
+        if $alone {
+            $write.await
+        } else {
+            match $conn.execute("SAVEPOINT merged").await {
+                Ok(_) => {
+                    let result = $write.await;
+                    if result.is_err() {
+                        let _ = $conn.execute("ROLLBACK TO merged").await;
+                    }
+                    match $conn.execute("RELEASE merged").await {
+                        Ok(_) => result,
+                        Err(e) => Err(StoreError::from(e)),
+                    }
                 }
-                match $conn.execute("RELEASE merged").await {
-                    Ok(_) => result,
-                    Err(e) => Err(StoreError::from(e)),
-                }
+                Err(e) => Err(StoreError::from(e)),
             }
-            Err(e) => Err(StoreError::from(e)),
         }
     };
 }
@@ -96,21 +101,27 @@ async fn writer(pool: AnyPool, mut queue: mpsc::Receiver<Queued>) {
             }
         };
         let pg = Backend::Postgres;
+        let kinds = [
+            rotations.is_empty(),
+            healthy.is_empty(),
+            refreshed.is_empty(),
+        ];
+        let alone = kinds.iter().filter(|empty| !**empty).count() == 1;
         let rotated = if rotations.is_empty() {
             Ok(Vec::new())
         } else {
-            savepointed!(conn, merged::rotate(&mut conn, pg, &rotations))
+            savepointed!(conn, alone, merged::rotate(&mut conn, pg, &rotations))
         };
         let healed = if healthy.is_empty() {
             Ok(Vec::new())
         } else {
-            savepointed!(conn, merged::finish_healthy(&mut conn, pg, &healthy))
+            savepointed!(conn, alone, merged::finish_healthy(&mut conn, pg, &healthy))
                 .map(|applied| applied.into_iter().map(Ok).collect())
         };
         let done = if refreshed.is_empty() {
             Ok(Vec::new())
         } else {
-            savepointed!(conn, merged::refreshed(&mut conn, pg, &refreshed))
+            savepointed!(conn, alone, merged::refreshed(&mut conn, pg, &refreshed))
                 .map(|applied| applied.into_iter().map(Ok).collect())
         };
         // A failed commit is rolled back when the transaction is dropped.
