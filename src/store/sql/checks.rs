@@ -1,6 +1,7 @@
 //! Claims, rotations, check results and provider alerts on SQLite.
 
-use super::merged::{self, HealthyRow, RefreshedRow, RotateRow};
+use super::merged;
+use super::statements::{HealthyRow, RefreshedRow, RotateRow};
 use super::*;
 use crate::events::Event;
 

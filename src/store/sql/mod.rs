@@ -28,6 +28,7 @@ mod pg_batch;
 mod pipelines;
 mod reauth;
 mod rows;
+mod statements;
 mod store_impl;
 
 use rows::*;

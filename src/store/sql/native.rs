@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
-use super::merged::{self, HealthyRow, P, RefreshedRow, RotateRow, Update};
+use super::statements::{HealthyRow, P, RefreshedRow, RotateRow, Update};
 use super::*;
+use super::{checks, statements};
 
 /// Writes that share one transaction at most.
 const MAX_BATCH: usize = 1024;
@@ -162,7 +163,7 @@ impl Statements {
             rotate: Update::rotate().direct(),
             healthy: Update::healthy().direct(),
             refreshed: Update::refreshed().direct(),
-            record: merged::record_direct(),
+            record: statements::record_direct(),
             claim_columns: None,
         }
     }

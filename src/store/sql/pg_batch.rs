@@ -8,7 +8,8 @@
 use sqlx::Executor;
 use tokio::sync::{mpsc, oneshot};
 
-use super::merged::{self, HealthyRow, RefreshedRow, RotateRow};
+use super::merged;
+use super::statements::{HealthyRow, RefreshedRow, RotateRow};
 use super::*;
 
 /// Writes that share one transaction at most.
