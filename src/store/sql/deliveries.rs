@@ -1,7 +1,7 @@
 //! Webhook deliveries: fanned out from the event log per endpoint, claimed under leases like
 //! the mailer's notices (delivered once however many replicas run), in order per order key.
 
-use super::events::stored_from_row;
+use super::events::{EVENT_COLUMNS, stored_from_row};
 use super::*;
 use crate::store::deliveries::{Deliveries, Delivery, EndpointStatus};
 
@@ -116,9 +116,9 @@ impl Deliveries for SqlStore {
             .fetch_one(&mut *tx)
             .await?;
             let seq: i64 = row.try_get("event_seq")?;
-            let event = sqlx::query(
-                "SELECT seq, at, external_id, metadata, data FROM events WHERE seq = $1",
-            )
+            let event = sqlx::query(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE seq = $1"
+            ))
             .bind(seq)
             .fetch_one(&mut *tx)
             .await?;
