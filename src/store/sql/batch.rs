@@ -10,7 +10,6 @@ use std::pin::Pin;
 use sqlx::Executor;
 use tokio::sync::{mpsc, oneshot};
 
-use super::merged;
 use super::statements::{HealthyRow, RefreshedRow, RotateRow};
 use super::*;
 
@@ -207,81 +206,31 @@ fn stopped() -> StoreError {
 }
 
 impl SqlStore {
-    /// A merged write of one row in a transaction of its own (PostgreSQL), committed when `keep`.
-    async fn alone<T, F>(&self, keep: fn(&T) -> bool, f: F) -> Result<T, StoreError>
-    where
-        F: for<'c> FnOnce(&'c mut sqlx::AnyConnection) -> BoxFut<'c, Result<T, StoreError>>,
-    {
-        let mut tx = self.write().await?;
-        let result = f(&mut tx).await?;
-        if keep(&result) {
-            tx.commit().await?;
-        }
-        Ok(result)
-    }
-
-    /// Stores rotated tokens with the writer's next commit (one row alone only in tests that
-    /// open a store without one).
+    /// Stores rotated tokens with the writer's next commit.
     pub(super) async fn store_rotation(&self, row: RotateRow) -> Result<i64, StoreError> {
-        if let Some(writer) = &self.native {
-            return ask(writer, |done| native::Work::Rotate(row, done)).await;
+        match &self.checks_writer {
+            ChecksWriter::Sqlite(w) => ask(w, |done| native::Work::Rotate(row, done)).await,
+            ChecksWriter::Postgres(w) => ask(w, |done| pg_batch::Queued::Rotate(row, done)).await,
         }
-        if let Some(writer) = &self.pg_batch {
-            return ask(writer, |done| pg_batch::Queued::Rotate(row, done)).await;
-        }
-        let backend = self.backend;
-        self.alone(Result::is_ok, move |tx| {
-            Box::pin(async move {
-                let mut answers = merged::rotate(tx, backend, std::slice::from_ref(&row)).await?;
-                Ok(answers
-                    .pop()
-                    .unwrap_or_else(|| Err(StoreError::Commit("a write did not run".into()))))
-            })
-        })
-        .await?
     }
 
     /// Finishes a check of a healthy connection found healthy: `false` (nothing written) when
     /// it is not healthy or not ours any more.
     pub(super) async fn store_healthy(&self, row: HealthyRow) -> Result<bool, StoreError> {
-        if let Some(writer) = &self.native {
-            return ask(writer, |done| native::Work::Healthy(row, done)).await;
+        match &self.checks_writer {
+            ChecksWriter::Sqlite(w) => ask(w, |done| native::Work::Healthy(row, done)).await,
+            ChecksWriter::Postgres(w) => ask(w, |done| pg_batch::Queued::Healthy(row, done)).await,
         }
-        if let Some(writer) = &self.pg_batch {
-            return ask(writer, |done| pg_batch::Queued::Healthy(row, done)).await;
-        }
-        let backend = self.backend;
-        self.alone(
-            |applied| *applied,
-            move |tx| {
-                Box::pin(async move {
-                    let applied = merged::finish_healthy(tx, backend, std::slice::from_ref(&row));
-                    Ok(applied.await?.contains(&true))
-                })
-            },
-        )
-        .await
     }
 
     /// Stores refreshed tokens with a healthy result: `false` (nothing written) when anything
     /// is not as claimed.
     pub(super) async fn store_refreshed(&self, row: RefreshedRow) -> Result<bool, StoreError> {
-        if let Some(writer) = &self.native {
-            return ask(writer, |done| native::Work::Refreshed(row, done)).await;
+        match &self.checks_writer {
+            ChecksWriter::Sqlite(w) => ask(w, |done| native::Work::Refreshed(row, done)).await,
+            ChecksWriter::Postgres(w) => {
+                ask(w, |done| pg_batch::Queued::Refreshed(row, done)).await
+            }
         }
-        if let Some(writer) = &self.pg_batch {
-            return ask(writer, |done| pg_batch::Queued::Refreshed(row, done)).await;
-        }
-        let backend = self.backend;
-        self.alone(
-            |applied| *applied,
-            move |tx| {
-                Box::pin(async move {
-                    let applied = merged::refreshed(tx, backend, std::slice::from_ref(&row));
-                    Ok(applied.await?.contains(&true))
-                })
-            },
-        )
-        .await
     }
 }

@@ -69,7 +69,7 @@ impl SqlStore {
             owner: lease.owner.clone(),
             until: to_ms(lease.until),
         };
-        if let Some(writer) = &self.native {
+        if let ChecksWriter::Sqlite(writer) = &self.checks_writer {
             let rows = batch::ask(writer, |done| native::Work::Claim(due, done)).await?;
             return self.claimed_rows(&rows, &q, lease, now, None).await;
         }

@@ -109,15 +109,20 @@ pub struct SqlStore {
     writers: Option<Arc<tokio::sync::Mutex<()>>>,
     /// SQLite's group commit of the other writes (see `batch`).
     batch: Option<tokio::sync::mpsc::Sender<batch::Queued>>,
-    /// SQLite's writer of claims, rotations and results (see `native`).
-    native: Option<tokio::sync::mpsc::Sender<native::Work>>,
-    /// PostgreSQL's group commit of rotations and results (see `pg_batch`).
-    pg_batch: Option<tokio::sync::mpsc::Sender<pg_batch::Queued>>,
+    /// Where the writes nearly every check makes go.
+    checks_writer: ChecksWriter,
     /// Hand-out reads, grouped (see `handouts`).
     handouts: tokio::sync::mpsc::Sender<handouts::Asked>,
     /// Woken after every commit of this process's writes.
     committed: Arc<tokio::sync::Notify>,
     writes: WriteHealth,
+}
+
+/// The group commit of claims, rotations and results: SQLite's writer thread, or PostgreSQL's
+/// batching task.
+enum ChecksWriter {
+    Sqlite(tokio::sync::mpsc::Sender<native::Work>),
+    Postgres(tokio::sync::mpsc::Sender<pg_batch::Queued>),
 }
 
 /// A connection's tokens as stored: blobs under one key.
@@ -217,8 +222,7 @@ impl SqlStore {
         ));
         let native = native::start(&absolute(path)?, turns.clone(), committed.clone())?;
         Ok(Self {
-            native: Some(native),
-            pg_batch: None,
+            checks_writer: ChecksWriter::Sqlite(native),
             committed,
             handouts: handout_readers(&pool, &keyring),
             pool,
@@ -258,13 +262,12 @@ impl SqlStore {
         Ok(Self {
             committed: Arc::new(tokio::sync::Notify::new()),
             handouts: handout_readers(&pool, &keyring),
-            pg_batch: Some(pg_batch::start(pool.clone())),
+            checks_writer: ChecksWriter::Postgres(pg_batch::start(pool.clone())),
             pool,
             keyring,
             backend: Backend::Postgres,
             writers: None,
             batch: None,
-            native: None,
             writes: WriteHealth::default(),
         })
     }

@@ -102,7 +102,7 @@ pub(super) fn start(
         conn: Some(conn),
         turns,
         committed,
-        sql: Statements::new(),
+        sql: Texts::new(),
     };
     std::thread::Builder::new()
         .name("sqlite-writer".into())
@@ -142,11 +142,11 @@ struct Writer {
     conn: Option<Connection>,
     turns: Arc<tokio::sync::Mutex<()>>,
     committed: Arc<tokio::sync::Notify>,
-    sql: Statements,
+    sql: Texts,
 }
 
 /// The texts of the writer's statements, made once (they are the prepared statements' keys).
-struct Statements {
+struct Texts {
     claim: String,
     rotate: String,
     healthy: String,
@@ -156,9 +156,9 @@ struct Statements {
     claim_columns: Option<Arc<[String]>>,
 }
 
-impl Statements {
+impl Texts {
     fn new() -> Self {
-        Statements {
+        Texts {
             claim: checks::claim_due_sql(Backend::Sqlite),
             rotate: Update::rotate().direct(),
             healthy: Update::healthy().direct(),
@@ -242,7 +242,7 @@ fn fail(batch: &mut Vec<Work>, e: &str) {
 
 /// One write of the batch, under a savepoint when it has more than one statement: a failed
 /// write leaves nothing of itself and takes no other with it.
-fn run(conn: &Connection, work: Work, sql: &mut Statements) -> Done {
+fn run(conn: &Connection, work: Work, sql: &mut Texts) -> Done {
     match work {
         Work::Claim(q, to) => Done::Claim(to, claim(conn, &q, sql).map_err(native)),
         Work::Rotate(row, to) => Done::Rotate(to, rotate(conn, &sql.rotate, &row)),
@@ -279,11 +279,7 @@ fn savepoint(
     result
 }
 
-fn claim(
-    conn: &Connection,
-    q: &ClaimDue,
-    sql: &mut Statements,
-) -> rusqlite::Result<Vec<NativeRow>> {
+fn claim(conn: &Connection, q: &ClaimDue, sql: &mut Texts) -> rusqlite::Result<Vec<NativeRow>> {
     let mut stmt = conn.prepare_cached(&sql.claim)?;
     let names = match &sql.claim_columns {
         Some(names) => names.clone(),
