@@ -231,26 +231,17 @@ pub(super) async fn record(
     backend: Backend,
     done: &[&HealthyRow],
 ) -> Result<(), StoreError> {
-    for chunk in chunks(done) {
-        let sql = format!(
-            "{} RETURNING connection_id, id",
-            record_sql(backend, chunk.len())
-        );
-        let ids = bind(sqlx::query(&sql), chunk.iter().flat_map(|r| r.history()))
-            .fetch_all(&mut *conn)
-            .await?;
-        let mut links = Vec::with_capacity(ids.len());
-        for row in &ids {
-            links.push((row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?));
-        }
+    let last = history(conn, backend, done).await?;
+    let links: Vec<(&HealthyRow, i64)> = done.iter().copied().zip(last).collect();
+    for chunk in chunks(&links) {
         let sql = format!(
             "WITH v (cid, last) AS (VALUES {}) \
              UPDATE connections SET last_check_id = v.last FROM v WHERE connections.id = v.cid",
-            values(backend, &[Ty::Text, Ty::Int], links.len())
+            values(backend, &[Ty::Text, Ty::Int], chunk.len())
         );
-        let params = links
+        let params = chunk
             .iter()
-            .flat_map(|(cid, last)| [P::Text(Some(cid)), P::Int(Some(*last))]);
+            .flat_map(|(r, last)| [P::Text(Some(r.id.as_str())), P::Int(Some(*last))]);
         bind(sqlx::query(&sql), params).execute(&mut *conn).await?;
     }
     Ok(())
