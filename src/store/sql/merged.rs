@@ -258,11 +258,7 @@ pub(super) async fn why_not_ours(
             .bind(id.as_str())
             .fetch_optional(&mut *tx)
             .await?;
-    Ok(match found {
-        None => StoreError::ConnectionNotFound(id.clone()),
-        Some(o) if o.as_deref() != Some(owner) => StoreError::LeaseLost(id.clone()),
-        Some(_) => StoreError::TokensChanged(id.clone()),
-    })
+    Ok(refused(found, id, owner))
 }
 
 #[cfg(test)]

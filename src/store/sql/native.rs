@@ -329,13 +329,7 @@ fn rotate(conn: &Connection, sql: &str, row: &RotateRow) -> Result<i64, StoreErr
             rows.next()?.map(|r| r.get(0)).transpose()
         })
         .map_err(native)?;
-    Err(match owner {
-        None => StoreError::ConnectionNotFound(row.id.clone()),
-        Some(o) if o.as_deref() != Some(row.owner.as_str()) => {
-            StoreError::LeaseLost(row.id.clone())
-        }
-        Some(_) => StoreError::TokensChanged(row.id.clone()),
-    })
+    Err(statements::refused(owner, &row.id, &row.owner))
 }
 
 /// A finished check's history row, then the guarded update of its connection, which names it

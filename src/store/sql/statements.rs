@@ -61,6 +61,16 @@ pub(super) const SET_TOKENS: &str = "access_token = v.acc, refresh_token = v.ref
 pub(super) const TOKENS_UNCHANGED: &str = "connections.id = v.cid AND connections.token_generation = v.expected \
      AND connections.lease_owner = v.lease";
 
+/// Why a guarded token write touched nothing, from the connection's lease owner as found
+/// (`None`: no such connection): another worker's lease, or tokens someone else stored.
+pub(super) fn refused(found: Option<Option<String>>, id: &ConnectionId, owner: &str) -> StoreError {
+    match found {
+        None => StoreError::ConnectionNotFound(id.clone()),
+        Some(o) if o.as_deref() != Some(owner) => StoreError::LeaseLost(id.clone()),
+        Some(_) => StoreError::TokensChanged(id.clone()),
+    }
+}
+
 pub(super) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 /// A statement parameter, so that a row's values are listed once for both drivers.
@@ -195,7 +205,7 @@ pub(super) fn values(backend: Backend, types: &[Ty], rows: usize) -> String {
 /// One kind of guarded write of connection rows: the columns of `v` (one row of values per
 /// connection), what it sets and when it applies, written once for both of its forms.
 pub(super) struct Update {
-    columns: &'static str,
+    columns: String,
     types: Vec<Ty>,
     set: String,
     guard: String,
@@ -205,7 +215,7 @@ impl Update {
     /// Rotated tokens, under our lease and the generation we refreshed.
     pub(super) fn rotate() -> Self {
         Update {
-            columns: TOKEN_COLUMNS,
+            columns: TOKEN_COLUMNS.to_owned(),
             types: TOKEN_TYPES.to_vec(),
             set: format!("key_id = v.kid, {SET_TOKENS}"),
             guard: TOKENS_UNCHANGED.to_owned(),
@@ -216,7 +226,7 @@ impl Update {
     pub(super) fn healthy() -> Self {
         use Ty::*;
         Update {
-            columns: "cid, lease, ts, next_at, uncertain, last",
+            columns: "cid, lease, ts, next_at, uncertain, last".to_owned(),
             types: vec![Text, Text, Int, Int, Int, Int],
             set: "consecutive_failures = 0, last_check_at = v.ts, \
                   next_check_at = v.next_at, lease_owner = NULL, lease_expires_at = NULL, \
@@ -239,7 +249,7 @@ impl Update {
         let mut types = TOKEN_TYPES.to_vec();
         types.extend([Ty::Int, Ty::Int]);
         Update {
-            columns: "cid, lease, expected, kid, acc, ref, exp, rexp, scp, inst, ts, next_at, last",
+            columns: format!("{TOKEN_COLUMNS}, next_at, last"),
             types,
             set: format!(
                 "{SET_TOKENS}, consecutive_failures = 0, last_check_at = v.ts, \
@@ -257,7 +267,7 @@ impl Update {
     pub(super) fn merged(&self, backend: Backend, rows: usize) -> String {
         format!(
             "WITH v ({}) AS (VALUES {}) UPDATE connections SET {} FROM v WHERE {}",
-            self.columns,
+            &self.columns,
             values(backend, &self.types, rows),
             self.set,
             self.guard
