@@ -13,6 +13,7 @@ pub mod connections;
 pub mod crypto;
 pub mod custody;
 pub mod daemon;
+pub mod devprovider;
 pub mod domain;
 pub mod events;
 pub mod files;

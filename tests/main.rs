@@ -13,6 +13,7 @@ mod config;
 mod connect;
 mod credentials;
 mod daemon;
+mod dev_provider;
 mod events;
 mod faults;
 mod notices;

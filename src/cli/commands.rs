@@ -89,6 +89,24 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
             types,
             limit,
         }) => super::events::list(&Config::load(&cli.config)?, after, types, limit).await,
+        Command::DevProvider(super::DevProviderCommand::Revoke { account }) => {
+            let config = Config::load(&cli.config)?;
+            let Some(dev) = &config.dev_provider else {
+                return Err(CliError::Input(format!(
+                    "{} has no [dev_provider] section (config/dev.toml has one)",
+                    cli.config.display()
+                )));
+            };
+            let n = crate::devprovider::revoke_account(dev, &account)
+                .await
+                .map_err(|e| CliError::Failed(e.to_string()))?;
+            match n {
+                0 => println!("{account} has no live grant"),
+                1 => println!("revoked 1 grant of {account}"),
+                n => println!("revoked {n} grants of {account}"),
+            }
+            Ok(())
+        }
         Command::Sweep => super::check::sweep(&Config::load(&cli.config)?).await,
         Command::Check { all, ids, json } => {
             super::check::check(&Config::load(&cli.config)?, all, &ids, json).await

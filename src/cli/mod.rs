@@ -72,6 +72,10 @@ pub enum Command {
     /// Run one sweep now, as the daemon's scheduler would (every due connection, within the
     /// limits), print what it did, and exit.
     Sweep,
+    /// The development OAuth provider of `[dev_provider]` (config/dev.toml), served by the
+    /// running daemon.
+    #[command(subcommand, name = "dev-provider")]
+    DevProvider(DevProviderCommand),
     /// Every connection and pipeline with its health and state.
     Status {
         /// Machine-readable output (the shape is documented in the README).
@@ -87,6 +91,13 @@ pub enum ProvidersCommand {
     /// One preset: every setting with the documentation page that states it, and what the
     /// provider's documentation does not confirm.
     Show { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevProviderCommand {
+    /// Revoke every live grant of a test account, as its owner would at a real provider;
+    /// credwatch finds out at the connection's next check.
+    Revoke { account: String },
 }
 
 #[derive(Debug, Subcommand)]

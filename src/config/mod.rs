@@ -5,6 +5,7 @@
 //! a path starting with `$CREDENTIALS_DIRECTORY/` is read from systemd's credentials directory.
 
 mod api;
+mod dev_provider;
 mod mail;
 mod presets;
 mod probe;
@@ -29,6 +30,7 @@ use crate::crypto::Keyring;
 use crate::domain::{EmailAddress, ProviderId};
 
 pub use api::{ApiConfig, ApiKeyConfig, EventsConfig, api_key_sha256, valid_key_name};
+pub use dev_provider::DevProviderConfig;
 pub use reqwest::Url;
 pub use webhooks::WebhookConfig;
 
@@ -53,6 +55,8 @@ pub struct Config {
     pub operator_email: Option<EmailAddress>,
     pub log: LogConfig,
     pub providers: BTreeMap<ProviderId, ProviderConfig>,
+    /// A development OAuth provider the daemon serves (`config/dev.toml` has one).
+    pub dev_provider: Option<DevProviderConfig>,
 }
 
 #[derive(Debug, Clone)]

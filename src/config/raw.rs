@@ -197,3 +197,13 @@ impl Scopes {
         }
     }
 }
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevProvider {
+    pub listen: Option<String>,
+    pub provider: Option<String>,
+    pub accounts: Option<Vec<String>>,
+    pub access_lifetime: Option<String>,
+    pub state_file: Option<String>,
+}

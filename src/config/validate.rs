@@ -62,16 +62,24 @@ pub(super) fn validate(
         c.idle_lifetimes(schedule, providers);
     }
     let webhooks = c.webhooks(map.remove("webhooks"));
+    // Optional: only a development config has one.
+    let dev_provider = match map.remove("dev_provider") {
+        None => Some(None),
+        Some(v) => c
+            .deserialize::<raw::DevProvider>("dev_provider", v)
+            .and_then(|s| c.dev_provider(s, providers.as_ref()))
+            .map(Some),
+    };
     for unknown in map.keys() {
         c.problem(
             unknown,
-            "unknown section (known: database, encryption, schedule, limits, mail, smtp, notices, http, api, events, webhooks, operator, log, providers)",
+            "unknown section (known: database, encryption, schedule, limits, mail, smtp, notices, http, api, events, webhooks, operator, log, providers, dev_provider)",
         );
     }
     match (
         (database, keyring, schedule, limits, mail, notices),
         (http, api, events, operator, log, providers),
-        webhooks,
+        (webhooks, dev_provider),
     ) {
         (
             (
@@ -83,7 +91,7 @@ pub(super) fn validate(
                 Some(notices),
             ),
             (Some(http), Some(api), Some(events), Some(operator_email), Some(log), Some(providers)),
-            Some(webhooks),
+            (Some(webhooks), Some(dev_provider)),
         ) if c.problems.is_empty() => Ok(Config {
             path: path.to_path_buf(),
             database,
@@ -99,6 +107,7 @@ pub(super) fn validate(
             operator_email,
             log,
             providers,
+            dev_provider,
         }),
         _ => Err(ConfigError::Invalid {
             path: path.to_path_buf(),

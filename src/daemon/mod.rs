@@ -47,6 +47,8 @@ pub enum DaemonError {
          database file; use a postgres:// database for several replicas)"
     )]
     AlreadyRunning(String),
+    #[error("{0}")]
+    DevProvider(#[from] crate::devprovider::DevProviderError),
     #[error("the scheduler stopped; see the error above")]
     SchedulerStopped,
     #[error("cannot lock {path}: {source}")]
@@ -72,6 +74,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let workers = Workers::build(&config, &store, &instance, &metrics)?;
     let (listener, app, http) = crate::http::bind(&config, workers.checker.clone()).await?;
     let api_listener = crate::api::bind(&config).await?;
+    let dev_provider = crate::devprovider::bind(&config).await?;
     let api = crate::api::ApiState::new(
         Arc::new(config.clone()),
         workers.checker.clone(),
@@ -95,6 +98,9 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         config.api.max_connections,
         shutdown.clone(),
     ));
+    if let Some((listener, router)) = dev_provider {
+        tasks.spawn(crate::http::serve(listener, router, 64, shutdown.clone()));
+    }
     let alive = Arc::new(AtomicBool::new(false));
     let failed = CancellationToken::new();
     let mut running = workers.start(&shutdown, &alive, &failed);

@@ -4,7 +4,7 @@
 
 mod connect;
 mod form;
-mod pages;
+pub(crate) mod pages;
 mod reauth;
 mod serve;
 

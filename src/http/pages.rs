@@ -5,7 +5,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Serialize;
 
 /// The one style sheet: inline (a page is one request), and allowed by its hash alone.
-const STYLE: &str = "
+pub(crate) const STYLE: &str = "
 body { font: 1rem/1.5 system-ui, sans-serif; color: #1a1a1a; background: #fff; margin: 0 }
 main { max-width: 36rem; margin: 0 auto; padding: 2rem 1rem }
 header, footer { color: #4a4a4a; font-size: .95rem }
@@ -197,7 +197,7 @@ impl Pages {
 /// `default-src 'none'` with the inline style sheet allowed by its SHA-256. `form-action` is
 /// left out on purpose: the Reauthorize and Connect buttons post here and are redirected to the
 /// provider's sign-in, and browsers apply `form-action` to that redirect too.
-fn content_security_policy() -> axum::http::HeaderValue {
+pub(crate) fn content_security_policy() -> axum::http::HeaderValue {
     use base64::Engine;
     use sha2::Digest;
     let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(STYLE));
