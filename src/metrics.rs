@@ -9,7 +9,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::domain::{Category, ProviderId};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CheckLabels {
@@ -58,6 +58,9 @@ struct EndpointLabel {
     endpoint: String,
 }
 
+/// A scrape waits this long for the database, no longer (Prometheus' own timeout is 10 s).
+const STORE_READ: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub struct Metrics {
     registry: Registry,
     webhooks_delivered: Family<WebhookLabels, Counter>,
@@ -76,6 +79,8 @@ pub struct Metrics {
     connections: Family<ConnectionLabels, Gauge>,
     outbox_pending: Gauge,
     outbox_failed: Gauge,
+    last_sweep: Gauge,
+    ready: Gauge,
 }
 
 impl Default for Metrics {
@@ -98,6 +103,19 @@ impl Metrics {
         let connections = Family::<ConnectionLabels, Gauge>::default();
         let outbox_pending = Gauge::default();
         let outbox_failed = Gauge::default();
+        let last_sweep = Gauge::default();
+        let ready = Gauge::default();
+        registry.register(
+            "last_sweep_timestamp_seconds",
+            "When this daemon last finished a sweep in which the database took its results \
+             (Unix time); alert when it stops moving",
+            last_sweep.clone(),
+        );
+        registry.register(
+            "ready",
+            "1 while the database answers and takes writes (as /readyz says), else 0",
+            ready.clone(),
+        );
         let webhooks_delivered = Family::<WebhookLabels, Counter>::default();
         let webhook_failures = Family::<WebhookLabels, Counter>::default();
         let webhook_latency = Family::<EndpointLabel, Histogram>::new_with_constructor(|| {
@@ -202,6 +220,8 @@ impl Metrics {
             connections,
             outbox_pending,
             outbox_failed,
+            last_sweep,
+            ready,
         }
     }
 
@@ -261,8 +281,12 @@ impl Metrics {
         self.rotation_commit_seconds.observe(seconds);
     }
 
-    pub fn sweep(&self, seconds: f64) {
+    /// A sweep ended; `stored` when the database took its results (or nothing was due).
+    pub fn sweep(&self, seconds: f64, stored: bool) {
         self.sweep_seconds.observe(seconds);
+        if stored {
+            self.last_sweep.set(chrono::Utc::now().timestamp());
+        }
     }
 
     pub fn mail(&self, kind: &str, sent: bool) {
@@ -276,39 +300,59 @@ impl Metrics {
         }
     }
 
-    /// The text exposition, with the database's state read now.
-    pub async fn render(&self, store: &dyn Store) -> Result<String, StoreError> {
-        let snapshot = store.metrics_snapshot().await?;
-        self.connections.clear();
-        for c in snapshot.connections {
-            self.connections
-                .get_or_create(&ConnectionLabels {
-                    provider: c.provider,
-                    status: c.status,
-                    reason: c.reason.unwrap_or_default(),
-                })
-                .set(c.count);
+    /// The text exposition, with the database's state read now. A database that is down or
+    /// slow does not fail the scrape: the counters are still worth having, the database's
+    /// gauges are left out, and `credwatch_ready` says 0.
+    pub async fn render(&self, store: &dyn Store) -> String {
+        let mut ready = store.writes_failing().is_none();
+        match tokio::time::timeout(STORE_READ, store.metrics_snapshot()).await {
+            Ok(Ok(snapshot)) => {
+                self.connections.clear();
+                for c in snapshot.connections {
+                    self.connections
+                        .get_or_create(&ConnectionLabels {
+                            provider: c.provider,
+                            status: c.status,
+                            reason: c.reason.unwrap_or_default(),
+                        })
+                        .set(c.count);
+                }
+                self.outbox_pending.set(snapshot.outbox_pending);
+                self.outbox_failed.set(snapshot.outbox_failed);
+            }
+            failed => {
+                ready = false;
+                self.connections.clear();
+                match failed {
+                    Ok(Err(e)) => tracing::warn!("metrics: cannot read the store: {e}"),
+                    _ => tracing::warn!("metrics: the store did not answer in time"),
+                }
+            }
         }
-        self.outbox_pending.set(snapshot.outbox_pending);
-        self.outbox_failed.set(snapshot.outbox_failed);
         let now = chrono::Utc::now();
-        for e in store.endpoint_status().await? {
-            let label = EndpointLabel {
-                endpoint: e.endpoint,
-            };
-            self.webhooks_pending
-                .get_or_create(&label)
-                .set(i64::try_from(e.pending).unwrap_or(i64::MAX));
-            let oldest = e
-                .oldest_pending_at
-                .map_or(0, |at| (now - at).num_seconds().max(0));
-            self.webhooks_oldest_pending
-                .get_or_create(&label)
-                .set(oldest);
+        match tokio::time::timeout(STORE_READ, store.endpoint_status()).await {
+            Ok(Ok(endpoints)) => {
+                for e in endpoints {
+                    let label = EndpointLabel {
+                        endpoint: e.endpoint,
+                    };
+                    self.webhooks_pending
+                        .get_or_create(&label)
+                        .set(i64::try_from(e.pending).unwrap_or(i64::MAX));
+                    let oldest = e
+                        .oldest_pending_at
+                        .map_or(0, |at| (now - at).num_seconds().max(0));
+                    self.webhooks_oldest_pending
+                        .get_or_create(&label)
+                        .set(oldest);
+                }
+            }
+            _ => ready = false,
         }
+        self.ready.set(i64::from(ready));
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        Ok(out)
+        out
     }
 }

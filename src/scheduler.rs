@@ -225,7 +225,9 @@ pub async fn sweep(
     }
     queue_notices(checker).await;
     let elapsed = started.elapsed();
-    checker.metrics().sweep(elapsed.as_secs_f64());
+    // Checks that all failed to store their results are no sweep to be glad of.
+    let stored = stats.failed == 0 || stats.checked > 0;
+    checker.metrics().sweep(elapsed.as_secs_f64(), stored);
     if stats.checked + stats.skipped + stats.failed == 0 {
         tracing::debug!(
             elapsed_ms = elapsed.as_millis() as u64,

@@ -179,19 +179,13 @@ async fn metrics(State(state): State<Arc<AppState>>) -> axum::response::Response
 
 /// The Prometheus text of the counters and of the database's state (on either listener).
 pub async fn render_metrics(checker: &Checker) -> axum::response::Response {
-    match checker.metrics().render(checker.store().as_ref()).await {
-        Ok(text) => (
-            [(
-                axum::http::header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("cannot read the store: {e}\n"),
-        )
-            .into_response(),
-    }
+    let text = checker.metrics().render(checker.store().as_ref()).await;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
