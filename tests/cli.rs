@@ -402,3 +402,27 @@ async fn a_configured_refresh_token_lifetime_dates_a_new_connection() {
         .to_string();
     assert!(line.contains(&year), "{line}");
 }
+
+#[test]
+fn the_packaged_completions_and_man_page_are_those_of_this_command_line() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging");
+    for (args, file) in [
+        (&["completions", "bash"][..], "completions/credwatch.bash"),
+        (&["completions", "zsh"][..], "completions/_credwatch"),
+        (&["completions", "fish"][..], "completions/credwatch.fish"),
+        (&["manpage"][..], "man/credwatch.1"),
+    ] {
+        let out = std::process::Command::new(crate::helpers::BIN)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let packaged = std::fs::read(root.join(file)).unwrap();
+        assert!(
+            out.stdout == packaged,
+            "packaging/{file} is out of date: run packaging/generate"
+        );
+    }
+    let bash = std::fs::read_to_string(root.join("completions/credwatch.bash")).unwrap();
+    assert!(bash.contains("dev-provider") && bash.contains("reauth-link"));
+}

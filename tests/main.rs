@@ -26,4 +26,5 @@ mod replicas;
 mod rotation_faults;
 mod store;
 mod systemd;
+mod under_systemd;
 mod webhooks;

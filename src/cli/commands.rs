@@ -68,6 +68,16 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Providers(cmd) => super::providers::run(cmd),
+        Command::Completions { shell } => {
+            let mut command = <super::Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "credwatch", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Manpage => {
+            let command = <super::Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
+            Ok(())
+        }
         Command::Run => {
             let config = Config::load(&cli.config)?;
             crate::logging::init(&config.log);

@@ -76,6 +76,14 @@ pub enum Command {
     /// running daemon.
     #[command(subcommand, name = "dev-provider")]
     DevProvider(DevProviderCommand),
+    /// Print a shell's completion script for credwatch (the package installs them).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print credwatch's man page (roff), made from this command line's own help.
+    #[command(hide = true)]
+    Manpage,
     /// Every connection and pipeline with its health and state.
     Status {
         /// Machine-readable output (the shape is documented in the README).
