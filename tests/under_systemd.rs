@@ -83,13 +83,12 @@ fn build_package(out: &Path) -> PathBuf {
         "cargo deb failed:\n{}",
         tail(&built)
     );
-    let name = std::fs::read_dir(out)
+    std::fs::read_dir(out)
         .unwrap()
         .filter_map(Result::ok)
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        .expect("a .deb");
-    name
+        .expect("a .deb")
 }
 
 struct Container {
