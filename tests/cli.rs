@@ -410,7 +410,7 @@ fn the_packaged_completions_and_man_page_are_those_of_this_command_line() {
         (&["completions", "bash"][..], "completions/credwatch.bash"),
         (&["completions", "zsh"][..], "completions/_credwatch"),
         (&["completions", "fish"][..], "completions/credwatch.fish"),
-        (&["manpage"][..], "man/credwatch.1"),
+        (&["manpage"][..], "man/man1/credwatch.1"),
     ] {
         let out = std::process::Command::new(crate::helpers::BIN)
             .args(args)
