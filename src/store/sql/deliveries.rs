@@ -1,7 +1,7 @@
 //! Webhook deliveries: fanned out from the event log per endpoint, claimed under leases like
 //! the mailer's notices (delivered once however many replicas run), in order per order key.
 
-use super::events::{EVENT_COLUMNS, stored_from_row};
+use super::events::{EVENT_COLUMNS, ORDER_KEY, stored_from_row};
 use super::*;
 use crate::store::deliveries::{Deliveries, Delivery, EndpointStatus};
 
@@ -55,7 +55,7 @@ impl Deliveries for SqlStore {
         }
         let sql = format!(
             "INSERT INTO webhook_deliveries (endpoint, event_seq, order_key, next_attempt_at, created_at) \
-             SELECT $1, e.seq, e.order_key, $2, $2 FROM events e \
+             SELECT $1, e.seq, {ORDER_KEY}, $2, $2 FROM events e \
              WHERE e.seq > $3 AND e.seq <= $4{} \
              ON CONFLICT (endpoint, event_seq) DO NOTHING",
             types_clause(types, 5)
@@ -317,7 +317,7 @@ impl Deliveries for SqlStore {
         let mut n = again.execute(&mut *tx).await?.rows_affected();
         let sql = format!(
             "INSERT INTO webhook_deliveries (endpoint, event_seq, order_key, next_attempt_at, created_at) \
-             SELECT $2, e.seq, e.order_key, $1, $1 FROM events e WHERE e.at >= $3{filter} \
+             SELECT $2, e.seq, {ORDER_KEY}, $1, $1 FROM events e WHERE e.at >= $3{filter} \
              ON CONFLICT (endpoint, event_seq) DO NOTHING"
         );
         let mut fresh = sqlx::query(&sql)

@@ -75,7 +75,7 @@ pub(super) async fn write_with(
         .bind(at)
         .bind(connection)
         .bind(event.pipeline().map(PipelineId::as_str))
-        .bind(event.order_key())
+        .bind(stored_order_key(event))
         .bind(external_id)
         .bind(metadata)
         .bind(data)
@@ -85,12 +85,34 @@ pub(super) async fn write_with(
     Ok(())
 }
 
-/// What an event says without its type, which has a column of its own: `{"connection": …}`.
+/// An event's ordering key as stored: empty when it is its connection's id, which the
+/// `connection_id` column holds already (`ORDER_KEY` reads it back).
+fn stored_order_key(event: &Event) -> String {
+    match event.connection() {
+        Some(_) => String::new(),
+        None => event.order_key(),
+    }
+}
+
+/// An event's ordering key in SQL, from the columns `stored_order_key` wrote.
+pub(super) const ORDER_KEY: &str = "COALESCE(NULLIF(e.order_key, ''), e.connection_id, '')";
+
+/// What an event says without its type and its connection, which have columns of their own:
+/// `{"name": …}` for `{"type": "connection.created", "data": {"connection": …, "name": …}}`.
 fn content(event: &Event) -> Result<String, StoreError> {
     let cannot =
         |e: serde_json::Error| StoreError::Corrupt(format!("an event that cannot be written: {e}"));
     match serde_json::to_value(event).map_err(cannot)? {
         serde_json::Value::Object(mut tagged) => match tagged.remove("data") {
+            Some(serde_json::Value::Object(mut data)) => {
+                if let (Some(c), Some(serde_json::Value::String(said))) =
+                    (event.connection(), data.get("connection"))
+                    && said == c.as_str()
+                {
+                    data.remove("connection");
+                }
+                serde_json::to_string(&data).map_err(cannot)
+            }
             Some(data) => serde_json::to_string(&data).map_err(cannot),
             None => Ok("null".to_owned()),
         },
@@ -101,26 +123,31 @@ fn content(event: &Event) -> Result<String, StoreError> {
 }
 
 /// The columns `stored_from_row` reads.
-pub(super) const EVENT_COLUMNS: &str = "seq, at, type, external_id, metadata, data";
+pub(super) const EVENT_COLUMNS: &str = "seq, at, type, connection_id, external_id, metadata, data";
 
-/// An event from its type and its content, as `content` wrote it.
-fn event_of(kind: &str, data: &str) -> Result<Event, StoreError> {
-    let tagged = format!(
-        "{{\"type\":{},\"data\":{data}}}",
-        serde_json::Value::String(kind.to_owned())
-    );
-    serde_json::from_str(&tagged).map_err(|e| StoreError::Corrupt(format!("event: {e}")))
+/// An event from its type, its connection and its content, as `content` wrote them.
+fn event_of(kind: &str, connection: Option<&str>, data: &str) -> Result<Event, StoreError> {
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("event: {e}"));
+    let mut data: serde_json::Value = serde_json::from_str(data).map_err(corrupt)?;
+    if let (Some(c), serde_json::Value::Object(fields)) = (connection, &mut data) {
+        fields
+            .entry("connection")
+            .or_insert_with(|| serde_json::Value::String(c.to_owned()));
+    }
+    let tagged = serde_json::json!({"type": kind, "data": data});
+    serde_json::from_value(tagged).map_err(corrupt)
 }
 
 pub(super) fn stored_from_row(r: &AnyRow) -> Result<Stored, StoreError> {
     let kind: String = r.try_get("type")?;
     let data: String = r.try_get("data")?;
+    let connection: Option<String> = r.try_get("connection_id")?;
     Ok(Stored {
         seq: r.try_get("seq")?,
         at: from_ms(r.try_get("at")?)?,
         external_id: r.try_get("external_id")?,
         metadata: r.try_get("metadata")?,
-        event: event_of(&kind, &data)?,
+        event: event_of(&kind, connection.as_deref(), &data)?,
     })
 }
 
@@ -178,8 +205,35 @@ mod tests {
         let data = content(&e).unwrap();
         assert!(data.contains("\"pipeline\":\"pipe_"), "{data}");
         assert!(!data.contains("pipeline.resumed"), "{data}");
-        assert_eq!(event_of(e.type_name(), &data).unwrap(), e);
+        assert_eq!(event_of(e.type_name(), None, &data).unwrap(), e);
         // A type and a content that do not belong together are refused, not guessed at.
-        assert!(event_of("connection.created", &data).is_err());
+        assert!(event_of("connection.created", None, &data).is_err());
+    }
+
+    #[test]
+    fn an_events_connection_is_stored_once_in_its_column_and_read_back_into_it() {
+        let connection = crate::domain::ConnectionId::generate();
+        let e = Event::PipelinePaused {
+            pipeline: PipelineId::generate(),
+            position: Some("cursor=7".parse().unwrap()),
+            connection: Some(connection.clone()),
+            reason: Some("revoked".into()),
+            paused_by: crate::domain::PausedBy::Credwatch,
+        };
+        let data = content(&e).unwrap();
+        assert!(!data.contains(connection.as_str()), "{data}");
+        assert_eq!(stored_order_key(&e), "");
+        assert_eq!(
+            event_of(e.type_name(), Some(connection.as_str()), &data).unwrap(),
+            e
+        );
+        // Without its column the content is not the event.
+        assert_ne!(event_of(e.type_name(), None, &data).unwrap(), e);
+        // As events were stored before, with the connection in the content too.
+        let old = serde_json::to_value(&e).unwrap()["data"].to_string();
+        assert_eq!(
+            event_of(e.type_name(), Some(connection.as_str()), &old).unwrap(),
+            e
+        );
     }
 }
