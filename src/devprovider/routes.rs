@@ -357,6 +357,20 @@ fn client_ok(routes: &Routes, headers: &HeaderMap, form: &HashMap<String, String
     id == routes.client_id && secret == expected
 }
 
+/// The token and revocation endpoints' first step: 401 `invalid_client` for a wrong client.
+fn refused_client(
+    routes: &Routes,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Option<Response> {
+    (!client_ok(routes, headers, form)).then(|| {
+        oauth_error(
+            StatusCode::UNAUTHORIZED,
+            Refusal("invalid_client", "unknown client or wrong secret".into()),
+        )
+    })
+}
+
 #[derive(Serialize)]
 struct TokenAnswer {
     access_token: String,
@@ -371,11 +385,8 @@ async fn token(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    if !client_ok(&routes, &headers, &form) {
-        return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            Refusal("invalid_client", "unknown client or wrong secret".into()),
-        );
+    if let Some(refused) = refused_client(&routes, &headers, &form) {
+        return refused;
     }
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
     let issued = match get("grant_type") {
@@ -433,11 +444,8 @@ async fn revoke_token(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    if !client_ok(&routes, &headers, &form) {
-        return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            Refusal("invalid_client", "unknown client or wrong secret".into()),
-        );
+    if let Some(refused) = refused_client(&routes, &headers, &form) {
+        return refused;
     }
     let token = form.get("token").map(String::as_str).unwrap_or_default();
     routes.provider.revoke_token(token, now());

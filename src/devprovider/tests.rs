@@ -19,14 +19,19 @@ fn challenge() -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(VERIFIER.as_bytes()))
 }
 
-fn granted(p: &DevProvider) -> Issued {
-    let code = p.approve(
+/// Ada's consent to the client whose callback is 127.0.0.1:8080/cb, at t = 100.
+fn consent(p: &DevProvider) -> String {
+    p.approve(
         "ada@example.com",
         "openid",
         "http://127.0.0.1:8080/cb",
         &challenge(),
         100,
-    );
+    )
+}
+
+fn granted(p: &DevProvider) -> Issued {
+    let code = consent(p);
     p.exchange(&code, "http://127.0.0.1:8080/cb", VERIFIER, 110)
         .unwrap()
 }
@@ -34,13 +39,7 @@ fn granted(p: &DevProvider) -> Issued {
 #[test]
 fn a_code_is_exchanged_once_with_its_verifier_and_redirect() {
     let p = provider(None);
-    let code = p.approve(
-        "ada@example.com",
-        "openid",
-        "http://127.0.0.1:8080/cb",
-        &challenge(),
-        100,
-    );
+    let code = consent(&p);
     let wrong = p.exchange(
         &code,
         "http://127.0.0.1:8080/cb",
@@ -52,22 +51,10 @@ fn a_code_is_exchanged_once_with_its_verifier_and_redirect() {
     let again = p.exchange(&code, "http://127.0.0.1:8080/cb", VERIFIER, 110);
     assert!(again.is_err());
 
-    let code = p.approve(
-        "ada@example.com",
-        "openid",
-        "http://127.0.0.1:8080/cb",
-        &challenge(),
-        100,
-    );
+    let code = consent(&p);
     let elsewhere = p.exchange(&code, "http://127.0.0.1:9999/cb", VERIFIER, 110);
     assert!(elsewhere.is_err());
-    let code = p.approve(
-        "ada@example.com",
-        "openid",
-        "http://127.0.0.1:8080/cb",
-        &challenge(),
-        100,
-    );
+    let code = consent(&p);
     assert!(
         p.exchange(&code, "http://127.0.0.1:8080/cb", VERIFIER, 161)
             .is_err(),
