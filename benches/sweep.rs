@@ -220,10 +220,13 @@ async fn bench(o: Options) {
         o.connections,
         seeded_in.as_secs_f64()
     );
-    println!(
-        "  sweep            {}",
-        String::from_utf8_lossy(&out.stdout).trim()
-    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    for line in said.lines() {
+        match line.strip_prefix("CPU per check by thread: ") {
+            Some(split) => println!("  CPU by thread    {split} (per check)"),
+            None => println!("  sweep            {}", line.trim()),
+        }
+    }
     println!("  wall time        {:.2} s", wall.as_secs_f64());
     println!("  checks/s         {rate:.0}");
     println!(
