@@ -305,9 +305,10 @@ impl Metrics {
     /// gauges are left out, and `credwatch_ready` says 0.
     pub async fn render(&self, store: &dyn Store) -> String {
         let mut ready = store.writes_failing().is_none();
+        // Read afresh each scrape: a connection status nobody has any more must disappear.
+        self.connections.clear();
         match tokio::time::timeout(STORE_READ, store.metrics_snapshot()).await {
             Ok(Ok(snapshot)) => {
-                self.connections.clear();
                 for c in snapshot.connections {
                     self.connections
                         .get_or_create(&ConnectionLabels {
@@ -322,7 +323,6 @@ impl Metrics {
             }
             failed => {
                 ready = false;
-                self.connections.clear();
                 match failed {
                     Ok(Err(e)) => tracing::warn!("metrics: cannot read the store: {e}"),
                     _ => tracing::warn!("metrics: the store did not answer in time"),

@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -109,14 +108,15 @@ pub struct DevProvider {
 }
 
 fn random_token(prefix: &str) -> String {
-    let mut bytes = [0u8; 24];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
+    format!("{prefix}{}", crate::links::random_token())
 }
 
+/// What the state file keeps of a token: its SHA-256 (as links keep theirs), in hex.
 fn hash(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    crate::links::hash(token)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// PKCE S256: the challenge is the URL-safe Base64 of the verifier's SHA-256.
