@@ -282,7 +282,9 @@ async fn queue_notices(checker: &Checker) {
 }
 
 /// Claims a provider's due connections a batch at a time, keeping at most its concurrency in
-/// flight and at most one batch waiting: memory stays flat however many are due.
+/// flight and at most one batch and a half waiting: memory stays flat however many are due.
+/// The next batch is claimed while the checks go on (a claim of thousands of rows takes tens of
+/// milliseconds on PostgreSQL, in which the checks in flight would otherwise run out).
 async fn sweep_provider(
     checker: Arc<Checker>,
     provider: Arc<Provider>,
@@ -293,30 +295,20 @@ async fn sweep_provider(
         l.min(checker.batch_size(&provider))
     });
     let concurrency = provider.config.max_concurrent as usize;
+    let claim_below = concurrency.max(batch as usize / 2);
     let mut stats = SweepStats::default();
     let mut queue = VecDeque::new();
     let mut in_flight = JoinSet::new();
+    let mut claiming: Option<ClaimFuture> = None;
     let mut claimed_total = 0u32;
     let mut exhausted = false;
     loop {
-        if !exhausted && !shutdown.is_cancelled() && queue.len() < concurrency {
-            match claim(&checker, &provider, batch).await {
-                Ok(claimed) => {
-                    exhausted = claimed.len() < batch as usize;
-                    claimed_total = claimed_total.saturating_add(claimed.len() as u32);
-                    exhausted |= limit.is_some_and(|l| claimed_total >= l);
-                    queue.extend(claimed);
-                }
-                // A database outage is logged once, when it starts, by the store.
-                Err(e) if e.is_outage() => {
-                    tracing::debug!(provider = %provider.id(), "cannot claim due connections: {e}");
-                    exhausted = true;
-                }
-                Err(e) => {
-                    tracing::error!(provider = %provider.id(), "cannot claim due connections: {e}");
-                    exhausted = true;
-                }
-            }
+        if claiming.is_none() && !exhausted && !shutdown.is_cancelled() && queue.len() < claim_below
+        {
+            let (checker, provider) = (checker.clone(), provider.clone());
+            claiming = Some(Box::pin(
+                async move { claim(&checker, &provider, batch).await },
+            ));
         }
         while in_flight.len() < concurrency
             && let Some(claimed) = queue.pop_front()
@@ -325,8 +317,40 @@ async fn sweep_provider(
             let shutdown = shutdown.clone();
             in_flight.spawn(async move { checker.check(claimed, &shutdown).await });
         }
-        match in_flight.join_next().await {
-            Some(r) => {
+        if in_flight.is_empty() && claiming.is_none() {
+            if (exhausted || shutdown.is_cancelled()) && queue.is_empty() {
+                break;
+            }
+            continue;
+        }
+        tokio::select! {
+            claimed = async {
+                match claiming.as_mut() {
+                    Some(claim) => claim.await,
+                    None => std::future::pending().await,
+                }
+            }, if claiming.is_some() => {
+                claiming = None;
+                match claimed {
+                    Ok(claimed) => {
+                        // Or-ed: a skip seen while this claim ran stops the sweep too.
+                        exhausted |= claimed.len() < batch as usize;
+                        claimed_total = claimed_total.saturating_add(claimed.len() as u32);
+                        exhausted |= limit.is_some_and(|l| claimed_total >= l);
+                        queue.extend(claimed);
+                    }
+                    // A database outage is logged once, when it starts, by the store.
+                    Err(e) if e.is_outage() => {
+                        tracing::debug!(provider = %provider.id(), "cannot claim due connections: {e}");
+                        exhausted = true;
+                    }
+                    Err(e) => {
+                        tracing::error!(provider = %provider.id(), "cannot claim due connections: {e}");
+                        exhausted = true;
+                    }
+                }
+            }
+            Some(r) = in_flight.join_next(), if !in_flight.is_empty() => {
                 // A claim given back unused is due again at once: claiming on would loop.
                 if matches!(&r, Ok(Ok(report)) if matches!(report.outcome, ReportOutcome::Skipped { .. }))
                 {
@@ -334,12 +358,14 @@ async fn sweep_provider(
                 }
                 stats.add(r);
             }
-            None if (exhausted || shutdown.is_cancelled()) && queue.is_empty() => break,
-            None => {}
         }
     }
     stats
 }
+
+type ClaimFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Vec<crate::store::Claimed>, StoreError>> + Send>,
+>;
 
 async fn claim(
     checker: &Checker,

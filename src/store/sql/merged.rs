@@ -1,9 +1,7 @@
-//! The writes nearly every check makes (its rotated tokens; "still healthy" with its history row;
-//! or both at once when the refresh is the whole check), through sqlx, as statements that carry
-//! many rows: PostgreSQL's group commit (`pg_batch`) runs them. What a check costs the database
-//! is the rows and index pages it dirties, so they touch as few as they can: one write of the
-//! connection row per check. (SQLite's writer, `native`, runs the same statements' one-row
-//! forms.)
+//! Writes of check results through sqlx, on either backend: a finished check's history row(s)
+//! made the connection's last (`record`), tokens stored after a lost lease (`rescue`), and why a
+//! guarded write was refused. The writes nearly every check makes go to the group commits
+//! instead (`native` on SQLite, `pg_batch` on PostgreSQL).
 
 use std::collections::HashMap;
 
@@ -13,15 +11,6 @@ use super::*;
 /// Rows in one statement at most (SQLite allows 32,766 parameters). Chunks are powers of two,
 /// so each kind of write has a handful of statement texts and they stay prepared.
 const MAX_ROWS: usize = 128;
-
-/// Runs a merged UPDATE and answers the ids of the connections it applied to.
-async fn applied<'q>(
-    conn: &mut sqlx::AnyConnection,
-    returning: &'q str,
-    bind: impl Fn(AnyQuery<'q>) -> AnyQuery<'q>,
-) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
-    Ok(bind(sqlx::query(returning)).fetch_all(&mut *conn).await?)
-}
 
 /// Powers of two, largest first: 43 rows go as 32 + 8 + 2 + 1.
 fn chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
@@ -34,34 +23,6 @@ fn chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
         rows = rest;
         Some(chunk)
     })
-}
-
-/// Stores rotated tokens. The outer error is a failed statement (undo the whole call); an inner
-/// one says why a row was refused (its lease or its tokens changed), with nothing written for it.
-pub(super) async fn rotate(
-    conn: &mut sqlx::AnyConnection,
-    backend: Backend,
-    rows: &[RotateRow],
-) -> Result<Vec<Result<i64, StoreError>>, StoreError> {
-    let mut stored: HashMap<String, i64> = HashMap::with_capacity(rows.len());
-    for chunk in chunks(rows) {
-        let sql = format!(
-            "{} RETURNING connections.id, connections.token_generation",
-            Update::rotate().merged(backend, chunk.len())
-        );
-        let bind = |q| bind(q, chunk.iter().flat_map(RotateRow::params));
-        for row in applied(conn, &sql, bind).await? {
-            stored.insert(row.try_get(0)?, row.try_get(1)?);
-        }
-    }
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        out.push(match stored.get(r.id.as_str()) {
-            Some(generation) => Ok(*generation),
-            None => Err(why_not_ours(conn, &r.id, &r.owner).await?),
-        });
-    }
-    Ok(out)
 }
 
 /// Stores tokens whose lease was lost, compared on the generation alone, and makes the
@@ -90,73 +51,6 @@ pub(super) async fn rescue(
             other => Err(other),
         },
     }
-}
-
-/// Marks checks of healthy connections done: `false` for a row not applied (and nothing written
-/// for it) because the connection is no longer healthy or no longer ours, for the full path to
-/// decide. An error is a failed statement: undo the whole call.
-pub(super) async fn finish_healthy(
-    conn: &mut sqlx::AnyConnection,
-    backend: Backend,
-    rows: &[HealthyRow],
-) -> Result<Vec<bool>, StoreError> {
-    let checks: Vec<&HealthyRow> = rows.iter().collect();
-    let last = history(conn, backend, &checks).await?;
-    let update = Update::healthy();
-    let mut ids = std::collections::HashSet::with_capacity(rows.len());
-    let linked: Vec<(&HealthyRow, i64)> = rows.iter().zip(last.iter().copied()).collect();
-    for chunk in chunks(&linked) {
-        let sql = format!(
-            "{} RETURNING connections.id",
-            update.merged(backend, chunk.len())
-        );
-        let bind = |q| bind(q, chunk.iter().flat_map(healthy_linked));
-        for row in applied(conn, &sql, bind).await? {
-            ids.insert(row.try_get::<String, _>(0)?);
-        }
-    }
-    let applied: Vec<bool> = rows.iter().map(|r| ids.contains(r.id.as_str())).collect();
-    unrecord(conn, backend, &last, &applied).await?;
-    Ok(applied)
-}
-
-/// Stores refreshed tokens with a healthy result: `false` for a row not applied (nothing written
-/// for it) because anything is not as claimed: the lease, the tokens, the status or the key.
-pub(super) async fn refreshed(
-    conn: &mut sqlx::AnyConnection,
-    backend: Backend,
-    rows: &[RefreshedRow],
-) -> Result<Vec<bool>, StoreError> {
-    let checks: Vec<&HealthyRow> = rows.iter().map(|r| &r.check).collect();
-    let last = history(conn, backend, &checks).await?;
-    let update = Update::refreshed();
-    let mut ids = std::collections::HashSet::with_capacity(rows.len());
-    let linked: Vec<(&RefreshedRow, i64)> = rows.iter().zip(last.iter().copied()).collect();
-    for chunk in chunks(&linked) {
-        let sql = format!(
-            "{} RETURNING connections.id",
-            update.merged(backend, chunk.len())
-        );
-        let bind = |q| bind(q, chunk.iter().flat_map(refreshed_linked));
-        for row in applied(conn, &sql, bind).await? {
-            ids.insert(row.try_get::<String, _>(0)?);
-        }
-    }
-    let applied: Vec<bool> = rows
-        .iter()
-        .map(|r| ids.contains(r.tokens.id.as_str()))
-        .collect();
-    unrecord(conn, backend, &last, &applied).await?;
-    Ok(applied)
-}
-
-/// A row's parameters, and its history row's id as the connection's last check.
-fn healthy_linked<'a>(&(r, last): &(&'a HealthyRow, i64)) -> impl Iterator<Item = P<'a>> {
-    r.params().into_iter().chain([P::Int(Some(last))])
-}
-
-fn refreshed_linked<'a>(&(r, last): &(&'a RefreshedRow, i64)) -> impl Iterator<Item = P<'a>> {
-    r.params().chain([P::Int(Some(last))])
 }
 
 /// Writes the history rows of `checks` and answers their ids, in `checks` order, for the
@@ -197,31 +91,6 @@ async fn history(
         }
     }
     Ok(ids)
-}
-
-/// Removes the history rows of checks whose update did not apply: nothing of them is kept.
-async fn unrecord(
-    conn: &mut sqlx::AnyConnection,
-    backend: Backend,
-    ids: &[i64],
-    applied: &[bool],
-) -> Result<(), StoreError> {
-    let refused: Vec<i64> = ids
-        .iter()
-        .zip(applied)
-        .filter(|(_, applied)| !**applied)
-        .map(|(id, _)| *id)
-        .collect();
-    for chunk in chunks(&refused) {
-        let sql = format!(
-            "WITH v (id) AS (VALUES {}) DELETE FROM checks WHERE id IN (SELECT id FROM v)",
-            values(backend, &[Ty::Int], chunk.len())
-        );
-        bind(sqlx::query(&sql), chunk.iter().map(|id| P::Int(Some(*id))))
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
 }
 
 /// The history rows of finished checks (the `HealthyRow` fields every result has), each

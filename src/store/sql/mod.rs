@@ -30,6 +30,7 @@ mod reauth;
 mod rows;
 mod statements;
 mod store_impl;
+mod unnested;
 
 use rows::*;
 
@@ -259,10 +260,11 @@ impl SqlStore {
             .after_release(discard_if_in_transaction)
             .connect(url.expose_secret())
             .await?;
+        let writer = unnested::pool(url.expose_secret()).await?;
         Ok(Self {
             committed: Arc::new(tokio::sync::Notify::new()),
             handouts: handout_readers(&pool, &keyring),
-            checks_writer: ChecksWriter::Postgres(pg_batch::start(pool.clone())),
+            checks_writer: ChecksWriter::Postgres(pg_batch::start(writer, pool.clone())),
             pool,
             keyring,
             backend: Backend::Postgres,

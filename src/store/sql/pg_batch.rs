@@ -1,18 +1,18 @@
 //! PostgreSQL's group commit of the writes nearly every check makes (rotated tokens, results).
-//! One transaction per check costs a round trip per statement and a WAL flush per commit; a
-//! replica's checks finishing at the same moment share one transaction instead, their rows
-//! merged into a few multi-row statements (see `merged`), each kind under its own savepoint.
-//! Each caller is answered only once that transaction has committed. Replicas each have their
-//! own writer; their rows never overlap (each is under its own lease).
+//! A statement and a commit per check cost a round trip and a WAL flush each; a replica's
+//! checks finishing at the same moment go together instead, each kind of write as one
+//! statement over all their rows (see `unnested`): one round trip and one commit for the group.
+//! Each caller is answered only once its statement committed. Replicas each have their own
+//! writer; their rows never overlap (each is under its own lease).
 
-use sqlx::Executor;
+use sqlx::postgres::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::merged;
-use super::statements::{HealthyRow, RefreshedRow, RotateRow};
+use super::statements::{HealthyRow, RefreshedRow, RotateRow, Update};
+use super::unnested;
 use super::*;
 
-/// Writes that share one transaction at most.
+/// Writes that go together at most.
 const MAX_BATCH: usize = 512;
 /// Scheduler turns the writer waits for more writes before it commits: a few turns cost
 /// microseconds, a commit a round trip and a flush.
@@ -25,37 +25,13 @@ pub(super) enum Queued {
 }
 
 /// Starts the writer; it ends when the store (the only sender) is dropped.
-pub(super) fn start(pool: AnyPool) -> mpsc::Sender<Queued> {
+pub(super) fn start(pool: PgPool, any: AnyPool) -> mpsc::Sender<Queued> {
     let (queue, queued) = mpsc::channel(4096);
-    tokio::spawn(writer(pool, queued));
+    tokio::spawn(writer(pool, any, queued));
     queue
 }
 
-/// Runs one kind of merged write under a savepoint when the batch has others: a failed
-/// statement undoes that kind only. Alone, its failure is the transaction's.
-macro_rules! savepointed {
-    ($conn:ident, $alone:expr, $write:expr) => {
-        if $alone {
-            $write.await
-        } else {
-            match $conn.execute("SAVEPOINT merged").await {
-                Ok(_) => {
-                    let result = $write.await;
-                    if result.is_err() {
-                        let _ = $conn.execute("ROLLBACK TO merged").await;
-                    }
-                    match $conn.execute("RELEASE merged").await {
-                        Ok(_) => result,
-                        Err(e) => Err(StoreError::from(e)),
-                    }
-                }
-                Err(e) => Err(StoreError::from(e)),
-            }
-        }
-    };
-}
-
-async fn writer(pool: AnyPool, mut queue: mpsc::Receiver<Queued>) {
+async fn writer(pool: PgPool, any: AnyPool, mut queue: mpsc::Receiver<Queued>) {
     while let Some(first) = queue.recv().await {
         // A rotation is committed at once: until it is, a crash loses tokens the provider
         // already considers the live ones. Whatever queued meanwhile still goes with it.
@@ -91,71 +67,39 @@ async fn writer(pool: AnyPool, mut queue: mpsc::Receiver<Queued>) {
                 }
             }
         }
-        let mut conn = match pool.begin_with(Backend::Postgres.begin()).await {
+        let mut conn = match pool.acquire().await {
             Ok(c) => c,
             Err(e) => {
                 let e = e.to_string();
-                answer(rotated_to, Err(StoreError::Commit(e.clone())), &Ok(()));
-                answer(healthy_to, Err(StoreError::Commit(e.clone())), &Ok(()));
-                answer(refreshed_to, Err(StoreError::Commit(e)), &Ok(()));
+                fail(rotated_to, &e);
+                fail(healthy_to, &e);
+                fail(refreshed_to, &e);
                 continue;
             }
         };
-        let pg = Backend::Postgres;
-        let kinds = [
-            rotations.is_empty(),
-            healthy.is_empty(),
-            refreshed.is_empty(),
-        ];
-        let alone = kinds.iter().filter(|empty| !**empty).count() == 1;
-        let rotated = if rotations.is_empty() {
-            Ok(Vec::new())
-        } else {
-            savepointed!(conn, alone, merged::rotate(&mut conn, pg, &rotations))
-        };
-        let healed = if healthy.is_empty() {
-            Ok(Vec::new())
-        } else {
-            savepointed!(conn, alone, merged::finish_healthy(&mut conn, pg, &healthy))
-                .map(|applied| applied.into_iter().map(Ok).collect())
-        };
-        let done = if refreshed.is_empty() {
-            Ok(Vec::new())
-        } else {
-            savepointed!(conn, alone, merged::refreshed(&mut conn, pg, &refreshed))
-                .map(|applied| applied.into_iter().map(Ok).collect())
-        };
-        // A failed commit is rolled back when the transaction is dropped.
-        let committed = conn.commit().await.map_err(|e| e.to_string());
-        answer(rotated_to, rotated, &committed);
-        answer(healthy_to, healed, &committed);
-        answer(refreshed_to, done, &committed);
+        if !rotations.is_empty() {
+            let results = unnested::rotate(&mut conn, &any, &rotations).await;
+            answer(rotated_to, results);
+        }
+        if !healthy.is_empty() {
+            let results = unnested::linked(&mut conn, &Update::healthy(), &healthy).await;
+            answer(healthy_to, results);
+        }
+        if !refreshed.is_empty() {
+            let results = unnested::linked(&mut conn, &Update::refreshed(), &refreshed).await;
+            answer(refreshed_to, results);
+        }
     }
 }
 
-/// Each merged row's own answer once the batch committed; a failed statement or commit is
-/// every row's answer.
-fn answer<T>(
-    to: Vec<oneshot::Sender<Result<T, StoreError>>>,
-    results: Result<Vec<Result<T, StoreError>>, StoreError>,
-    committed: &Result<(), String>,
-) {
-    match (committed, results) {
-        (Ok(()), Ok(results)) => {
-            for (done, result) in to.into_iter().zip(results) {
-                let _ = done.send(result);
-            }
-        }
-        (Err(e), _) => {
-            for done in to {
-                let _ = done.send(Err(StoreError::Commit(e.clone())));
-            }
-        }
-        (Ok(()), Err(e)) => {
-            let e = e.to_string();
-            for done in to {
-                let _ = done.send(Err(StoreError::Commit(e.clone())));
-            }
-        }
+fn answer<T>(to: Vec<oneshot::Sender<Result<T, StoreError>>>, results: Vec<Result<T, StoreError>>) {
+    for (done, result) in to.into_iter().zip(results) {
+        let _ = done.send(result);
+    }
+}
+
+fn fail<T>(to: Vec<oneshot::Sender<Result<T, StoreError>>>, e: &str) {
+    for done in to {
+        let _ = done.send(Err(StoreError::Commit(e.to_owned())));
     }
 }

@@ -205,10 +205,13 @@ pub(super) fn values(backend: Backend, types: &[Ty], rows: usize) -> String {
 /// One kind of guarded write of connection rows: the columns of `v` (one row of values per
 /// connection), what it sets and when it applies, written once for both of its forms.
 pub(super) struct Update {
-    columns: String,
-    types: Vec<Ty>,
-    set: String,
-    guard: String,
+    pub columns: String,
+    pub types: Vec<Ty>,
+    /// Whether the update names a history row its connection's last check (`v.last`, a
+    /// column after `columns`): that row is written first, in the same transaction.
+    pub links_history: bool,
+    pub set: String,
+    pub guard: String,
 }
 
 impl Update {
@@ -217,6 +220,7 @@ impl Update {
         Update {
             columns: TOKEN_COLUMNS.to_owned(),
             types: TOKEN_TYPES.to_vec(),
+            links_history: false,
             set: format!("key_id = v.kid, {SET_TOKENS}"),
             guard: TOKENS_UNCHANGED.to_owned(),
         }
@@ -226,8 +230,9 @@ impl Update {
     pub(super) fn healthy() -> Self {
         use Ty::*;
         Update {
-            columns: "cid, lease, ts, next_at, uncertain, last".to_owned(),
-            types: vec![Text, Text, Int, Int, Int, Int],
+            columns: "cid, lease, ts, next_at, uncertain".to_owned(),
+            types: vec![Text, Text, Int, Int, Int],
+            links_history: true,
             set: "consecutive_failures = 0, last_check_at = v.ts, \
                   next_check_at = v.next_at, lease_owner = NULL, lease_expires_at = NULL, \
                   updated_at = v.ts, refresh_uncertain_since = CASE v.uncertain \
@@ -247,10 +252,11 @@ impl Update {
     /// Refreshed tokens and a healthy result, all as claimed.
     pub(super) fn refreshed() -> Self {
         let mut types = TOKEN_TYPES.to_vec();
-        types.extend([Ty::Int, Ty::Int]);
+        types.push(Ty::Int);
         Update {
-            columns: format!("{TOKEN_COLUMNS}, next_at, last"),
+            columns: format!("{TOKEN_COLUMNS}, next_at"),
             types,
+            links_history: true,
             set: format!(
                 "{SET_TOKENS}, consecutive_failures = 0, last_check_at = v.ts, \
                  next_check_at = v.next_at, lease_owner = NULL, lease_expires_at = NULL, \
@@ -263,21 +269,19 @@ impl Update {
         }
     }
 
-    /// For `rows` connections at once: `v` is a table of values.
-    pub(super) fn merged(&self, backend: Backend, rows: usize) -> String {
-        format!(
-            "WITH v ({}) AS (VALUES {}) UPDATE connections SET {} FROM v WHERE {}",
-            &self.columns,
-            values(backend, &self.types, rows),
-            self.set,
-            self.guard
-        )
+    /// `v`'s columns, with `last` when it has it.
+    fn all_columns(&self) -> String {
+        match self.links_history {
+            true => format!("{}, last", self.columns),
+            false => self.columns.clone(),
+        }
     }
 
     /// For one connection on SQLite, with plain parameters (`?1` for `v`'s first column …): no
     /// table of values to build and join.
     pub(super) fn direct(&self) -> String {
-        let columns: Vec<&str> = self.columns.split(", ").collect();
+        let columns = self.all_columns();
+        let columns: Vec<&str> = columns.split(", ").collect();
         format!(
             "UPDATE connections SET {} WHERE {}",
             numbered(&self.set, &columns),
@@ -310,7 +314,7 @@ fn numbered(text: &str, columns: &[&str]) -> String {
     out
 }
 
-const HISTORY_COLUMNS: &str = "connection_id, previous_id, instance, token_generation, \
+pub(super) const HISTORY_COLUMNS: &str = "connection_id, previous_id, instance, token_generation, \
      started_at, finished_at, phase, category, http_status, latency_ms, error";
 
 /// The history rows of `rows` finished checks, each linked to its connection's last check. The
