@@ -260,11 +260,11 @@ impl SqlStore {
             .after_release(discard_if_in_transaction)
             .connect(url.expose_secret())
             .await?;
-        let writer = unnested::pool(url.expose_secret()).await?;
+        let writer = pg_batch::start(url.clone()).await?;
         Ok(Self {
             committed: Arc::new(tokio::sync::Notify::new()),
             handouts: handout_readers(&pool, &keyring),
-            checks_writer: ChecksWriter::Postgres(pg_batch::start(writer, pool.clone())),
+            checks_writer: ChecksWriter::Postgres(writer),
             pool,
             keyring,
             backend: Backend::Postgres,

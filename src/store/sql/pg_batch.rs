@@ -24,14 +24,43 @@ pub(super) enum Queued {
     Refreshed(RefreshedRow, oneshot::Sender<Result<bool, StoreError>>),
 }
 
-/// Starts the writer; it ends when the store (the only sender) is dropped.
-pub(super) fn start(pool: PgPool, any: AnyPool) -> mpsc::Sender<Queued> {
+/// Starts the writer on a thread of its own (with a runtime of its own, which its connection
+/// belongs to): on the daemon's runtime it waited behind the checks to be polled, and every
+/// check waits for it. It ends when the store (the only sender) is dropped.
+pub(super) async fn start(url: SecretString) -> Result<mpsc::Sender<Queued>, StoreError> {
     let (queue, queued) = mpsc::channel(4096);
-    tokio::spawn(writer(pool, any, queued));
-    queue
+    let (opened, open) = oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name("pg-writer".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let runtime = match runtime {
+                Ok(r) => r,
+                Err(e) => return drop(opened.send(Err(StoreError::Commit(e.to_string())))),
+            };
+            runtime.block_on(async move {
+                use secrecy::ExposeSecret;
+                match unnested::pool(url.expose_secret()).await {
+                    Ok(pool) => {
+                        let _ = opened.send(Ok(()));
+                        writer(pool, queued).await;
+                    }
+                    Err(e) => drop(opened.send(Err(e))),
+                }
+            });
+        });
+    if let Err(e) = thread {
+        return Err(StoreError::Commit(format!("cannot start the writer thread: {e}")));
+    }
+    match open.await {
+        Ok(opened) => opened.map(|()| queue),
+        Err(_) => Err(StoreError::Commit("the writer thread ended".into())),
+    }
 }
 
-async fn writer(pool: PgPool, any: AnyPool, mut queue: mpsc::Receiver<Queued>) {
+async fn writer(pool: PgPool, mut queue: mpsc::Receiver<Queued>) {
     while let Some(first) = queue.recv().await {
         // A rotation is committed at once: until it is, a crash loses tokens the provider
         // already considers the live ones. Whatever queued meanwhile still goes with it.
@@ -78,7 +107,7 @@ async fn writer(pool: PgPool, any: AnyPool, mut queue: mpsc::Receiver<Queued>) {
             }
         };
         if !rotations.is_empty() {
-            let results = unnested::rotate(&mut conn, &any, &rotations).await;
+            let results = unnested::rotate(&mut conn, &rotations).await;
             answer(rotated_to, results);
         }
         if !healthy.is_empty() {

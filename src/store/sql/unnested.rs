@@ -234,7 +234,6 @@ async fn run<R: Row>(
 /// tokens changed; nothing written for it).
 pub(super) async fn rotate(
     conn: &mut PgConnection,
-    any: &AnyPool,
     rows: &[RotateRow],
 ) -> Vec<Result<i64, StoreError>> {
     let results = run(conn, &rotate_sql(), &Update::rotate().types, rows).await;
@@ -242,12 +241,15 @@ pub(super) async fn rotate(
     for (row, result) in rows.iter().zip(results) {
         out.push(match result {
             Ok(Some(Some(generation))) => Ok(generation),
-            Ok(_) => match any.acquire().await {
-                Ok(mut c) => match merged::why_not_ours(&mut c, &row.id, &row.owner).await {
-                    Ok(why) | Err(why) => Err(why),
-                },
-                Err(e) => Err(e.into()),
-            },
+            Ok(_) => {
+                // Which guard refused it: the lease or the tokens?
+                sqlx::query_scalar("SELECT lease_owner FROM connections WHERE id = $1")
+                    .bind(row.id.as_str())
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(StoreError::from)
+                    .and_then(|found| Err(refused(found, &row.id, &row.owner)))
+            }
             Err(e) => Err(e),
         });
     }
