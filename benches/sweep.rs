@@ -3,6 +3,7 @@
 //! fast local token endpoint in its own process.
 //!
 //!     cargo bench --bench sweep -- [--connections N] [--postgres URL] [--concurrency C]
+//!                                  [--replicas R]
 //!
 //! Prints the connections, wall time, checks per second, p50/p99 check latency, the sweeping
 //! process's peak RSS and the database size, beside the ceiling: the same endpoint's raw
@@ -30,6 +31,8 @@ struct Options {
     connections: usize,
     postgres: Option<String>,
     concurrency: usize,
+    /// `credwatch sweep` processes sharing the database (the replicas of a PostgreSQL setup).
+    replicas: usize,
 }
 
 fn options() -> Options {
@@ -37,6 +40,7 @@ fn options() -> Options {
         connections: 100_000,
         postgres: None,
         concurrency: 64,
+        replicas: 1,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -53,6 +57,13 @@ fn options() -> Options {
                     .next()
                     .and_then(|v| v.parse().ok())
                     .expect("--concurrency C")
+            }
+            "--replicas" => {
+                o.replicas = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&r| r > 0)
+                    .expect("--replicas R")
             }
             // cargo bench passes --bench; nothing else is ours.
             _ => {}
@@ -160,30 +171,42 @@ async fn bench(o: Options) {
     let seeded_in = seed_started.elapsed();
 
     let started = Instant::now();
-    // CREDWATCH_BENCH_PERF=FILE records the sweep with `perf record` (where to look next).
-    let mut sweep = match std::env::var_os("CREDWATCH_BENCH_PERF") {
-        Some(file) => {
-            let mut c = std::process::Command::new("perf");
-            c.args(["record", "-F", "499", "-g", "-o"])
-                .arg(file)
-                .arg("--")
-                .arg(BIN);
-            c
-        }
-        None => std::process::Command::new(BIN),
-    };
-    let out = sweep
-        .arg("--config")
-        .arg(&config)
-        .arg("sweep")
-        .output()
-        .expect("run credwatch sweep");
+    let sweeps: Vec<std::process::Child> = (0..o.replicas)
+        .map(|_| {
+            // CREDWATCH_BENCH_PERF=FILE records the sweep with `perf record` (where to look next).
+            let mut sweep = match std::env::var_os("CREDWATCH_BENCH_PERF") {
+                Some(file) if o.replicas == 1 => {
+                    let mut c = std::process::Command::new("perf");
+                    c.args(["record", "-F", "499", "-g", "-o"])
+                        .arg(file)
+                        .arg("--")
+                        .arg(BIN);
+                    c
+                }
+                _ => std::process::Command::new(BIN),
+            };
+            sweep
+                .arg("--config")
+                .arg(&config)
+                .arg("sweep")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("run credwatch sweep")
+        })
+        .collect();
+    let outs: Vec<std::process::Output> = sweeps
+        .into_iter()
+        .map(|s| s.wait_with_output().expect("credwatch sweep"))
+        .collect();
     let wall = started.elapsed();
-    assert!(
-        out.status.success(),
-        "sweep failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for out in &outs {
+        assert!(
+            out.status.success(),
+            "sweep failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let (peak_rss_kib, cpu_secs) = children_usage();
 
     // After the sweep's usage is read: wrk is a child too.
@@ -220,11 +243,16 @@ async fn bench(o: Options) {
         o.connections,
         seeded_in.as_secs_f64()
     );
-    let said = String::from_utf8_lossy(&out.stdout);
-    for line in said.lines() {
-        match line.strip_prefix("CPU per check by thread: ") {
-            Some(split) => println!("  CPU by thread    {split} (per check)"),
-            None => println!("  sweep            {}", line.trim()),
+    if o.replicas > 1 {
+        println!("  replicas         {} sweeping at once", o.replicas);
+    }
+    for out in &outs {
+        let said = String::from_utf8_lossy(&out.stdout);
+        for line in said.lines() {
+            match line.strip_prefix("CPU per check by thread: ") {
+                Some(split) => println!("  CPU by thread    {split} (per check)"),
+                None => println!("  sweep            {}", line.trim()),
+            }
         }
     }
     println!("  wall time        {:.2} s", wall.as_secs_f64());
