@@ -14,6 +14,10 @@ use super::*;
 
 /// Writes that go together at most.
 const MAX_BATCH: usize = 512;
+/// Groups written at once, each on a connection of its own: while one group's statement runs,
+/// the next is written rather than waiting for it (their rows never overlap: a connection has
+/// one check at a time). More made the groups smaller without making the sweep faster.
+const WRITERS: usize = 2;
 /// Scheduler turns the writer waits for more writes before it commits: a few turns cost
 /// microseconds, a commit a round trip and a flush.
 const LINGER_TURNS: usize = 3;
@@ -42,17 +46,24 @@ pub(super) async fn start(url: SecretString) -> Result<mpsc::Sender<Queued>, Sto
             };
             runtime.block_on(async move {
                 use secrecy::ExposeSecret;
-                match unnested::pool(url.expose_secret()).await {
+                match unnested::pool(url.expose_secret(), WRITERS as u32).await {
                     Ok(pool) => {
                         let _ = opened.send(Ok(()));
-                        writer(pool, queued).await;
+                        let queued = Arc::new(tokio::sync::Mutex::new(queued));
+                        let mut writers = tokio::task::JoinSet::new();
+                        for _ in 0..WRITERS {
+                            writers.spawn(writer(pool.clone(), queued.clone()));
+                        }
+                        while writers.join_next().await.is_some() {}
                     }
                     Err(e) => drop(opened.send(Err(e))),
                 }
             });
         });
     if let Err(e) = thread {
-        return Err(StoreError::Commit(format!("cannot start the writer thread: {e}")));
+        return Err(StoreError::Commit(format!(
+            "cannot start the writer thread: {e}"
+        )));
     }
     match open.await {
         Ok(opened) => opened.map(|()| queue),
@@ -60,8 +71,13 @@ pub(super) async fn start(url: SecretString) -> Result<mpsc::Sender<Queued>, Sto
     }
 }
 
-async fn writer(pool: PgPool, mut queue: mpsc::Receiver<Queued>) {
-    while let Some(first) = queue.recv().await {
+/// Takes the next group from the queue (one writer at a time) and writes it.
+async fn writer(pool: PgPool, queued: Arc<tokio::sync::Mutex<mpsc::Receiver<Queued>>>) {
+    loop {
+        let mut queue = queued.lock().await;
+        let Some(first) = queue.recv().await else {
+            break;
+        };
         // A rotation is committed at once: until it is, a crash loses tokens the provider
         // already considers the live ones. Whatever queued meanwhile still goes with it.
         let urgent = matches!(first, Queued::Rotate(..) | Queued::Refreshed(..));
@@ -77,6 +93,7 @@ async fn writer(pool: PgPool, mut queue: mpsc::Receiver<Queued>) {
                 tokio::task::yield_now().await;
             }
         }
+        drop(queue);
         let (mut rotations, mut rotated_to) = (Vec::new(), Vec::new());
         let (mut healthy, mut healthy_to) = (Vec::new(), Vec::new());
         let (mut refreshed, mut refreshed_to) = (Vec::new(), Vec::new());

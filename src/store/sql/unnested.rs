@@ -272,10 +272,10 @@ pub(super) async fn linked<R: Row>(
         .collect()
 }
 
-/// The writer's own pool: one connection, native driver (arrays are not in the `Any` driver).
-pub(super) async fn pool(url: &str) -> Result<PgPool, StoreError> {
+/// The group writers' own pool, native driver (arrays are not in the `Any` driver).
+pub(super) async fn pool(url: &str, connections: u32) -> Result<PgPool, StoreError> {
     Ok(sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
+        .max_connections(connections)
         .acquire_timeout(std::time::Duration::from_secs(5))
         .connect(url)
         .await?)
