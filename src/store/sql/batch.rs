@@ -210,7 +210,9 @@ impl SqlStore {
     pub(super) async fn store_rotation(&self, row: RotateRow) -> Result<i64, StoreError> {
         match &self.checks_writer {
             ChecksWriter::Sqlite(w) => ask(w, |done| native::Work::Rotate(row, done)).await,
-            ChecksWriter::Postgres(w) => ask(w, |done| pg_batch::Queued::Rotate(row, done)).await,
+            ChecksWriter::Postgres { groups: w, .. } => {
+                ask(w, |done| pg_batch::Queued::Rotate(row, done)).await
+            }
         }
     }
 
@@ -219,7 +221,9 @@ impl SqlStore {
     pub(super) async fn store_healthy(&self, row: HealthyRow) -> Result<bool, StoreError> {
         match &self.checks_writer {
             ChecksWriter::Sqlite(w) => ask(w, |done| native::Work::Healthy(row, done)).await,
-            ChecksWriter::Postgres(w) => ask(w, |done| pg_batch::Queued::Healthy(row, done)).await,
+            ChecksWriter::Postgres { groups: w, .. } => {
+                ask(w, |done| pg_batch::Queued::Healthy(row, done)).await
+            }
         }
     }
 
@@ -228,7 +232,7 @@ impl SqlStore {
     pub(super) async fn store_refreshed(&self, row: RefreshedRow) -> Result<bool, StoreError> {
         match &self.checks_writer {
             ChecksWriter::Sqlite(w) => ask(w, |done| native::Work::Refreshed(row, done)).await,
-            ChecksWriter::Postgres(w) => {
+            ChecksWriter::Postgres { groups: w, .. } => {
                 ask(w, |done| pg_batch::Queued::Refreshed(row, done)).await
             }
         }

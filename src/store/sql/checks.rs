@@ -69,31 +69,35 @@ impl SqlStore {
             owner: lease.owner.clone(),
             until: to_ms(lease.until),
         };
-        if let ChecksWriter::Sqlite(writer) = &self.checks_writer {
-            let rows = batch::ask(writer, |done| native::Work::Claim(due, done)).await?;
-            return self.claimed_rows(&rows, &q, lease, now, None).await;
+        // Each backend's claim is one statement, on a connection of its own and through its
+        // native driver (`Any` converted every column of thousands of rows a claim).
+        match &self.checks_writer {
+            ChecksWriter::Sqlite(writer) => {
+                let rows = batch::ask(writer, |done| native::Work::Claim(due, done)).await?;
+                self.claimed_rows(&rows, &q, lease, now).await
+            }
+            ChecksWriter::Postgres { claims, .. } => {
+                let rows = sqlx::query(&claim_due_sql(Backend::Postgres))
+                    .bind(&due.owner)
+                    .bind(due.until)
+                    .bind(&due.provider)
+                    .bind(due.now)
+                    .bind(due.limit)
+                    .fetch_all(claims)
+                    .await?;
+                self.claimed_rows(&rows, &q, lease, now).await
+            }
         }
-        let mut tx = self.write().await?;
-        let rows = sqlx::query(&claim_due_sql(self.backend))
-            .bind(&due.owner)
-            .bind(due.until)
-            .bind(&due.provider)
-            .bind(due.now)
-            .bind(due.limit)
-            .fetch_all(&mut *tx)
-            .await?;
-        self.claimed_rows(&rows, &q, lease, now, Some(tx)).await
     }
 
-    /// The claimed rows read; a row that cannot be read is set aside, in `tx` when the claim's
-    /// transaction is still open, else in one of its own (its lease keeps it ours meanwhile).
+    /// The claimed rows read; a row that cannot be read is set aside, in a transaction of its
+    /// own (the claim committed; its lease keeps the row ours meanwhile).
     async fn claimed_rows<R: Columns>(
         &self,
         rows: &[R],
         q: &DueQuery<'_>,
         lease: &Lease,
         now: i64,
-        tx: Option<WriteTx>,
     ) -> Result<Vec<Claimed>, StoreError> {
         let mut claimed = Vec::with_capacity(rows.len());
         let mut aside = Vec::new();
@@ -114,18 +118,12 @@ impl SqlStore {
                 Err(e) => return Err(e),
             }
         }
-        let tx = match tx {
-            Some(tx) => Some(tx),
-            None if !aside.is_empty() => Some(self.write().await?),
-            None => None,
-        };
-        if let Some(mut tx) = tx {
-            let alert = if aside.is_empty() {
-                None
-            } else {
-                Self::set_aside(&mut tx, q, &aside).await?
-            };
-            let alert: Vec<Event> = alert.into_iter().collect();
+        if !aside.is_empty() {
+            let mut tx = self.write().await?;
+            let alert: Vec<Event> = Self::set_aside(&mut tx, q, &aside)
+                .await?
+                .into_iter()
+                .collect();
             events::write(&mut tx, self.backend, &alert, now).await?;
             tx.commit().await?;
         }

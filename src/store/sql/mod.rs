@@ -97,7 +97,7 @@ impl Backend {
 }
 
 const CONNECTION_COLUMNS: &str = "id, provider, name, owner_email, account, scopes, status, reason, status_since, \
-     CASE WHEN refresh_token IS NULL THEN 0 ELSE 1 END AS has_refresh_token, token_generation, access_expires_at, refresh_expires_at, \
+     CAST(CASE WHEN refresh_token IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_refresh_token, token_generation, access_expires_at, refresh_expires_at, \
      consecutive_failures, refresh_uncertain_since, refresh_interrupted_at, set_aside, last_check_at, next_check_at, created_at, external_id, metadata, credential_kind, instance_url";
 const PIPELINE_COLUMNS: &str = "id, name, state, position, position_updated_at, paused_at_position, paused_at, \
      paused_by, pause_reason, created_at, external_id";
@@ -123,7 +123,11 @@ pub struct SqlStore {
 /// batching task.
 enum ChecksWriter {
     Sqlite(tokio::sync::mpsc::Sender<native::Work>),
-    Postgres(tokio::sync::mpsc::Sender<pg_batch::Queued>),
+    Postgres {
+        groups: tokio::sync::mpsc::Sender<pg_batch::Queued>,
+        /// Claims, through the native driver.
+        claims: sqlx::postgres::PgPool,
+    },
 }
 
 /// A connection's tokens as stored: blobs under one key.
@@ -260,11 +264,12 @@ impl SqlStore {
             .after_release(discard_if_in_transaction)
             .connect(url.expose_secret())
             .await?;
-        let writer = pg_batch::start(url.clone()).await?;
+        let groups = pg_batch::start(url.clone()).await?;
+        let claims = unnested::pool(url.expose_secret(), 1).await?;
         Ok(Self {
             committed: Arc::new(tokio::sync::Notify::new()),
             handouts: handout_readers(&pool, &keyring),
-            checks_writer: ChecksWriter::Postgres(writer),
+            checks_writer: ChecksWriter::Postgres { groups, claims },
             pool,
             keyring,
             backend: Backend::Postgres,

@@ -30,7 +30,8 @@ pub(super) fn opt_time(v: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreErr
     v.map(from_ms).transpose()
 }
 
-/// A row of either driver (sqlx's, or the native SQLite writer's), read by column name.
+/// A row of any driver (sqlx's `Any` or PostgreSQL, or the native SQLite writer's), read by
+/// column name.
 pub(super) trait Columns {
     fn get<T: FromColumn>(&self, col: &str) -> Result<T, StoreError>;
 }
@@ -61,16 +62,26 @@ impl Columns for NativeRow {
     }
 }
 
-/// A column's Rust type, from either driver.
+impl Columns for sqlx::postgres::PgRow {
+    fn get<T: FromColumn>(&self, col: &str) -> Result<T, StoreError> {
+        T::from_pg(self, col)
+    }
+}
+
+/// A column's Rust type, from any of the drivers.
 pub(super) trait FromColumn: Sized {
     fn from_any(row: &AnyRow, col: &str) -> Result<Self, StoreError>;
     fn from_native(value: &rusqlite::types::Value) -> Option<Self>;
+    fn from_pg(row: &sqlx::postgres::PgRow, col: &str) -> Result<Self, StoreError>;
 }
 
 macro_rules! from_column {
     ($t:ty, $variant:ident) => {
         impl FromColumn for $t {
             fn from_any(row: &AnyRow, col: &str) -> Result<Self, StoreError> {
+                Ok(row.try_get(col)?)
+            }
+            fn from_pg(row: &sqlx::postgres::PgRow, col: &str) -> Result<Self, StoreError> {
                 Ok(row.try_get(col)?)
             }
             fn from_native(value: &rusqlite::types::Value) -> Option<Self> {
@@ -83,6 +94,9 @@ macro_rules! from_column {
 
         impl FromColumn for Option<$t> {
             fn from_any(row: &AnyRow, col: &str) -> Result<Self, StoreError> {
+                Ok(row.try_get(col)?)
+            }
+            fn from_pg(row: &sqlx::postgres::PgRow, col: &str) -> Result<Self, StoreError> {
                 Ok(row.try_get(col)?)
             }
             fn from_native(value: &rusqlite::types::Value) -> Option<Self> {

@@ -272,7 +272,8 @@ pub(super) async fn linked<R: Row>(
         .collect()
 }
 
-/// The group writers' own pool, native driver (arrays are not in the `Any` driver).
+/// A pool of the native driver, for the group writers (arrays are not in the `Any` driver)
+/// and for claims (whose thousands of rows `Any` converted column by column).
 pub(super) async fn pool(url: &str, connections: u32) -> Result<PgPool, StoreError> {
     Ok(sqlx::postgres::PgPoolOptions::new()
         .max_connections(connections)
