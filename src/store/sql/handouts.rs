@@ -108,6 +108,13 @@ fn from_row(keyring: &Keyring, id: &ConnectionId, row: &AnyRow) -> Result<Handou
         scopes: scopes.split_whitespace().map(str::to_owned).collect(),
         last_check_at: opt_time(row.try_get("last_check_at")?)?,
         next_check_at: from_ms(row.try_get("next_check_at")?)?,
-        access_token: keyring.open(&key_id, &sealed, &token_context(id, "access_token"))?,
+        access_token: match Keyring::is_pair(&sealed) {
+            true => {
+                keyring
+                    .open_pair(&key_id, &sealed, &token_context(id, "access_token"))?
+                    .0
+            }
+            false => keyring.open(&key_id, &sealed, &token_context(id, "access_token"))?,
+        },
     })
 }

@@ -130,7 +130,11 @@ enum ChecksWriter {
     },
 }
 
-/// A connection's tokens as stored: blobs under one key.
+/// A connection's tokens as stored, under one key: both sealed together in `access_token`,
+/// and `refresh_token` empty when the pair has a refresh token, NULL when not (that column is
+/// what says whether a connection has one). Rows written before the pair have each token
+/// sealed alone, one per column; they are read as they are and sealed as a pair when their
+/// tokens are next written.
 pub(super) struct SealedTokens {
     pub key_id: String,
     pub access: Vec<u8>,
@@ -360,33 +364,31 @@ fn url_path(path: &Path) -> String {
 }
 
 impl SqlStore {
-    /// Opens the sealed tokens of a row that has key_id, access_token, refresh_token and token_generation.
-    /// A connection's tokens sealed for storing, each bound to its row and column: the one
-    /// place tokens are sealed. `keep_refresh` stands in when the set has no refresh token (a
-    /// provider that does not rotate keeps the old one; it is sealed again, under the current
-    /// key, which is how a key rotation spreads).
+    /// A connection's tokens sealed for storing, bound to its row: the one place tokens are
+    /// sealed. `keep_refresh` stands in when the set has no refresh token (a provider that does
+    /// not rotate keeps the old one; it is sealed again, under the current key, which is how a
+    /// key rotation spreads).
     pub(super) fn seal_tokens(
         &self,
         id: &ConnectionId,
         tokens: &TokenSet,
         keep_refresh: Option<&SecretString>,
     ) -> Result<SealedTokens, StoreError> {
-        let access = self
-            .keyring
-            .seal(&tokens.access_token, &token_context(id, "access_token"))?;
-        let refresh = tokens
-            .refresh_token
-            .as_ref()
-            .or(keep_refresh)
-            .map(|r| self.keyring.seal(r, &token_context(id, "refresh_token")))
-            .transpose()?;
+        let refresh = tokens.refresh_token.as_ref().or(keep_refresh);
+        let sealed = self.keyring.seal_pair(
+            &tokens.access_token,
+            refresh,
+            &token_context(id, "access_token"),
+        )?;
         Ok(SealedTokens {
-            key_id: access.key_id.as_str().to_owned(),
-            access: access.blob,
-            refresh: refresh.map(|r| r.blob),
+            key_id: sealed.key_id.as_str().to_owned(),
+            access: sealed.blob,
+            refresh: refresh.map(|_| Vec::new()),
         })
     }
 
+    /// Opens the sealed tokens of a row that has key_id, access_token, refresh_token and
+    /// token_generation.
     fn tokens_from_row<R: Columns>(
         &self,
         id: &ConnectionId,
@@ -395,19 +397,103 @@ impl SqlStore {
         let key_id: String = row.get("key_id")?;
         let access: Vec<u8> = row.get("access_token")?;
         let refresh: Option<Vec<u8>> = row.get("refresh_token")?;
+        let (access_token, refresh_token) =
+            open_tokens(&self.keyring, id, &key_id, &access, refresh.as_deref())?;
         Ok(StoredTokens {
-            access_token: self.keyring.open(
-                &key_id,
-                &access,
-                &token_context(id, "access_token"),
-            )?,
-            refresh_token: refresh
-                .map(|blob| {
-                    self.keyring
-                        .open(&key_id, &blob, &token_context(id, "refresh_token"))
-                })
-                .transpose()?,
+            access_token,
+            refresh_token,
             generation: row.get("token_generation")?,
         })
+    }
+}
+
+/// Opens a row's tokens, as a pair or (rows written before the pair) one blob per column.
+fn open_tokens(
+    keyring: &Keyring,
+    id: &ConnectionId,
+    key_id: &str,
+    access: &[u8],
+    refresh: Option<&[u8]>,
+) -> Result<(SecretString, Option<SecretString>), StoreError> {
+    let access_context = token_context(id, "access_token");
+    if Keyring::is_pair(access) {
+        let (access, inside) = keyring.open_pair(key_id, access, &access_context)?;
+        // The column says whether there is a refresh token: one that disagrees was altered.
+        if refresh.is_some_and(|r| !r.is_empty()) || refresh.is_some() != inside.is_some() {
+            return Err(CryptoError::Tampered {
+                key_id: key_id.to_owned(),
+            }
+            .into());
+        }
+        return Ok((access, inside));
+    }
+    let refresh = refresh
+        .map(|blob| keyring.open(key_id, blob, &token_context(id, "refresh_token")))
+        .transpose()?;
+    Ok((keyring.open(key_id, access, &access_context)?, refresh))
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn opened(r: (SecretString, Option<SecretString>)) -> (String, Option<String>) {
+        let refresh = r.1.map(|t| t.expose_secret().to_owned());
+        (r.0.expose_secret().to_owned(), refresh)
+    }
+
+    #[test]
+    fn rows_sealed_a_token_a_column_and_rows_sealed_as_a_pair_both_open() {
+        let ring = Keyring::from_bytes([3; 32]);
+        let id = ConnectionId::generate();
+        let secret = |s: &str| SecretString::from(s.to_owned());
+        let (access, refresh) = (secret("at"), secret("rt"));
+        let key = ring.current_id().as_str().to_owned();
+        let want = |r: Option<&str>| ("at".to_owned(), r.map(str::to_owned));
+
+        // Before the pair: one blob per column, each bound to its column.
+        let a = ring
+            .seal(&access, &token_context(&id, "access_token"))
+            .unwrap()
+            .blob;
+        let r = ring
+            .seal(&refresh, &token_context(&id, "refresh_token"))
+            .unwrap()
+            .blob;
+        let old = open_tokens(&ring, &id, &key, &a, Some(&r)).unwrap();
+        assert_eq!(opened(old), want(Some("rt")));
+        assert_eq!(
+            opened(open_tokens(&ring, &id, &key, &a, None).unwrap()),
+            want(None)
+        );
+
+        // The pair, with the refresh column saying whether it holds a refresh token.
+        let store = |refresh: Option<&SecretString>| {
+            let sealed = ring.seal_pair(&access, refresh, &token_context(&id, "access_token"));
+            (sealed.unwrap().blob, refresh.map(|_| Vec::new()))
+        };
+        let (pair, column) = store(Some(&refresh));
+        let new = open_tokens(&ring, &id, &key, &pair, column.as_deref()).unwrap();
+        assert_eq!(opened(new), want(Some("rt")));
+        let (alone, none) = store(None);
+        assert_eq!(
+            opened(open_tokens(&ring, &id, &key, &alone, none.as_deref()).unwrap()),
+            want(None)
+        );
+
+        // A column that disagrees with its pair was altered.
+        for (blob, column) in [
+            (&pair, None),
+            (&alone, Some(&[][..])),
+            (&pair, Some(&r[..])),
+        ] {
+            let err = open_tokens(&ring, &id, &key, blob, column).unwrap_err();
+            assert!(
+                matches!(err, StoreError::Crypto(CryptoError::Tampered { .. })),
+                "{err}"
+            );
+        }
     }
 }
