@@ -151,7 +151,8 @@ struct Texts {
     rotate: String,
     healthy: String,
     refreshed: String,
-    record: String,
+    healthy_history: String,
+    refreshed_history: String,
     /// The claim's column names, read from its statement once.
     claim_columns: Option<Arc<[String]>>,
 }
@@ -163,7 +164,8 @@ impl Texts {
             rotate: Update::rotate().direct(),
             healthy: Update::healthy().direct(),
             refreshed: Update::refreshed().direct(),
-            record: statements::record_direct(),
+            healthy_history: Update::healthy().guarded_history(),
+            refreshed_history: Update::refreshed().guarded_history(),
             claim_columns: None,
         }
     }
@@ -240,43 +242,22 @@ fn fail(batch: &mut Vec<Work>, e: &str) {
     }
 }
 
-/// One write of the batch, under a savepoint when it has more than one statement: a failed
-/// write leaves nothing of itself and takes no other with it.
+/// One write of the batch: a failed write leaves nothing of itself and takes no other with it.
 fn run(conn: &Connection, work: Work, sql: &mut Texts) -> Done {
     match work {
         Work::Claim(q, to) => Done::Claim(to, claim(conn, &q, sql).map_err(native)),
         Work::Rotate(row, to) => Done::Rotate(to, rotate(conn, &sql.rotate, &row)),
         Work::Healthy(row, to) => {
-            let r = savepoint(conn, || {
-                finish(conn, &sql.healthy, &row.params(), &sql.record, &row)
-            });
+            let history = (sql.healthy_history.as_str(), row.params().to_vec());
+            let r = finish(conn, history, &sql.healthy, &row);
             Done::Applied(to, r)
         }
         Work::Refreshed(row, to) => {
-            let params: Vec<P> = row.params().collect();
-            let r = savepoint(conn, || {
-                finish(conn, &sql.refreshed, &params, &sql.record, &row.check)
-            });
+            let history = (sql.refreshed_history.as_str(), row.params().collect());
+            let r = finish(conn, history, &sql.refreshed, &row.check);
             Done::Applied(to, r)
         }
     }
-}
-
-/// Runs `f`, and undoes what it wrote unless it answered `true`.
-fn savepoint(
-    conn: &Connection,
-    f: impl FnOnce() -> Result<bool, StoreError>,
-) -> Result<bool, StoreError> {
-    let exec = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
-    exec("SAVEPOINT one").map_err(native)?;
-    let result = f();
-    if !matches!(result, Ok(true)) && !conn.is_autocommit() {
-        let _ = exec("ROLLBACK TO one");
-    }
-    if !conn.is_autocommit() {
-        exec("RELEASE one").map_err(native)?;
-    }
-    result
 }
 
 fn claim(conn: &Connection, q: &ClaimDue, sql: &mut Texts) -> rusqlite::Result<Vec<NativeRow>> {
@@ -332,23 +313,43 @@ fn rotate(conn: &Connection, sql: &str, row: &RotateRow) -> Result<i64, StoreErr
     Err(statements::refused(owner, &row.id, &row.owner))
 }
 
-/// A finished check's history row, then the guarded update of its connection, which names it
-/// the last check: one write of the connection row. `false` when the update did not apply, and
-/// the history row is then undone with it.
+/// A finished check's history row, written only if its connection is as claimed, then the
+/// update of the connection (with the same guard) that names it the last check: one write of
+/// the connection row. `false`, with nothing written, when the connection is not as claimed.
 fn finish(
     conn: &Connection,
-    sql: &str,
-    params: &[P],
-    record: &str,
+    (history, params): (&str, Vec<P>),
+    update: &str,
     check: &HealthyRow,
 ) -> Result<bool, StoreError> {
-    conn.prepare_cached(record)
-        .and_then(|mut s| s.execute(rusqlite::params_from_iter(check.history())))
+    let own = check.history().into_iter().skip(1);
+    let recorded = conn
+        .prepare_cached(history)
+        .and_then(|mut s| {
+            s.execute(rusqlite::params_from_iter(
+                params.iter().copied().chain(own),
+            ))
+        })
         .map_err(native)?;
-    let last = P::Int(Some(conn.last_insert_rowid()));
+    if recorded == 0 {
+        return Ok(false);
+    }
+    let last = conn.last_insert_rowid();
     let applied = conn
-        .prepare_cached(sql)
-        .and_then(|mut s| s.execute(rusqlite::params_from_iter(params.iter().chain([&last]))))
+        .prepare_cached(update)
+        .and_then(|mut s| {
+            s.execute(rusqlite::params_from_iter(
+                params.into_iter().chain([P::Int(Some(last))]),
+            ))
+        })
         .map_err(native)?;
-    Ok(applied == 1)
+    if applied == 1 {
+        return Ok(true);
+    }
+    // Not reached (the guard just held, in this transaction); if it were, no history row of a
+    // result that was not stored stays behind.
+    conn.prepare_cached("DELETE FROM checks WHERE id = ?1")
+        .and_then(|mut s| s.execute([last]))
+        .map_err(native)?;
+    Ok(false)
 }

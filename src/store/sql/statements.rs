@@ -332,13 +332,22 @@ pub(super) fn record_sql(backend: Backend, rows: usize) -> String {
     )
 }
 
-/// `record_sql` for one check on SQLite, with plain parameters.
-pub(super) fn record_direct() -> String {
-    format!(
-        "INSERT INTO checks ({HISTORY_COLUMNS}) VALUES (?1, \
-           (SELECT last_check_id FROM connections WHERE id = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
-           ?9, ?10)"
-    )
+impl Update {
+    /// On SQLite, for one connection: its history row, written only when this update's guard
+    /// holds; its parameters are the update's (`?1` …) then the history row's own
+    /// (`HealthyRow::history` without the connection). The update then names it the last
+    /// check: in the writer's transaction nothing runs between the two, so the guard holds
+    /// for both or for neither, and no savepoint is needed to undo one without the other.
+    pub(super) fn guarded_history(&self) -> String {
+        let columns: Vec<&str> = self.columns.split(", ").collect();
+        let own: Vec<String> = (1..=9).map(|i| format!("?{}", columns.len() + i)).collect();
+        format!(
+            "INSERT INTO checks ({HISTORY_COLUMNS}) SELECT connections.id, \
+             connections.last_check_id, {} FROM connections WHERE {}",
+            own.join(", "),
+            numbered(&self.guard, &columns)
+        )
+    }
 }
 
 #[cfg(test)]
@@ -371,6 +380,20 @@ mod tests {
             numbered("prev.ts = v.ts, v.unknown", &["ts"]),
             "prev.ts = ?1, v.unknown"
         );
+    }
+
+    #[test]
+    fn a_guarded_history_row_takes_the_updates_parameters_then_its_own() {
+        let sql = Update::healthy().guarded_history();
+        assert!(
+            sql.contains("SELECT connections.id, connections.last_check_id, ?6, ?7,"),
+            "{sql}"
+        );
+        assert!(sql.ends_with("?14 FROM connections WHERE connections.id = ?1 AND connections.lease_owner = ?2 AND connections.status = 'healthy'"), "{sql}");
+        let sql = Update::refreshed().guarded_history();
+        assert!(sql.contains("last_check_id, ?13, "), "{sql}");
+        assert!(sql.contains("connections.token_generation = ?3"), "{sql}");
+        assert!(sql.contains("connections.key_id = ?4"), "{sql}");
     }
 
     #[test]
