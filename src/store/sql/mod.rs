@@ -120,7 +120,7 @@ pub struct SqlStore {
 }
 
 /// The group commit of claims, rotations and results: SQLite's writer thread, or PostgreSQL's
-/// batching task.
+/// group writers (their own thread) and a native connection for claims.
 enum ChecksWriter {
     Sqlite(tokio::sync::mpsc::Sender<native::Work>),
     Postgres {

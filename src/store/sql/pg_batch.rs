@@ -9,7 +9,7 @@ use sqlx::postgres::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
 use super::statements::{HealthyRow, RefreshedRow, RotateRow, Update};
-use super::unnested;
+use super::unnested::{self, Statement};
 use super::*;
 
 /// Writes that go together at most.
@@ -28,9 +28,9 @@ pub(super) enum Queued {
     Refreshed(RefreshedRow, oneshot::Sender<Result<bool, StoreError>>),
 }
 
-/// Starts the writer on a thread of its own (with a runtime of its own, which its connection
-/// belongs to): on the daemon's runtime it waited behind the checks to be polled, and every
-/// check waits for it. It ends when the store (the only sender) is dropped.
+/// Starts the writers on a thread of their own (with a runtime of its own, which their
+/// connections belong to): on the daemon's runtime they waited behind the checks to be polled,
+/// and every check waits for them. They end when the store (the only sender) is dropped.
 pub(super) async fn start(url: SecretString) -> Result<mpsc::Sender<Queued>, StoreError> {
     let (queue, queued) = mpsc::channel(4096);
     let (opened, open) = oneshot::channel();
@@ -73,6 +73,9 @@ pub(super) async fn start(url: SecretString) -> Result<mpsc::Sender<Queued>, Sto
 
 /// Takes the next group from the queue (one writer at a time) and writes it.
 async fn writer(pool: PgPool, queued: Arc<tokio::sync::Mutex<mpsc::Receiver<Queued>>>) {
+    let rotate = Statement::rotate();
+    let healthy = Statement::linked(&Update::healthy());
+    let refreshed = Statement::linked(&Update::refreshed());
     loop {
         let mut queue = queued.lock().await;
         let Some(first) = queue.recv().await else {
@@ -95,8 +98,8 @@ async fn writer(pool: PgPool, queued: Arc<tokio::sync::Mutex<mpsc::Receiver<Queu
         }
         drop(queue);
         let (mut rotations, mut rotated_to) = (Vec::new(), Vec::new());
-        let (mut healthy, mut healthy_to) = (Vec::new(), Vec::new());
-        let (mut refreshed, mut refreshed_to) = (Vec::new(), Vec::new());
+        let (mut healthy_rows, mut healthy_to) = (Vec::new(), Vec::new());
+        let (mut refreshed_rows, mut refreshed_to) = (Vec::new(), Vec::new());
         for q in batch {
             match q {
                 Queued::Rotate(row, done) => {
@@ -104,11 +107,11 @@ async fn writer(pool: PgPool, queued: Arc<tokio::sync::Mutex<mpsc::Receiver<Queu
                     rotated_to.push(done);
                 }
                 Queued::Healthy(row, done) => {
-                    healthy.push(row);
+                    healthy_rows.push(row);
                     healthy_to.push(done);
                 }
                 Queued::Refreshed(row, done) => {
-                    refreshed.push(row);
+                    refreshed_rows.push(row);
                     refreshed_to.push(done);
                 }
             }
@@ -124,15 +127,15 @@ async fn writer(pool: PgPool, queued: Arc<tokio::sync::Mutex<mpsc::Receiver<Queu
             }
         };
         if !rotations.is_empty() {
-            let results = unnested::rotate(&mut conn, &rotations).await;
+            let results = unnested::rotate(&mut conn, &rotate, &rotations).await;
             answer(rotated_to, results);
         }
-        if !healthy.is_empty() {
-            let results = unnested::linked(&mut conn, &Update::healthy(), &healthy).await;
+        if !healthy_rows.is_empty() {
+            let results = unnested::linked(&mut conn, &healthy, &healthy_rows).await;
             answer(healthy_to, results);
         }
-        if !refreshed.is_empty() {
-            let results = unnested::linked(&mut conn, &Update::refreshed(), &refreshed).await;
+        if !refreshed_rows.is_empty() {
+            let results = unnested::linked(&mut conn, &refreshed, &refreshed_rows).await;
             answer(refreshed_to, results);
         }
     }

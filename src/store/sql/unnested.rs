@@ -42,8 +42,33 @@ fn unnest(types: &[Ty], columns: &str) -> String {
     format!("unnest({}) AS v ({columns})", arrays.join(", "))
 }
 
+/// A statement's text and the types of its arrays, made once per writer.
+pub(super) struct Statement {
+    sql: String,
+    types: Vec<Ty>,
+}
+
+impl Statement {
+    pub(super) fn rotate() -> Self {
+        Statement {
+            sql: rotate_sql(),
+            types: Update::rotate().types,
+        }
+    }
+
+    /// `update` with its history row (`linked_sql`).
+    pub(super) fn linked(update: &Update) -> Self {
+        let mut types = update.types.clone();
+        types.extend(HISTORY_TYPES);
+        Statement {
+            sql: linked_sql(update),
+            types,
+        }
+    }
+}
+
 /// Rotated tokens: `RETURNING` the id and the new generation of each row applied.
-pub(super) fn rotate_sql() -> String {
+fn rotate_sql() -> String {
     let u = Update::rotate();
     format!(
         "UPDATE connections SET {} FROM {} WHERE {} \
@@ -58,7 +83,7 @@ pub(super) fn rotate_sql() -> String {
 /// applied. The connections are locked under the update's guard first (so a row changed by
 /// someone else meanwhile is judged as it is now), the history rows are written for the
 /// locked ones, and the update links each to its history row.
-pub(super) fn linked_sql(update: &Update) -> String {
+fn linked_sql(update: &Update) -> String {
     let mut types = update.types.clone();
     types.extend(HISTORY_TYPES);
     let guard = &update.guard;
@@ -191,8 +216,7 @@ fn rounds<R: Row>(rows: &[R]) -> Vec<Vec<usize>> {
 /// `RETURNING` gave for its connection after the id (`None`: not applied), or its round's error.
 async fn run<R: Row>(
     conn: &mut PgConnection,
-    sql: &str,
-    types: &[Ty],
+    Statement { sql, types }: &Statement,
     rows: &[R],
 ) -> Vec<Result<Option<Option<i64>>, StoreError>> {
     let mut out: Vec<Result<Option<Option<i64>>, StoreError>> =
@@ -234,9 +258,10 @@ async fn run<R: Row>(
 /// tokens changed; nothing written for it).
 pub(super) async fn rotate(
     conn: &mut PgConnection,
+    statement: &Statement,
     rows: &[RotateRow],
 ) -> Vec<Result<i64, StoreError>> {
-    let results = run(conn, &rotate_sql(), &Update::rotate().types, rows).await;
+    let results = run(conn, statement, rows).await;
     let mut out = Vec::with_capacity(rows.len());
     for (row, result) in rows.iter().zip(results) {
         out.push(match result {
@@ -260,12 +285,10 @@ pub(super) async fn rotate(
 /// `false` for a row not applied (nothing written for it) because anything is not as claimed.
 pub(super) async fn linked<R: Row>(
     conn: &mut PgConnection,
-    update: &Update,
+    statement: &Statement,
     rows: &[R],
 ) -> Vec<Result<bool, StoreError>> {
-    let mut types = update.types.clone();
-    types.extend(HISTORY_TYPES);
-    run(conn, &linked_sql(update), &types, rows)
+    run(conn, statement, rows)
         .await
         .into_iter()
         .map(|r| r.map(|applied| applied.is_some()))
