@@ -212,8 +212,9 @@ fn rounds<R: Row>(rows: &[R]) -> Vec<Vec<usize>> {
     rounds.into_iter().map(|(_, members)| members).collect()
 }
 
-/// Runs `sql` over `rows` in rounds, each its own statement and commit. Answers, per row, what
-/// `RETURNING` gave for its connection after the id (`None`: not applied), or its round's error.
+/// Runs the statement over `rows` in rounds, each its own statement and commit. Answers, per
+/// row, what `RETURNING` gave for its connection after the id (`None`: not applied), or its
+/// round's error.
 async fn run<R: Row>(
     conn: &mut PgConnection,
     Statement { sql, types }: &Statement,
