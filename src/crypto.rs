@@ -231,8 +231,8 @@ impl Keyring {
             let (access, refresh) = rest[4..].split_at_checked(usize::try_from(len).ok()?)?;
             let refresh = match has_refresh {
                 0 if refresh.is_empty() => None,
-                0 => return None,
-                _ => Some(secret(refresh)?),
+                1 => Some(secret(refresh)?),
+                _ => return None,
             };
             Some((secret(access)?, refresh))
         };
