@@ -96,6 +96,9 @@ impl Backend {
     }
 }
 
+/// PostgreSQL connections a daemon keeps for its claims, beside the pool.
+const CLAIM_CONNECTIONS: u32 = 3;
+
 const CONNECTION_COLUMNS: &str = "id, provider, name, owner_email, account, scopes, status, reason, status_since, \
      CAST(CASE WHEN refresh_token IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_refresh_token, token_generation, access_expires_at, refresh_expires_at, \
      consecutive_failures, refresh_uncertain_since, refresh_interrupted_at, set_aside, last_check_at, next_check_at, created_at, external_id, metadata, credential_kind, instance_url";
@@ -269,7 +272,9 @@ impl SqlStore {
             .connect(url.expose_secret())
             .await?;
         let groups = pg_batch::start(url.clone()).await?;
-        let claims = unnested::pool(url.expose_secret(), 1).await?;
+        // Providers sweep at once, each claiming in turn: a few connections, so that one claim
+        // (tens of milliseconds) does not make the others wait out the pool's timeout.
+        let claims = unnested::pool(url.expose_secret(), CLAIM_CONNECTIONS).await?;
         Ok(Self {
             committed: Arc::new(tokio::sync::Notify::new()),
             handouts: handout_readers(&pool, &keyring),
