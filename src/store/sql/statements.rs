@@ -1,7 +1,7 @@
 //! The rows a check writes (its rotated tokens, its result, its history row) and the
-//! statements that write them, stated once for both drivers: as multi-row statements over a
-//! table of values `v` (`merged`, through sqlx) and as one-row statements with plain parameters
-//! (`native`, SQLite's writer).
+//! statements that write them, stated once for every driver: as one-row statements with plain
+//! parameters (`native`, SQLite's writer), as statements over arrays (`unnested`, PostgreSQL's
+//! group writers), and over a table of values `v` for the rarer writes through sqlx (`merged`).
 
 use super::*;
 
