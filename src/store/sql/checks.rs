@@ -344,7 +344,7 @@ impl SqlStore {
         r: &CheckResult,
     ) -> Result<Applied, StoreError> {
         let now = to_ms(r.finished_at);
-        merged::record(tx, backend, &[&healthy_row(id, owner, r)]).await?;
+        merged::record(tx, backend, &healthy_row(id, owner, r)).await?;
 
         let row = sqlx::query(&format!(
             "SELECT provider, status, reason, status_since, token_generation, lease_owner, \

@@ -317,10 +317,9 @@ fn numbered(text: &str, columns: &[&str]) -> String {
 pub(super) const HISTORY_COLUMNS: &str = "connection_id, previous_id, instance, token_generation, \
      started_at, finished_at, phase, category, http_status, latency_ms, error";
 
-/// The history rows of `rows` finished checks, each linked to its connection's last check. The
-/// caller makes each new row its connection's last (`last_check_id`, in the same update as the
-/// result where it can).
-pub(super) fn record_sql(backend: Backend, rows: usize) -> String {
+/// The history row of a finished check, linked to its connection's last check. The caller
+/// makes the new row its connection's last (`last_check_id`).
+pub(super) fn record_sql(backend: Backend) -> String {
     use Ty::*;
     let types = [Text, Text, Int, Int, Int, Text, Text, Int, Int, Text];
     format!(
@@ -328,7 +327,7 @@ pub(super) fn record_sql(backend: Backend, rows: usize) -> String {
          INSERT INTO checks ({HISTORY_COLUMNS}) \
          SELECT v.cid, (SELECT last_check_id FROM connections c WHERE c.id = v.cid), v.inst, \
            v.gen, v.started, v.finished, v.ph, v.cat, v.st, v.lat, v.err FROM v",
-        values(backend, &types, rows)
+        values(backend, &types, 1)
     )
 }
 
