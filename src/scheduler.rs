@@ -17,6 +17,11 @@ use crate::check::{CheckError, Checker, Provider, Report, ReportOutcome, alerts}
 use crate::domain::Category;
 use crate::store::{DueQuery, StoreError};
 
+/// History rows one maintenance run removes at most (runs are ten minutes apart): far more than
+/// a million connections refreshed every half hour write in that time, and a first run on a
+/// long-kept history does not hold up the notices for long.
+const HISTORY_PRUNED_PER_RUN: u64 = 500_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
     #[error("schedule.sweep: {0}")]
@@ -270,13 +275,28 @@ async fn queue_notices(checker: &Checker) {
     {
         tracing::error!("cannot queue expiry warnings: {e}");
     }
-    if let Some(retention) = checker.retention_due()
-        && let Some(before) = chrono::TimeDelta::from_std(retention)
-            .ok()
-            .and_then(|r| now.checked_sub_signed(r))
-        && let Err(e) = checker.store().prune_events(before).await
-    {
-        tracing::error!("cannot remove old events: {e}");
+    if let Some(retention) = checker.retention_due() {
+        let before = |kept: std::time::Duration| {
+            chrono::TimeDelta::from_std(kept)
+                .ok()
+                .and_then(|r| now.checked_sub_signed(r))
+        };
+        if let Some(before) = before(retention)
+            && let Err(e) = checker.store().prune_events(before).await
+        {
+            tracing::error!("cannot remove old events: {e}");
+        }
+        if let Some(before) = before(checker.schedule().history_retention) {
+            match checker
+                .store()
+                .prune_history(before, HISTORY_PRUNED_PER_RUN)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(removed = n, "removed old check history"),
+                Err(e) => tracing::error!("cannot remove old check history: {e}"),
+            }
+        }
     }
     checker.outbox_signal().notify_one();
 }

@@ -228,7 +228,7 @@ async fn secrets_in_the_config_never_reach_debug_output() {
 #[tokio::test]
 async fn check_limits_and_classification_rules_are_checked_by_key() {
     let env = TestEnv::with_config(
-        "\n[schedule]\nbroken_recheck = \"5m\"\nbackoff_max = \"soon\"\n\
+        "\n[schedule]\nbroken_recheck = \"5m\"\nbackoff_max = \"soon\"\nhistory_retention = \"10m\"\n\
          [limits]\nrequest_timeout = \"2m\"\nlease = \"3m\"\n\
          [providers.acme]\ntoken_url = \"http://127.0.0.1/t\"\nauthorize_url = \"http://127.0.0.1/a\"\n\
          client_id = \"c\"\nclient_secret = \"s\"\nkind = \"myspace\"\nmax_concurrent = 0\n\
@@ -244,6 +244,7 @@ async fn check_limits_and_classification_rules_are_checked_by_key() {
     for key in [
         "schedule.broken_recheck",
         "schedule.backoff_max",
+        "schedule.history_retention",
         "limits.lease",
         "providers.acme.kind",
         "providers.acme.max_concurrent",

@@ -644,4 +644,26 @@ async fn history_follows_each_connections_checks(db: DatabaseConfig) {
         assert_eq!(last_two.len(), 2);
         assert_eq!(last_two[0].latency_ms, Some(3));
     }
+
+    // Rounds 0 and 1 finished before now + 25 min: two rows of each connection are old. A
+    // call removes no more than its limit, and the next goes on.
+    let start = now();
+    let cut = start + TimeDelta::minutes(25);
+    assert_eq!(store.prune_history(cut, 1).await.unwrap(), 1);
+    assert_eq!(store.prune_history(cut, 100).await.unwrap(), 3);
+    assert_eq!(store.prune_history(cut, 100).await.unwrap(), 0);
+    let rounds_of = |history: Vec<credwatch::store::CheckRecord>| -> Vec<u64> {
+        history.iter().filter_map(|h| h.latency_ms).collect()
+    };
+    for c in &all {
+        let kept = rounds_of(store.recent_checks(&c.id, 10).await.unwrap());
+        assert_eq!(kept, [3, 2], "the chain ends where the old rows were");
+    }
+    // However old, a connection's last check stays: it says why the connection is as it is.
+    let later = start + TimeDelta::days(1);
+    assert_eq!(store.prune_history(later, 100).await.unwrap(), 2);
+    for c in &all {
+        let kept = rounds_of(store.recent_checks(&c.id, 10).await.unwrap());
+        assert_eq!(kept, [3]);
+    }
 }

@@ -98,6 +98,8 @@ pub struct ScheduleConfig {
     pub broken_recheck: Option<Duration>,
     /// Connections found overdue at start are spread over this window, not checked in one burst.
     pub catch_up: Duration,
+    /// How long a check's history row is kept (a connection's last one is kept however old).
+    pub history_retention: Duration,
 }
 
 #[derive(Debug, Clone)]

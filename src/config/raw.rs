@@ -29,6 +29,7 @@ pub struct Schedule {
     pub backoff_max: Option<String>,
     pub broken_recheck: Option<String>,
     pub catch_up: Option<String>,
+    pub history_retention: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -300,6 +300,17 @@ impl Checker<'_> {
             },
         };
         let catch_up = self.duration("schedule.catch_up", s.catch_up.as_deref(), "10m");
+        let history_retention = match self.duration(
+            "schedule.history_retention",
+            s.history_retention.as_deref(),
+            "7d",
+        ) {
+            Some(d) if d < Duration::from_secs(3600) => {
+                self.problem("schedule.history_retention", "must be at least 1h");
+                None
+            }
+            other => other,
+        };
         Some(ScheduleConfig {
             sweep: sweep?,
             check_interval: check_interval?,
@@ -307,6 +318,7 @@ impl Checker<'_> {
             backoff_max: backoff_max?,
             broken_recheck: broken_recheck?,
             catch_up: catch_up?,
+            history_retention: history_retention?,
         })
     }
 

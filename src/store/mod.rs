@@ -386,6 +386,9 @@ pub trait Store: deliveries::Deliveries + connect::ConnectLinks + Send + Sync + 
     fn committed(&self) -> Arc<tokio::sync::Notify>;
     /// Removes events older than `before` that no delivery still waits for.
     async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Removes the history rows of checks that finished before `before`, never a connection's
+    /// last check, and at most `limit` rows a call (the rest go at the next). Returns how many.
+    async fn prune_history(&self, before: DateTime<Utc>, limit: u64) -> Result<u64, StoreError>;
 
     /// The ids of the keys that sealed the stored tokens.
     async fn key_ids(&self) -> Result<Vec<String>, StoreError>;

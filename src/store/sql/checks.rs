@@ -538,6 +538,60 @@ impl SqlStore {
         Ok(moved)
     }
 
+    pub(super) async fn prune_history_impl(
+        &self,
+        before: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<u64, StoreError> {
+        /// Rows a transaction removes: the sweep's writes wait for the database's one writer.
+        const BATCH: i64 = 2_000;
+        // Rows are numbered in the order they were written, each when its check finished: the
+        // old ones are those before the first that finished since `before`. Found in id order,
+        // the search reads no more than the rows it will remove (and the last checks kept).
+        let cut: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM checks WHERE finished_at >= $1 ORDER BY id LIMIT 1")
+                .bind(to_ms(before))
+                .fetch_optional(&self.pool)
+                .await?;
+        let cut = match cut {
+            Some(cut) => cut,
+            None => {
+                sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(id), 0) + 1 FROM checks")
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+        };
+        let (mut after, mut removed) = (0_i64, 0_u64);
+        while removed < limit {
+            let mut tx = self.write().await?;
+            let upto: Option<i64> = sqlx::query_scalar(
+                "SELECT MAX(id) FROM (SELECT id FROM checks WHERE id > $1 AND id < $2 \
+                 ORDER BY id LIMIT $3) AS batch",
+            )
+            .bind(after)
+            .bind(cut)
+            .bind(BATCH.min(i64::try_from(limit - removed).unwrap_or(i64::MAX)))
+            .fetch_one(&mut *tx)
+            .await?;
+            let Some(upto) = upto else { break };
+            // A connection's last check stays: it says why the connection is as it is. The
+            // check before it may go, which ends the chain there.
+            removed += sqlx::query(
+                "DELETE FROM checks WHERE id > $1 AND id <= $2 AND NOT EXISTS \
+                 (SELECT 1 FROM connections c \
+                  WHERE c.id = checks.connection_id AND c.last_check_id = checks.id)",
+            )
+            .bind(after)
+            .bind(upto)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            after = upto;
+        }
+        Ok(removed)
+    }
+
     pub(super) async fn recent_checks_impl(
         &self,
         id: &ConnectionId,

@@ -173,6 +173,10 @@ impl Store for SqlStore {
         self.prune_events_impl(before).await
     }
 
+    async fn prune_history(&self, before: DateTime<Utc>, limit: u64) -> Result<u64, StoreError> {
+        self.prune_history_impl(before, limit).await
+    }
+
     async fn handout(&self, id: &ConnectionId) -> Result<Handout, StoreError> {
         self.handout_impl(id).await
     }
