@@ -16,6 +16,7 @@ mod daemon;
 mod dev_provider;
 mod events;
 mod faults;
+mod history;
 mod monitoring;
 mod notices;
 mod own_faults;

@@ -1,7 +1,7 @@
 //! Webhook deliveries: fanned out from the event log per endpoint, claimed under leases like
 //! the mailer's notices (delivered once however many replicas run), in order per order key.
 
-use super::events::{EVENT_COLUMNS, ORDER_KEY, stored_from_row};
+use super::events::{EVENT_COLUMNS, ORDER_KEY, first_since, stored_from_row};
 use super::*;
 use crate::store::deliveries::{Deliveries, Delivery, EndpointStatus};
 
@@ -302,10 +302,11 @@ impl Deliveries for SqlStore {
         let mut tx = self.write().await?;
         // Delivered ones go again; new rows for events it never had.
         let filter = types_clause(types, 4);
+        let first = first_since("$3");
         let sql = format!(
             "UPDATE webhook_deliveries SET delivered_at = NULL, failed_at = NULL, attempts = 0, \
                next_attempt_at = $1, created_at = $1 \
-             WHERE endpoint = $2 AND event_seq IN (SELECT e.seq FROM events e WHERE e.at >= $3{filter})"
+             WHERE endpoint = $2 AND event_seq IN (SELECT e.seq FROM events e WHERE e.seq >= {first}{filter})"
         );
         let mut again = sqlx::query(&sql)
             .bind(now)
@@ -317,7 +318,7 @@ impl Deliveries for SqlStore {
         let mut n = again.execute(&mut *tx).await?.rows_affected();
         let sql = format!(
             "INSERT INTO webhook_deliveries (endpoint, event_seq, order_key, next_attempt_at, created_at) \
-             SELECT $2, e.seq, {ORDER_KEY}, $1, $1 FROM events e WHERE e.at >= $3{filter} \
+             SELECT $2, e.seq, {ORDER_KEY}, $1, $1 FROM events e WHERE e.seq >= {first}{filter} \
              ON CONFLICT (endpoint, event_seq) DO NOTHING"
         );
         let mut fresh = sqlx::query(&sql)

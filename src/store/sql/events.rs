@@ -122,6 +122,13 @@ fn content(event: &Event) -> Result<String, StoreError> {
     }
 }
 
+/// The first event at or after the time `param` (NULL when there is none). Events are written
+/// in time order, so the walk in `seq` order reads only the older ones before it finds it; a
+/// clock that stepped back keeps an event or two longer, never one fewer.
+pub(super) fn first_since(param: &str) -> String {
+    format!("(SELECT seq FROM events WHERE at >= {param} ORDER BY seq LIMIT 1)")
+}
+
 /// The columns `stored_from_row` reads.
 pub(super) const EVENT_COLUMNS: &str = "seq, at, type, connection_id, external_id, metadata, data";
 
@@ -176,10 +183,12 @@ impl SqlStore {
         let mut tx = self.write().await?;
         // Deliveries still pending keep their events (a receiver down for longer than the
         // retention still gets them, until its own max_age ends them).
-        let pruned = sqlx::query(
-            "DELETE FROM events WHERE at < $1 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+        let pruned = sqlx::query(&format!(
+            "DELETE FROM events WHERE seq < COALESCE({}, (SELECT MAX(seq) + 1 FROM events)) \
+             AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
                WHERE d.event_seq = events.seq AND d.delivered_at IS NULL AND d.failed_at IS NULL)",
-        )
+            first_since("$1")
+        ))
         .bind(to_ms(before))
         .execute(&mut *tx)
         .await?;

@@ -1,0 +1,186 @@
+//! What the store keeps and for how long: each connection's check history, a chain from its
+//! last check, and the event log, each pruned after its retention.
+
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+use credwatch::crypto::Keyring;
+use credwatch::domain::ConnectionId;
+use credwatch::store;
+
+use crate::store::{lease, new_connection, now, postgres, sqlite};
+
+#[tokio::test]
+async fn a_connections_history_is_its_own_checks_newest_first_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    history_follows_each_connections_checks(sqlite(dir.path())).await;
+}
+
+#[tokio::test]
+async fn a_connections_history_is_its_own_checks_newest_first_on_postgres() {
+    history_follows_each_connections_checks(postgres().await).await;
+}
+
+/// Every way a result is written (tokens and result together, a healthy result, a failure,
+/// a recovery) links its history row to the connection's one before, and two connections
+/// checked side by side keep their own histories.
+async fn history_follows_each_connections_checks(db: credwatch::config::DatabaseConfig) {
+    use credwatch::domain::{Category, Phase};
+    use store::{CheckResult, DueQuery, Rotation, Transition};
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k.key");
+    credwatch::crypto::generate_key_file(&key).unwrap();
+    let store = store::open(&db, Arc::new(Keyring::from_files(&key, &[]).unwrap()))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        store.add_connection(new_connection(), now()).await.unwrap();
+    }
+    let provider = "acme".parse().unwrap();
+    let fresh = credwatch::tokens::TokenSet::from_json(
+        br#"{"access_token":"a2","refresh_token":"r2"}"#,
+        now(),
+    )
+    .unwrap();
+    let mut at = now();
+    // Each round's result is told apart by its latency: the round's number.
+    let rounds: [(Category, Transition); 4] = [
+        (Category::Healthy, Transition::Healthy),
+        (Category::Healthy, Transition::Healthy),
+        (Category::Transient, Transition::Degraded),
+        (Category::Healthy, Transition::Healthy),
+    ];
+    for (round, (category, transition)) in rounds.into_iter().enumerate() {
+        at += TimeDelta::minutes(10);
+        let claimed = store
+            .claim_due(
+                DueQuery {
+                    provider: &provider,
+                    now: at,
+                    limit: 10,
+                    operator: None,
+                },
+                &lease("w", at + TimeDelta::minutes(5)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 2, "round {round}");
+        for c in &claimed {
+            let result = CheckResult {
+                started_at: c.started_at,
+                generation: c.tokens.generation,
+                phase: Phase::Refresh,
+                category,
+                http_status: Some(200),
+                latency_ms: round as u64,
+                detail: format!("round {round}"),
+                transition,
+                next_check_at: at + TimeDelta::minutes(1),
+                finished_at: at,
+                notify_at: at,
+                first_reminder_at: None,
+                refresh_uncertain: Some(false),
+            };
+            if round == 0 {
+                let rotation = Rotation {
+                    expected_generation: c.tokens.generation,
+                    tokens: &fresh,
+                    now: at,
+                };
+                let result = CheckResult {
+                    generation: c.tokens.generation + 1,
+                    ..result
+                };
+                assert!(store.finish_refreshed(c, rotation, &result).await.unwrap());
+            } else {
+                store.finish_check(c, &result).await.unwrap();
+            }
+        }
+    }
+    let all = store.connections().await.unwrap();
+    assert_eq!(all.len(), 2);
+    for c in &all {
+        let history = store.recent_checks(&c.id, 10).await.unwrap();
+        let rounds: Vec<u64> = history.iter().filter_map(|h| h.latency_ms).collect();
+        assert_eq!(
+            rounds,
+            [3, 2, 1, 0],
+            "newest first, each once, only its own"
+        );
+        assert_eq!(history[1].category, Some(Category::Transient));
+        let last_two = store.recent_checks(&c.id, 2).await.unwrap();
+        assert_eq!(last_two.len(), 2);
+        assert_eq!(last_two[0].latency_ms, Some(3));
+    }
+
+    // Rounds 0 and 1 finished before now + 25 min: two rows of each connection are old. A
+    // call removes no more than its limit, and the next goes on.
+    let start = now();
+    let cut = start + TimeDelta::minutes(25);
+    assert_eq!(store.prune_history(cut, 1).await.unwrap(), 1);
+    assert_eq!(store.prune_history(cut, 100).await.unwrap(), 3);
+    assert_eq!(store.prune_history(cut, 100).await.unwrap(), 0);
+    let rounds_of = |history: Vec<credwatch::store::CheckRecord>| -> Vec<u64> {
+        history.iter().filter_map(|h| h.latency_ms).collect()
+    };
+    for c in &all {
+        let kept = rounds_of(store.recent_checks(&c.id, 10).await.unwrap());
+        assert_eq!(kept, [3, 2], "the chain ends where the old rows were");
+    }
+    // However old, a connection's last check stays: it says why the connection is as it is.
+    let later = start + TimeDelta::days(1);
+    assert_eq!(store.prune_history(later, 100).await.unwrap(), 2);
+    for c in &all {
+        let kept = rounds_of(store.recent_checks(&c.id, 10).await.unwrap());
+        assert_eq!(kept, [3]);
+    }
+}
+
+#[tokio::test]
+async fn old_events_go_unless_a_delivery_waits_for_them_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    events_are_kept_for_their_retention(sqlite(dir.path())).await;
+}
+
+#[tokio::test]
+async fn old_events_go_unless_a_delivery_waits_for_them_on_postgres() {
+    events_are_kept_for_their_retention(postgres().await).await;
+}
+
+/// Three connections created two hours apart: pruning takes the old events, but not one a
+/// webhook delivery still waits for, nor a newer one.
+async fn events_are_kept_for_their_retention(db: credwatch::config::DatabaseConfig) {
+    let store = store::open(&db, Arc::new(Keyring::from_bytes([1; 32])))
+        .await
+        .unwrap();
+    let t0 = now();
+    // A new endpoint gets what happens from now on.
+    assert_eq!(store.fan_out("hook", &[], t0).await.unwrap(), 0);
+    let mut created = Vec::new();
+    for hours in [0, 2, 4] {
+        let at = t0 + TimeDelta::hours(hours);
+        created.push(store.add_connection(new_connection(), at).await.unwrap());
+        if hours == 0 {
+            // The first creation waits for its delivery; the others are never fanned out.
+            assert_eq!(store.fan_out("hook", &[], at).await.unwrap(), 1);
+        }
+    }
+    let left = || async {
+        let events = store.events_after(0, &[], 100).await.unwrap();
+        events
+            .iter()
+            .filter_map(|e| e.event.connection().cloned())
+            .collect::<Vec<ConnectionId>>()
+    };
+    assert_eq!(left().await, created);
+    let pruned = store.prune_events(t0 + TimeDelta::hours(3)).await.unwrap();
+    assert_eq!(
+        pruned, 1,
+        "the second creation is old and nothing waits for it"
+    );
+    assert_eq!(left().await, [created[0].clone(), created[2].clone()]);
+    // Every event is old now: only the one still to be delivered stays.
+    let pruned = store.prune_events(t0 + TimeDelta::hours(5)).await.unwrap();
+    assert_eq!(pruned, 1);
+    assert_eq!(left().await, [created[0].clone()]);
+}
