@@ -144,6 +144,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     shutdown.cancel();
     tasks.close();
     tasks.wait().await;
+    store.close().await;
     if failed.is_cancelled() {
         return Err(DaemonError::SchedulerStopped);
     }

@@ -392,6 +392,10 @@ pub trait Store: deliveries::Deliveries + connect::ConnectLinks + Send + Sync + 
 
     /// The ids of the keys that sealed the stored tokens.
     async fn key_ids(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Answers what was already asked of it, then stops the store's own writers and readers
+    /// (waiting for each) and closes its database connections. Called last, at shutdown.
+    async fn close(&self);
 }
 
 /// Opens the store the URL names and brings its schema up to date. Refuses a keyring that cannot

@@ -36,14 +36,15 @@ where
 }
 
 /// The one writer: takes what is queued, runs it in one transaction, commits, answers.
-/// It ends when the store (the only sender) is dropped.
+/// It ends when the store closes, or is dropped.
 pub(super) async fn writer(
     pool: AnyPool,
     turns: Arc<tokio::sync::Mutex<()>>,
     mut queue: mpsc::Receiver<Queued>,
     committed_signal: Arc<tokio::sync::Notify>,
+    closing: tokio_util::sync::CancellationToken,
 ) {
-    while let Some(first) = queue.recv().await {
+    while let Some(first) = super::next(&mut queue, &closing).await {
         let mut batch = vec![first];
         // Let the tasks running beside this one queue their writes too: a few scheduler turns
         // cost microseconds, a commit costs a disk flush.

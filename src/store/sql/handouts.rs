@@ -25,11 +25,12 @@ pub(super) async fn reader(
     pool: AnyPool,
     keyring: Arc<Keyring>,
     asked: Arc<Mutex<mpsc::Receiver<Asked>>>,
+    closing: tokio_util::sync::CancellationToken,
 ) {
     loop {
         let group = {
             let mut asked = asked.lock().await;
-            let Some(first) = asked.recv().await else {
+            let Some(first) = super::next(&mut asked, &closing).await else {
                 return;
             };
             let mut group = vec![first];

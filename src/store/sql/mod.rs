@@ -120,6 +120,57 @@ pub struct SqlStore {
     /// Woken after every commit of this process's writes.
     committed: Arc<tokio::sync::Notify>,
     writes: WriteHealth,
+    /// The writers and readers above, stopped by `close` once what they were given is done.
+    workers: Workers,
+}
+
+/// The store's own tasks and threads, and what tells them to stop.
+#[derive(Default)]
+struct Workers {
+    closing: tokio_util::sync::CancellationToken,
+    tasks: tokio_util::task::TaskTracker,
+    threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Workers {
+    fn thread(&self, handle: std::thread::JoinHandle<()>) {
+        self.threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(handle);
+    }
+
+    /// Lets every worker finish what was queued before, then waits for each to end.
+    async fn close(&self) {
+        self.closing.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for thread in threads {
+            if tokio::task::spawn_blocking(move || thread.join())
+                .await
+                .is_err()
+            {
+                tracing::error!("a database writer thread panicked");
+            }
+        }
+    }
+}
+
+/// The next request from `queue`, or None once the store closes and everything sent before
+/// has been taken: a request already queued is always answered.
+async fn next<T>(
+    queue: &mut tokio::sync::mpsc::Receiver<T>,
+    closing: &tokio_util::sync::CancellationToken,
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        () = closing.cancelled() => {
+            queue.close();
+            queue.recv().await
+        }
+        item = queue.recv() => item,
+    }
 }
 
 /// The group commit of claims, rotations and results: SQLite's writer thread, or PostgreSQL's
@@ -144,18 +195,20 @@ pub(super) struct SealedTokens {
     pub refresh: Option<Vec<u8>>,
 }
 
-/// Starts the tasks that read hand-outs in groups; they end when the store is dropped.
+/// Starts the tasks that read hand-outs in groups.
 fn handout_readers(
     pool: &AnyPool,
     keyring: &Arc<Keyring>,
+    workers: &Workers,
 ) -> tokio::sync::mpsc::Sender<handouts::Asked> {
     let (ask, asked) = tokio::sync::mpsc::channel(1024);
     let asked = Arc::new(tokio::sync::Mutex::new(asked));
     for _ in 0..handouts::READERS {
-        tokio::spawn(handouts::reader(
+        workers.tasks.spawn(handouts::reader(
             pool.clone(),
             keyring.clone(),
             asked.clone(),
+            workers.closing.clone(),
         ));
     }
     ask
@@ -226,17 +279,20 @@ impl SqlStore {
         let turns = Arc::new(tokio::sync::Mutex::new(()));
         let (queue, queued) = tokio::sync::mpsc::channel(4096);
         let committed = Arc::new(tokio::sync::Notify::new());
-        tokio::spawn(batch::writer(
+        let workers = Workers::default();
+        workers.tasks.spawn(batch::writer(
             pool.clone(),
             turns.clone(),
             queued,
             committed.clone(),
+            workers.closing.clone(),
         ));
-        let native = native::start(&absolute(path)?, turns.clone(), committed.clone())?;
+        let native = native::start(&absolute(path)?, turns.clone(), committed.clone(), &workers)?;
         Ok(Self {
             checks_writer: ChecksWriter::Sqlite(native),
             committed,
-            handouts: handout_readers(&pool, &keyring),
+            handouts: handout_readers(&pool, &keyring, &workers),
+            workers,
             pool,
             keyring,
             backend: Backend::Sqlite,
@@ -271,13 +327,15 @@ impl SqlStore {
             .after_release(discard_if_in_transaction)
             .connect(url.expose_secret())
             .await?;
-        let groups = pg_batch::start(url.clone()).await?;
+        let workers = Workers::default();
+        let groups = pg_batch::start(url.clone(), &workers).await?;
         // Providers sweep at once, each claiming in turn: a few connections, so that one claim
         // (tens of milliseconds) does not make the others wait out the pool's timeout.
         let claims = unnested::pool(url.expose_secret(), CLAIM_CONNECTIONS).await?;
         Ok(Self {
             committed: Arc::new(tokio::sync::Notify::new()),
-            handouts: handout_readers(&pool, &keyring),
+            handouts: handout_readers(&pool, &keyring, &workers),
+            workers,
             checks_writer: ChecksWriter::Postgres { groups, claims },
             pool,
             keyring,

@@ -89,11 +89,13 @@ impl Work {
 }
 
 /// Opens the writer's connection (so that a database it cannot open fails the start) and starts
-/// its thread, which ends once every sender is gone.
+/// its thread, which ends when the store closes (or every sender is gone). Called on the
+/// runtime, whose handle the thread waits for work with.
 pub(super) fn start(
     path: &Path,
     turns: Arc<tokio::sync::Mutex<()>>,
     committed: Arc<tokio::sync::Notify>,
+    workers: &Workers,
 ) -> Result<mpsc::Sender<Work>, StoreError> {
     let conn = open(path)?;
     let (queue, queued) = mpsc::channel(4096);
@@ -104,13 +106,16 @@ pub(super) fn start(
         committed,
         sql: Texts::new(),
     };
-    std::thread::Builder::new()
+    let closing = workers.closing.clone();
+    let runtime = tokio::runtime::Handle::current();
+    let thread = std::thread::Builder::new()
         .name("sqlite-writer".into())
-        .spawn(move || writer.run(queued))
+        .spawn(move || writer.run(queued, &runtime, &closing))
         .map_err(|source| StoreError::Open {
             path: path.display().to_string(),
             source,
         })?;
+    workers.thread(thread);
     Ok(queue)
 }
 
@@ -172,9 +177,14 @@ impl Texts {
 }
 
 impl Writer {
-    fn run(&mut self, mut queue: mpsc::Receiver<Work>) {
+    fn run(
+        &mut self,
+        mut queue: mpsc::Receiver<Work>,
+        runtime: &tokio::runtime::Handle,
+        closing: &tokio_util::sync::CancellationToken,
+    ) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        while let Some(first) = queue.blocking_recv() {
+        while let Some(first) = runtime.block_on(next(&mut queue, closing)) {
             batch.push(first);
             while batch.len() < MAX_BATCH {
                 match queue.try_recv() {

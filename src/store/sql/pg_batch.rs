@@ -30,10 +30,14 @@ pub(super) enum Queued {
 
 /// Starts the writers on a thread of their own (with a runtime of its own, which their
 /// connections belong to): on the daemon's runtime they waited behind the checks to be polled,
-/// and every check waits for them. They end when the store (the only sender) is dropped.
-pub(super) async fn start(url: SecretString) -> Result<mpsc::Sender<Queued>, StoreError> {
+/// and every check waits for them. They end when the store closes (or is dropped).
+pub(super) async fn start(
+    url: SecretString,
+    workers: &Workers,
+) -> Result<mpsc::Sender<Queued>, StoreError> {
     let (queue, queued) = mpsc::channel(4096);
     let (opened, open) = oneshot::channel();
+    let closing = workers.closing.clone();
     let thread = std::thread::Builder::new()
         .name("pg-writer".into())
         .spawn(move || {
@@ -52,18 +56,22 @@ pub(super) async fn start(url: SecretString) -> Result<mpsc::Sender<Queued>, Sto
                         let queued = Arc::new(tokio::sync::Mutex::new(queued));
                         let mut writers = tokio::task::JoinSet::new();
                         for _ in 0..WRITERS {
-                            writers.spawn(writer(pool.clone(), queued.clone()));
+                            writers.spawn(writer(pool.clone(), queued.clone(), closing.clone()));
                         }
                         while writers.join_next().await.is_some() {}
+                        pool.close().await;
                     }
                     Err(e) => drop(opened.send(Err(e))),
                 }
             });
         });
-    if let Err(e) = thread {
-        return Err(StoreError::Commit(format!(
-            "cannot start the writer thread: {e}"
-        )));
+    match thread {
+        Ok(thread) => workers.thread(thread),
+        Err(e) => {
+            return Err(StoreError::Commit(format!(
+                "cannot start the writer thread: {e}"
+            )));
+        }
     }
     match open.await {
         Ok(opened) => opened.map(|()| queue),
@@ -72,13 +80,17 @@ pub(super) async fn start(url: SecretString) -> Result<mpsc::Sender<Queued>, Sto
 }
 
 /// Takes the next group from the queue (one writer at a time) and writes it.
-async fn writer(pool: PgPool, queued: Arc<tokio::sync::Mutex<mpsc::Receiver<Queued>>>) {
+async fn writer(
+    pool: PgPool,
+    queued: Arc<tokio::sync::Mutex<mpsc::Receiver<Queued>>>,
+    closing: tokio_util::sync::CancellationToken,
+) {
     let rotate = Statement::rotate();
     let healthy = Statement::linked(&Update::healthy());
     let refreshed = Statement::linked(&Update::refreshed());
     loop {
         let mut queue = queued.lock().await;
-        let Some(first) = queue.recv().await else {
+        let Some(first) = next(&mut queue, &closing).await else {
             break;
         };
         // A rotation is committed at once: until it is, a crash loses tokens the provider

@@ -177,6 +177,14 @@ impl Store for SqlStore {
         self.prune_history_impl(before, limit).await
     }
 
+    async fn close(&self) {
+        self.workers.close().await;
+        if let ChecksWriter::Postgres { claims, .. } = &self.checks_writer {
+            claims.close().await;
+        }
+        self.pool.close().await;
+    }
+
     async fn handout(&self, id: &ConnectionId) -> Result<Handout, StoreError> {
         self.handout_impl(id).await
     }
