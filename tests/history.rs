@@ -184,3 +184,90 @@ async fn events_are_kept_for_their_retention(db: credwatch::config::DatabaseConf
     assert_eq!(pruned, 1);
     assert_eq!(left().await, [created[0].clone()]);
 }
+
+#[tokio::test]
+async fn events_written_with_their_type_by_name_are_read_after_the_upgrade_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite(dir.path());
+    let credwatch::config::DatabaseUrl::Sqlite(path) = &db.url else {
+        unreachable!()
+    };
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    events_survive_the_upgrade_to_type_numbers(db, "sqlite", &url).await;
+}
+
+#[tokio::test]
+async fn events_written_with_their_type_by_name_are_read_after_the_upgrade_on_postgres() {
+    let url = crate::helpers::peers::postgres_database().await;
+    let db = credwatch::config::DatabaseConfig {
+        url: credwatch::config::DatabaseUrl::Postgres(secrecy::SecretString::from(url.clone())),
+        max_connections: 4,
+    };
+    events_survive_the_upgrade_to_type_numbers(db, "postgres", &url).await;
+}
+
+/// A database at the schema before event types were numbers, with events in it, opened by
+/// this version: every event reads back as it was written, and filters by type still find it.
+async fn events_survive_the_upgrade_to_type_numbers(
+    db: credwatch::config::DatabaseConfig,
+    backend: &str,
+    url: &str,
+) {
+    use sqlx::Connection;
+    let before = tempfile::tempdir().unwrap();
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(backend);
+    for entry in std::fs::read_dir(&all).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.as_str() < "0017" {
+            std::fs::copy(&path, before.path().join(name)).unwrap();
+        }
+    }
+    let migrator = sqlx::migrate::Migrator::new(before.path()).await.unwrap();
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    migrator.run(&mut conn).await.unwrap();
+    for (kind, connection, data) in [
+        (
+            "connection.created",
+            "conn_aaaaaaaaaaaaaa",
+            r#"{"name":"CRM","owner":"ada@example.com","provider":"acme"}"#,
+        ),
+        (
+            "connection.reauthorized",
+            "conn_aaaaaaaaaaaaaa",
+            r#"{"provider":"acme"}"#,
+        ),
+    ] {
+        sqlx::query(
+            "INSERT INTO events (type, at, connection_id, order_key, data) \
+             VALUES ($1, 1800000000000, $2, '', $3)",
+        )
+        .bind(kind)
+        .bind(connection)
+        .bind(data)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    conn.close().await.unwrap();
+
+    let store = store::open(&db, Arc::new(Keyring::from_bytes([1; 32])))
+        .await
+        .unwrap();
+    let names = |events: Vec<credwatch::events::Stored>| -> Vec<&'static str> {
+        events.iter().map(|e| e.event.type_name()).collect()
+    };
+    let events = store.events_after(0, &[], 10).await.unwrap();
+    assert_eq!(
+        names(events),
+        ["connection.created", "connection.reauthorized"]
+    );
+    let only = ["connection.reauthorized".to_owned()];
+    let events = store.events_after(0, &only, 10).await.unwrap();
+    assert_eq!(names(events), ["connection.reauthorized"]);
+    store.close().await;
+}

@@ -1,22 +1,12 @@
 //! Webhook deliveries: fanned out from the event log per endpoint, claimed under leases like
 //! the mailer's notices (delivered once however many replicas run), in order per order key.
 
-use super::events::{EVENT_COLUMNS, ORDER_KEY, first_since, stored_from_row};
+use super::events::{EVENT_COLUMNS, ORDER_KEY, first_since, stored_from_row, types_clause};
 use super::*;
 use crate::store::deliveries::{Deliveries, Delivery, EndpointStatus};
 
 /// Deliveries neither delivered nor given up.
 const OPEN: &str = "delivered_at IS NULL AND failed_at IS NULL";
-
-fn types_clause(types: &[String], first: usize) -> String {
-    if types.is_empty() {
-        return String::new();
-    }
-    let params: Vec<String> = (0..types.len())
-        .map(|i| format!("${}", first + i))
-        .collect();
-    format!(" AND e.type IN ({})", params.join(", "))
-}
 
 #[async_trait]
 impl Deliveries for SqlStore {
@@ -58,16 +48,13 @@ impl Deliveries for SqlStore {
              SELECT $1, e.seq, {ORDER_KEY}, $2, $2 FROM events e \
              WHERE e.seq > $3 AND e.seq <= $4{} \
              ON CONFLICT (endpoint, event_seq) DO NOTHING",
-            types_clause(types, 5)
+            types_clause("e", types)
         );
-        let mut insert = sqlx::query(&sql)
+        let insert = sqlx::query(&sql)
             .bind(endpoint)
             .bind(to_ms(now))
             .bind(fanned)
             .bind(last);
-        for t in types {
-            insert = insert.bind(t.as_str());
-        }
         let queued = insert.execute(&mut *tx).await?.rows_affected();
         sqlx::query("UPDATE webhook_endpoints SET fanned_seq = $1 WHERE endpoint = $2")
             .bind(last)
@@ -301,33 +288,27 @@ impl Deliveries for SqlStore {
         let now = to_ms(now);
         let mut tx = self.write().await?;
         // Delivered ones go again; new rows for events it never had.
-        let filter = types_clause(types, 4);
+        let filter = types_clause("e", types);
         let first = first_since("$3");
         let sql = format!(
             "UPDATE webhook_deliveries SET delivered_at = NULL, failed_at = NULL, attempts = 0, \
                next_attempt_at = $1, created_at = $1 \
              WHERE endpoint = $2 AND event_seq IN (SELECT e.seq FROM events e WHERE e.seq >= {first}{filter})"
         );
-        let mut again = sqlx::query(&sql)
+        let again = sqlx::query(&sql)
             .bind(now)
             .bind(endpoint)
             .bind(to_ms(since));
-        for t in types {
-            again = again.bind(t.as_str());
-        }
         let mut n = again.execute(&mut *tx).await?.rows_affected();
         let sql = format!(
             "INSERT INTO webhook_deliveries (endpoint, event_seq, order_key, next_attempt_at, created_at) \
              SELECT $2, e.seq, {ORDER_KEY}, $1, $1 FROM events e WHERE e.seq >= {first}{filter} \
              ON CONFLICT (endpoint, event_seq) DO NOTHING"
         );
-        let mut fresh = sqlx::query(&sql)
+        let fresh = sqlx::query(&sql)
             .bind(now)
             .bind(endpoint)
             .bind(to_ms(since));
-        for t in types {
-            fresh = fresh.bind(t.as_str());
-        }
         n += fresh.execute(&mut *tx).await?.rows_affected();
         tx.commit().await?;
         Ok(n)

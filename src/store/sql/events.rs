@@ -68,10 +68,15 @@ pub(super) async fn write_with(
             (None, None, _) => (None, None),
         };
         sqlx::query(
-            "INSERT INTO events (type, at, connection_id, pipeline_id, order_key, external_id, \
+            "INSERT INTO events (kind, at, connection_id, pipeline_id, order_key, external_id, \
                metadata, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
-        .bind(event.type_name())
+        .bind(type_number(event.type_name()).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "event type {} has no stored number",
+                event.type_name()
+            ))
+        })?)
         .bind(at)
         .bind(connection)
         .bind(event.pipeline().map(PipelineId::as_str))
@@ -129,8 +134,55 @@ pub(super) fn first_since(param: &str) -> String {
     format!("(SELECT seq FROM events WHERE at >= {param} ORDER BY seq LIMIT 1)")
 }
 
+/// Each event type's number as stored (the `event_types` table names them in the database):
+/// fixed forever; a new type takes the next number, in a migration as well.
+const TYPE_NUMBERS: [(&str, i64); 10] = [
+    ("connection.created", 1),
+    ("connection.broken", 2),
+    ("connection.degraded", 3),
+    ("connection.recovered", 4),
+    ("connection.reauthorized", 5),
+    ("connection.expiring_soon", 6),
+    ("connection.deleted", 7),
+    ("pipeline.paused", 8),
+    ("pipeline.resumed", 9),
+    ("provider.alert", 10),
+];
+
+fn type_number(name: &str) -> Option<i64> {
+    TYPE_NUMBERS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, k)| *k)
+}
+
+fn type_named(number: i64) -> Option<&'static str> {
+    TYPE_NUMBERS
+        .iter()
+        .find(|(_, k)| *k == number)
+        .map(|(n, _)| *n)
+}
+
+/// ` AND {alias}.kind IN (…)` for events of `types`: nothing when it is empty (every type), a
+/// clause no event meets when none of them is a type. The numbers are ours, not the caller's.
+pub(super) fn types_clause(alias: &str, types: &[String]) -> String {
+    if types.is_empty() {
+        return String::new();
+    }
+    let numbers: Vec<String> = types
+        .iter()
+        .filter_map(|t| type_number(t))
+        .map(|k| k.to_string())
+        .collect();
+    if numbers.is_empty() {
+        return " AND 1 = 0".to_owned();
+    }
+    format!(" AND {alias}.kind IN ({})", numbers.join(", "))
+}
+
 /// The columns `stored_from_row` reads.
-pub(super) const EVENT_COLUMNS: &str = "seq, at, type, connection_id, external_id, metadata, data";
+pub(super) const EVENT_COLUMNS: &str =
+    "seq, at, CAST(kind AS BIGINT) AS kind, connection_id, external_id, metadata, data";
 
 /// An event from its type, its connection and its content, as `content` wrote them.
 fn event_of(kind: &str, connection: Option<&str>, data: &str) -> Result<Event, StoreError> {
@@ -146,7 +198,9 @@ fn event_of(kind: &str, connection: Option<&str>, data: &str) -> Result<Event, S
 }
 
 pub(super) fn stored_from_row(r: &AnyRow) -> Result<Stored, StoreError> {
-    let kind: String = r.try_get("type")?;
+    let number: i64 = r.try_get("kind")?;
+    let kind = type_named(number)
+        .ok_or_else(|| StoreError::Corrupt(format!("an event of unknown type {number}")))?;
     let data: String = r.try_get("data")?;
     let connection: Option<String> = r.try_get("connection_id")?;
     Ok(Stored {
@@ -154,7 +208,7 @@ pub(super) fn stored_from_row(r: &AnyRow) -> Result<Stored, StoreError> {
         at: from_ms(r.try_get("at")?)?,
         external_id: r.try_get("external_id")?,
         metadata: r.try_get("metadata")?,
-        event: event_of(&kind, connection.as_deref(), &data)?,
+        event: event_of(kind, connection.as_deref(), &data)?,
     })
 }
 
@@ -165,17 +219,15 @@ impl SqlStore {
         types: &[String],
         limit: u32,
     ) -> Result<Vec<Stored>, StoreError> {
-        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1");
-        if !types.is_empty() {
-            let params: Vec<String> = (0..types.len()).map(|i| format!("${}", i + 3)).collect();
-            sql.push_str(&format!(" AND type IN ({})", params.join(", ")));
-        }
-        sql.push_str(" ORDER BY seq LIMIT $2");
-        let mut query = sqlx::query(&sql).bind(after).bind(i64::from(limit));
-        for t in types {
-            query = query.bind(t.as_str());
-        }
-        let rows = query.fetch_all(&self.pool).await?;
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events e WHERE seq > $1{} ORDER BY seq LIMIT $2",
+            types_clause("e", types)
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(stored_from_row).collect()
     }
 
@@ -201,6 +253,34 @@ impl SqlStore {
 mod tests {
     use super::*;
     use crate::domain::PipelineId;
+
+    #[test]
+    fn every_event_type_has_its_own_number_and_the_migrations_name_the_same() {
+        for name in crate::events::TYPES {
+            let number = type_number(name).unwrap_or_else(|| panic!("{name} has no number"));
+            assert_eq!(type_named(number), Some(*name));
+        }
+        assert_eq!(TYPE_NUMBERS.len(), crate::events::TYPES.len());
+        for migration in [
+            include_str!("../../../migrations/sqlite/0017_event_type_numbers.sql"),
+            include_str!("../../../migrations/postgres/0017_event_type_numbers.sql"),
+        ] {
+            for (name, number) in TYPE_NUMBERS {
+                assert!(
+                    migration.contains(&format!("({number}, '{name}')")),
+                    "{name} is not {number} in the migration"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_type_filter_names_numbers_and_matches_nothing_when_no_type_is_known() {
+        assert_eq!(types_clause("e", &[]), "");
+        let types = ["pipeline.paused".to_owned(), "connection.broken".to_owned()];
+        assert_eq!(types_clause("e", &types), " AND e.kind IN (8, 2)");
+        assert_eq!(types_clause("e", &["nope".to_owned()]), " AND 1 = 0");
+    }
 
     #[test]
     fn an_event_is_stored_without_its_type_and_read_back_whole() {
