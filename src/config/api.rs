@@ -72,14 +72,13 @@ pub struct EventsConfig {
 
 impl Checker<'_> {
     pub(super) fn events(&mut self, s: raw::Events) -> Option<EventsConfig> {
-        let retention = self.duration("events.retention", s.retention.as_deref(), "30d")?;
-        if retention < Duration::from_secs(3600) {
-            self.problem(
-                "events.retention",
-                "must be at least 1h: platforms read the feed from where they stopped",
-            );
-            return None;
-        }
+        let retention = self.duration_at_least(
+            "events.retention",
+            s.retention.as_deref(),
+            "30d",
+            Duration::from_secs(3600),
+            "must be at least 1h: platforms read the feed from where they stopped",
+        )?;
         Some(EventsConfig { retention })
     }
 

@@ -96,31 +96,20 @@ impl Checker<'_> {
             self.duration("notices.digest_window", s.digest_window.as_deref(), "5m");
         let expiring_soon =
             self.duration("notices.expiring_soon", s.expiring_soon.as_deref(), "14d");
-        let link_lifetime =
-            match self.duration("notices.link_lifetime", s.link_lifetime.as_deref(), "30d") {
-                Some(d) if d < Duration::from_secs(3600) => {
-                    self.problem(
-                        "notices.link_lifetime",
-                        "must be at least 1h: links in e-mails are read hours or days later",
-                    );
-                    None
-                }
-                other => other,
-            };
-        let connect_link_lifetime = match self.duration(
+        let link_lifetime = self.duration_at_least(
+            "notices.link_lifetime",
+            s.link_lifetime.as_deref(),
+            "30d",
+            Duration::from_secs(3600),
+            "must be at least 1h: links in e-mails are read hours or days later",
+        );
+        let connect_link_lifetime = self.duration_at_least(
             "notices.connect_link_lifetime",
             s.connect_link_lifetime.as_deref(),
             "7d",
-        ) {
-            Some(d) if d < Duration::from_secs(3600) => {
-                self.problem(
-                    "notices.connect_link_lifetime",
-                    "must be at least 1h: an invitation is read hours or days later",
-                );
-                None
-            }
-            other => other,
-        };
+            Duration::from_secs(3600),
+            "must be at least 1h: an invitation is read hours or days later",
+        );
         let raw_reminders = s
             .reminders
             .unwrap_or_else(|| vec!["1d".into(), "3d".into(), "7d".into()]);

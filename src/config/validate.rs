@@ -257,17 +257,13 @@ impl Checker<'_> {
                 None
             }
         };
-        let check_interval = match self.duration(
+        let check_interval = self.duration_at_least(
             "schedule.check_interval",
             s.check_interval.as_deref(),
             "24h",
-        ) {
-            Some(d) if d < Duration::from_secs(60) => {
-                self.problem("schedule.check_interval", "must be at least 1m");
-                None
-            }
-            other => other,
-        };
+            Duration::from_secs(60),
+            "must be at least 1m",
+        );
         let batch_size = match s.batch_size.unwrap_or(200) {
             n @ 1..=10_000 => Some(n),
             _ => {
@@ -275,17 +271,13 @@ impl Checker<'_> {
                 None
             }
         };
-        let backoff_max =
-            match self.duration("schedule.backoff_max", s.backoff_max.as_deref(), "1h") {
-                Some(d) if d < Duration::from_secs(60) => {
-                    self.problem(
-                        "schedule.backoff_max",
-                        "must be at least 1m (backoff starts at 1m)",
-                    );
-                    None
-                }
-                other => other,
-            };
+        let backoff_max = self.duration_at_least(
+            "schedule.backoff_max",
+            s.backoff_max.as_deref(),
+            "1h",
+            Duration::from_secs(60),
+            "must be at least 1m (backoff starts at 1m)",
+        );
         let broken_recheck = match s.broken_recheck.as_deref().unwrap_or("24h") {
             "off" => Some(None),
             v => match self.duration("schedule.broken_recheck", Some(v), "24h") {
@@ -300,17 +292,13 @@ impl Checker<'_> {
             },
         };
         let catch_up = self.duration("schedule.catch_up", s.catch_up.as_deref(), "10m");
-        let history_retention = match self.duration(
+        let history_retention = self.duration_at_least(
             "schedule.history_retention",
             s.history_retention.as_deref(),
             "7d",
-        ) {
-            Some(d) if d < Duration::from_secs(3600) => {
-                self.problem("schedule.history_retention", "must be at least 1h");
-                None
-            }
-            other => other,
-        };
+            Duration::from_secs(3600),
+            "must be at least 1h",
+        );
         Some(ScheduleConfig {
             sweep: sweep?,
             check_interval: check_interval?,
@@ -523,6 +511,24 @@ impl Checker<'_> {
                 );
                 None
             }
+        }
+    }
+
+    /// `duration`, refused with `why` when shorter than `min`.
+    pub(super) fn duration_at_least(
+        &mut self,
+        key: &str,
+        value: Option<&str>,
+        default: &str,
+        min: Duration,
+        why: &str,
+    ) -> Option<Duration> {
+        match self.duration(key, value, default) {
+            Some(d) if d < min => {
+                self.problem(key, why);
+                None
+            }
+            other => other,
         }
     }
 
