@@ -111,6 +111,10 @@ async fn history_follows_each_connections_checks(db: credwatch::config::Database
         let last_two = store.recent_checks(&c.id, 2).await.unwrap();
         assert_eq!(last_two.len(), 2);
         assert_eq!(last_two[0].latency_ms, Some(3));
+        assert!(
+            history.iter().all(|h| h.instance == "w"),
+            "each row names the instance that ran it"
+        );
     }
 
     // Rounds 0 and 1 finished before now + 25 min: two rows of each connection are old. A
@@ -186,7 +190,7 @@ async fn events_are_kept_for_their_retention(db: credwatch::config::DatabaseConf
 }
 
 #[tokio::test]
-async fn events_written_with_their_type_by_name_are_read_after_the_upgrade_on_sqlite() {
+async fn events_and_history_written_by_name_are_read_after_the_upgrade_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let db = sqlite(dir.path());
     let credwatch::config::DatabaseUrl::Sqlite(path) = &db.url else {
@@ -194,22 +198,23 @@ async fn events_written_with_their_type_by_name_are_read_after_the_upgrade_on_sq
     };
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let url = format!("sqlite://{}?mode=rwc", path.display());
-    events_survive_the_upgrade_to_type_numbers(db, "sqlite", &url).await;
+    events_and_history_survive_the_upgrade_to_numbers(db, "sqlite", &url).await;
 }
 
 #[tokio::test]
-async fn events_written_with_their_type_by_name_are_read_after_the_upgrade_on_postgres() {
+async fn events_and_history_written_by_name_are_read_after_the_upgrade_on_postgres() {
     let url = crate::helpers::peers::postgres_database().await;
     let db = credwatch::config::DatabaseConfig {
         url: credwatch::config::DatabaseUrl::Postgres(secrecy::SecretString::from(url.clone())),
         max_connections: 4,
     };
-    events_survive_the_upgrade_to_type_numbers(db, "postgres", &url).await;
+    events_and_history_survive_the_upgrade_to_numbers(db, "postgres", &url).await;
 }
 
-/// A database at the schema before event types were numbers, with events in it, opened by
-/// this version: every event reads back as it was written, and filters by type still find it.
-async fn events_survive_the_upgrade_to_type_numbers(
+/// A database at the schema before event types and instances were numbers, with events and a
+/// history row in it, opened by this version: every event reads back as it was written,
+/// filters by type still find them, and the history row still names its instance.
+async fn events_and_history_survive_the_upgrade_to_numbers(
     db: credwatch::config::DatabaseConfig,
     backend: &str,
     url: &str,
@@ -253,6 +258,14 @@ async fn events_survive_the_upgrade_to_type_numbers(
         .await
         .unwrap();
     }
+    sqlx::query(
+        "INSERT INTO checks (connection_id, instance, token_generation, started_at, finished_at, \
+           phase, category, http_status, latency_ms, error) \
+         VALUES ('conn_aaaaaaaaaaaaaa', 'sweep@old:1:ab', 1, 1, 2, 'refresh', 'healthy', 200, 5, 'ok')",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
     conn.close().await.unwrap();
 
     let store = store::open(&db, Arc::new(Keyring::from_bytes([1; 32])))
@@ -270,4 +283,12 @@ async fn events_survive_the_upgrade_to_type_numbers(
     let events = store.events_after(0, &only, 10).await.unwrap();
     assert_eq!(names(events), ["connection.reauthorized"]);
     store.close().await;
+    // The history row names its instance by a number now, the same name.
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    let name: String =
+        sqlx::query_scalar("SELECT i.name FROM checks c JOIN instances i ON i.id = c.instance_id")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(name, "sweep@old:1:ab");
 }

@@ -1,7 +1,7 @@
 //! Claims, rotations, check results and provider alerts on SQLite.
 
 use super::merged;
-use super::statements::{HealthyRow, RefreshedRow, RotateRow};
+use super::statements::{HealthyRow, REGISTER_INSTANCE, RefreshedRow, RotateRow};
 use super::*;
 use crate::events::Event;
 
@@ -77,6 +77,10 @@ impl SqlStore {
                 self.claimed_rows(&rows, &q, lease, now).await
             }
             ChecksWriter::Postgres { claims, .. } => {
+                sqlx::query(REGISTER_INSTANCE)
+                    .bind(&due.owner)
+                    .execute(claims)
+                    .await?;
                 let rows = sqlx::query(&claim_due_sql(Backend::Postgres))
                     .bind(&due.owner)
                     .bind(due.until)
@@ -206,6 +210,10 @@ impl SqlStore {
     ) -> Result<ClaimOutcome, StoreError> {
         let now = to_ms(now);
         let mut tx = self.write().await?;
+        sqlx::query(REGISTER_INSTANCE)
+            .bind(&lease.owner)
+            .execute(&mut *tx)
+            .await?;
         let row = sqlx::query(&format!(
             "UPDATE connections SET lease_owner = $1, lease_expires_at = $2, {TAKE_OVER} \
              WHERE id = $3 AND (lease_expires_at IS NULL OR lease_expires_at < $4) \
@@ -599,8 +607,10 @@ impl SqlStore {
     ) -> Result<Vec<CheckRecord>, StoreError> {
         let rows = sqlx::query(&format!(
             "WITH RECURSIVE {CHAIN} \
-             SELECT started_at, finished_at, instance, phase, category, http_status, latency_ms, error \
-             FROM checks WHERE id IN (SELECT id FROM chain) ORDER BY id DESC"
+             SELECT started_at, finished_at, COALESCE(i.name, '') AS instance, phase, category, \
+               http_status, latency_ms, error \
+             FROM checks LEFT JOIN instances i ON i.id = checks.instance_id \
+             WHERE checks.id IN (SELECT id FROM chain) ORDER BY checks.id DESC"
         ))
         .bind(id.as_str())
         .bind(i64::from(limit))

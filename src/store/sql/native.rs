@@ -271,6 +271,8 @@ fn run(conn: &Connection, work: Work, sql: &mut Texts) -> Done {
 }
 
 fn claim(conn: &Connection, q: &ClaimDue, sql: &mut Texts) -> rusqlite::Result<Vec<NativeRow>> {
+    conn.prepare_cached(statements::REGISTER_INSTANCE)?
+        .execute([&q.owner])?;
     let mut stmt = conn.prepare_cached(&sql.claim)?;
     let names = match &sql.claim_columns {
         Some(names) => names.clone(),

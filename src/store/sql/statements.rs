@@ -314,8 +314,18 @@ fn numbered(text: &str, columns: &[&str]) -> String {
     out
 }
 
-pub(super) const HISTORY_COLUMNS: &str = "connection_id, previous_id, instance, token_generation, \
-     started_at, finished_at, phase, category, http_status, latency_ms, error";
+pub(super) const HISTORY_COLUMNS: &str = "connection_id, previous_id, instance_id, \
+     token_generation, started_at, finished_at, phase, category, http_status, latency_ms, error";
+
+/// The number of the instance named `name` (a history row's `instance_id`): registered by
+/// its claims (`REGISTER_INSTANCE`), which come before any history row of theirs.
+pub(super) fn instance_number(name: &str) -> String {
+    format!("(SELECT id FROM instances WHERE name = {name})")
+}
+
+/// Registers the instance `$1` (the lease owner of the claim it comes before).
+pub(super) const REGISTER_INSTANCE: &str =
+    "INSERT INTO instances (name) VALUES ($1) ON CONFLICT (name) DO NOTHING";
 
 /// The history row of a finished check, linked to its connection's last check. The caller
 /// makes the new row its connection's last (`last_check_id`).
@@ -325,9 +335,10 @@ pub(super) fn record_sql(backend: Backend) -> String {
     format!(
         "WITH v (cid, inst, gen, started, finished, ph, cat, st, lat, err) AS (VALUES {}) \
          INSERT INTO checks ({HISTORY_COLUMNS}) \
-         SELECT v.cid, (SELECT last_check_id FROM connections c WHERE c.id = v.cid), v.inst, \
+         SELECT v.cid, (SELECT last_check_id FROM connections c WHERE c.id = v.cid), {}, \
            v.gen, v.started, v.finished, v.ph, v.cat, v.st, v.lat, v.err FROM v",
-        values(backend, &types, 1)
+        values(backend, &types, 1),
+        instance_number("v.inst")
     )
 }
 
@@ -339,7 +350,8 @@ impl Update {
     /// for both or for neither, and no savepoint is needed to undo one without the other.
     pub(super) fn guarded_history(&self) -> String {
         let columns: Vec<&str> = self.columns.split(", ").collect();
-        let own: Vec<String> = (1..=9).map(|i| format!("?{}", columns.len() + i)).collect();
+        let mut own: Vec<String> = (1..=9).map(|i| format!("?{}", columns.len() + i)).collect();
+        own[0] = instance_number(&own[0]);
         format!(
             "INSERT INTO checks ({HISTORY_COLUMNS}) SELECT connections.id, \
              connections.last_check_id, {} FROM connections WHERE {}",
@@ -385,12 +397,18 @@ mod tests {
     fn a_guarded_history_row_takes_the_updates_parameters_then_its_own() {
         let sql = Update::healthy().guarded_history();
         assert!(
-            sql.contains("SELECT connections.id, connections.last_check_id, ?6, ?7,"),
+            sql.contains(
+                "SELECT connections.id, connections.last_check_id, \
+                 (SELECT id FROM instances WHERE name = ?6), ?7,"
+            ),
             "{sql}"
         );
         assert!(sql.ends_with("?14 FROM connections WHERE connections.id = ?1 AND connections.lease_owner = ?2 AND connections.status = 'healthy'"), "{sql}");
         let sql = Update::refreshed().guarded_history();
-        assert!(sql.contains("last_check_id, ?13, "), "{sql}");
+        assert!(
+            sql.contains("last_check_id, (SELECT id FROM instances WHERE name = ?13), ?14"),
+            "{sql}"
+        );
         assert!(sql.contains("connections.token_generation = ?3"), "{sql}");
         assert!(sql.contains("connections.key_id = ?4"), "{sql}");
     }
