@@ -61,6 +61,56 @@ async fn the_daemon_tells_systemd_it_is_ready_alive_and_stopping() {
     assert!(rest.iter().any(|m| m == "STOPPING=1"), "{rest:?}");
 }
 
+/// A schema upgrade that takes longer than systemd waits for a start (here: the migrations'
+/// table locked by someone else) is not killed for it: the daemon asks systemd to wait on,
+/// says why, and is ready once the database is open.
+#[tokio::test]
+async fn a_slow_database_upgrade_asks_systemd_to_wait_instead_of_being_killed() {
+    use sqlx::Connection;
+    let env = TestEnv::with_config_on(crate::helpers::Db::Postgres, "").await;
+    env.ok(&["migrate"]).await;
+    let url = env.postgres.clone().unwrap();
+    let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("LOCK TABLE _sqlx_migrations IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let path = env.path("notify.sock");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let mut seen = Vec::new();
+    let notify = [("NOTIFY_SOCKET", path.to_str().unwrap())];
+    let starting = env.spawn_with_env(&env.config, &notify);
+    let held = async {
+        wait_until(
+            "a longer wait asked of systemd",
+            Duration::from_secs(30),
+            || {
+                seen.extend(received(&socket));
+                std::future::ready(seen.iter().any(|m| m.starts_with("EXTEND_TIMEOUT_USEC=")))
+            },
+        )
+        .await;
+        assert!(!seen.iter().any(|m| m == "READY=1"), "{seen:?}");
+        assert!(
+            seen.iter()
+                .any(|m| m.starts_with("STATUS=opening the database")),
+            "{seen:?}"
+        );
+        sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+    };
+    let (daemon, ()) = tokio::join!(starting, held);
+    wait_until("READY=1", Duration::from_secs(20), || {
+        seen.extend(received(&socket));
+        std::future::ready(seen.iter().any(|m| m == "READY=1"))
+    })
+    .await;
+    daemon.signal(libc::SIGTERM);
+    let (code, _) = daemon.wait(Duration::from_secs(30)).await;
+    assert_eq!(code, Some(0));
+}
+
 #[tokio::test]
 async fn sighup_applies_a_changed_config_and_keeps_the_old_one_when_the_new_is_broken() {
     let acme = FakeProvider::spawn().await;

@@ -68,7 +68,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         DatabaseUrl::Sqlite(path) => Some(lock_database(path)?),
         DatabaseUrl::Postgres(_) => None,
     };
-    let store = store::open(&config.database, config.keyring.clone()).await?;
+    let store = open_store(&config, &notifier).await?;
     let instance = instance_id("daemon");
     let metrics = Arc::new(Metrics::new());
     let workers = Workers::build(&config, &store, &instance, &metrics)?;
@@ -150,6 +150,27 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the store, which brings its schema up to date first. On a large database an upgrade
+/// can take longer than systemd waits for a start (90 s by default), which would kill it and
+/// start it again, into the same upgrade: while it runs, systemd is asked to wait on and told
+/// why.
+async fn open_store(config: &Config, notifier: &Notifier) -> Result<Arc<dyn Store>, DaemonError> {
+    const EVERY: Duration = Duration::from_secs(5);
+    let opening = store::open(&config.database, config.keyring.clone());
+    tokio::pin!(opening);
+    let mut waited = tokio::time::interval_at(tokio::time::Instant::now() + EVERY, EVERY);
+    loop {
+        tokio::select! {
+            opened = &mut opening => return Ok(opened?),
+            _ = waited.tick() => {
+                tracing::info!("still opening the database (a schema upgrade can take minutes)");
+                notifier.notify(&format!("EXTEND_TIMEOUT_USEC={}", 6 * EVERY.as_micros()));
+                notifier.status("opening the database (a schema upgrade can take minutes)");
+            }
+        }
+    }
 }
 
 /// What a config generation runs: the checks (with their scheduler), the mailer and the
