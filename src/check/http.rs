@@ -156,11 +156,14 @@ impl HttpClient {
 
     /// Sends a token request oauth2 built, shaped as the provider wants it: its extra
     /// parameters and headers added, and as a JSON object instead of a form where it wants JSON.
+    /// `request` is for the provider's token endpoint (`oauth_client` sets no other): it goes
+    /// to the URL parsed once from the config, not to one parsed again from the request's URI.
     pub async fn send_token(&self, request: oauth2::HttpRequest, p: &OAuthSettings) -> Outcome {
-        match reqwest::Request::try_from(shape_token_request(request, p)) {
-            Ok(r) => self.send(r).await,
-            Err(e) => Outcome::Transport(failure(&e)),
-        }
+        let (parts, body) = shape_token_request(request, p).into_parts();
+        let mut r = reqwest::Request::new(parts.method, p.token_url.clone());
+        *r.headers_mut() = parts.headers;
+        *r.body_mut() = Some(body.into());
+        self.send(r).await
     }
 
     /// The probe (`url`, a GET unless the provider's is a POST, with its fixed headers) with
