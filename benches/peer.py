@@ -8,7 +8,8 @@ none of credwatch's crash-safety rules (no attempt on disk before the call, no l
     python3 benches/peer.py DB TOKEN_URL CONNECTIONS CONCURRENCY
 
 Seeds CONNECTIONS rows (not timed), sweeps them, and prints one JSON line: checks, seconds,
-cpu_seconds (this process), database bytes. Needs aiohttp, uvloop and cryptography.
+cpu_seconds (this process), written_bytes (what the sweep wrote to files: the kernel's count of
+blocks it dirtied), database bytes. Needs aiohttp, uvloop and cryptography.
 """
 
 import asyncio
@@ -123,12 +124,15 @@ def main():
     db = open_db(path)
     seed(db, aead, n)
     cpu = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
-    cpu_before, started = cpu(), time.monotonic()
+    written = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_oublock * 512
+    cpu_before, written_before, started = cpu(), written(), time.monotonic()
     checks = uvloop.run(sweep(db, aead, url, concurrency))
     seconds, cpu_seconds = time.monotonic() - started, cpu() - cpu_before
+    written_bytes = written() - written_before
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     size = sum(os.path.getsize(path + s) for s in ("", "-wal") if os.path.exists(path + s))
-    print(json.dumps({"checks": checks, "seconds": seconds, "cpu_seconds": cpu_seconds, "database_bytes": size}))
+    print(json.dumps({"checks": checks, "seconds": seconds, "cpu_seconds": cpu_seconds,
+                      "written_bytes": written_bytes, "database_bytes": size}))
 
 
 if __name__ == "__main__":

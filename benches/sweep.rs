@@ -22,7 +22,7 @@ use credwatch::tokens::TokenSet;
 
 mod common;
 
-use common::{children_usage, free_port, machine};
+use common::{children_usage_io, free_port, machine};
 
 const BIN: &str = env!("CARGO_BIN_EXE_credwatch");
 const SEED_BATCH: usize = 5_000;
@@ -207,7 +207,7 @@ async fn bench(o: Options) {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let (peak_rss_kib, cpu_secs) = children_usage();
+    let (peak_rss_kib, cpu_secs, written) = children_usage_io();
 
     // After the sweep's usage is read: wrk is a child too.
     let period = Duration::from_secs(3);
@@ -274,6 +274,11 @@ async fn bench(o: Options) {
         db_bytes as f64 / (1024.0 * 1024.0)
     );
     println!(
+        "  written to disk  {:.1} MiB ({:.1} KiB per check)",
+        written as f64 / (1024.0 * 1024.0),
+        written as f64 / 1024.0 / checks.max(1) as f64
+    );
+    println!(
         "  raw ceiling      {ceiling:.0} req/s ({measured_by}, {} concurrent, no credwatch)",
         o.concurrency
     );
@@ -282,11 +287,12 @@ async fn bench(o: Options) {
         Some(Ok(p)) => {
             let peer_rate = p.checks as f64 / p.seconds;
             println!(
-                "  python peer      {} checks in {:.2} s: {peer_rate:.0} checks/s, {:.0} µs CPU per check, database {:.1} MiB",
+                "  python peer      {} checks in {:.2} s: {peer_rate:.0} checks/s, {:.0} µs CPU per check, database {:.1} MiB, {:.1} KiB written per check",
                 p.checks,
                 p.seconds,
                 p.cpu_seconds * 1e6 / p.checks.max(1) as f64,
-                p.database_bytes as f64 / (1024.0 * 1024.0)
+                p.database_bytes as f64 / (1024.0 * 1024.0),
+                p.written_bytes as f64 / 1024.0 / p.checks.max(1) as f64
             );
             println!("  vs the peer      {:.2}× its checks/s", rate / peer_rate);
         }
@@ -301,6 +307,7 @@ struct PeerRun {
     checks: u64,
     seconds: f64,
     cpu_seconds: f64,
+    written_bytes: u64,
     database_bytes: u64,
 }
 

@@ -55,6 +55,13 @@ pub fn process_cpu(pid: u32) -> f64 {
 
 /// Peak RSS (KiB) and CPU seconds of the children waited for so far.
 pub fn children_usage() -> (i64, f64) {
+    let (rss, cpu, _) = children_usage_io();
+    (rss, cpu)
+}
+
+/// `children_usage`, and the bytes the children wrote to files (the kernel's count of blocks
+/// they dirtied: the database's log and its checkpoints, on SQLite).
+pub fn children_usage_io() -> (i64, f64, u64) {
     // SAFETY: getrusage writes into the struct we pass and has no other preconditions.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
@@ -62,7 +69,11 @@ pub fn children_usage() -> (i64, f64) {
         usage
     };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    (usage.ru_maxrss, secs(usage.ru_utime) + secs(usage.ru_stime))
+    (
+        usage.ru_maxrss,
+        secs(usage.ru_utime) + secs(usage.ru_stime),
+        u64::try_from(usage.ru_oublock).unwrap_or(0) * 512,
+    )
 }
 
 /// A child process stopped however the benchmark ends.
