@@ -273,11 +273,14 @@ async fn bench(o: Options) {
         "  database         {:.1} MiB",
         db_bytes as f64 / (1024.0 * 1024.0)
     );
-    println!(
-        "  written to disk  {:.1} MiB ({:.1} KiB per check)",
-        written as f64 / (1024.0 * 1024.0),
-        written as f64 / 1024.0 / checks.max(1) as f64
-    );
+    // PostgreSQL's writes are its server's, not the sweep's.
+    if o.postgres.is_none() {
+        println!(
+            "  written to disk  {:.1} MiB ({:.1} KiB per check)",
+            written as f64 / (1024.0 * 1024.0),
+            written as f64 / 1024.0 / checks.max(1) as f64
+        );
+    }
     println!(
         "  raw ceiling      {ceiling:.0} req/s ({measured_by}, {} concurrent, no credwatch)",
         o.concurrency

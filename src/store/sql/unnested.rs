@@ -92,15 +92,15 @@ fn linked_sql(update: &Update) -> String {
          ours AS (SELECT connections.id, connections.last_check_id FROM connections \
                   JOIN v ON {guard} FOR UPDATE OF connections), \
          h AS (INSERT INTO checks ({HISTORY_COLUMNS}) \
-               SELECT v.cid, ours.last_check_id, {instance}, v.h_gen, v.h_started, \
+               SELECT v.cid, ours.last_check_id, i.id, v.h_gen, v.h_started, \
                       v.h_finished, v.h_ph, v.h_cat, v.h_st, v.h_lat, v.h_err \
-               FROM v JOIN ours ON ours.id = v.cid RETURNING connection_id, id) \
+               FROM v JOIN ours ON ours.id = v.cid LEFT JOIN instances i ON i.name = v.h_inst \
+               RETURNING connection_id, id) \
          UPDATE connections SET {set} \
          FROM (SELECT v.*, h.id AS last FROM v JOIN h ON h.connection_id = v.cid) AS v \
          WHERE {guard} RETURNING connections.id",
         unnest = unnest(&types, &format!("{}, {HISTORY_V}", update.columns)),
         set = update.set,
-        instance = instance_number("v.h_inst"),
     )
 }
 
