@@ -323,9 +323,11 @@ pub(super) fn instance_number(name: &str) -> String {
     format!("(SELECT id FROM instances WHERE name = {name})")
 }
 
-/// Registers the instance `$1` (the lease owner of the claim it comes before).
-pub(super) const REGISTER_INSTANCE: &str =
-    "INSERT INTO instances (name) VALUES ($1) ON CONFLICT (name) DO NOTHING";
+/// Registers the instance `$1` (the lease owner of the claim it comes before). Inserted only
+/// when missing: on PostgreSQL an insert that conflicts would still take a number from the
+/// sequence, and every claim runs this.
+pub(super) const REGISTER_INSTANCE: &str = "INSERT INTO instances (name) SELECT $1 \
+     WHERE NOT EXISTS (SELECT 1 FROM instances WHERE name = $1) ON CONFLICT (name) DO NOTHING";
 
 /// The history row of a finished check, linked to its connection's last check. The caller
 /// makes the new row its connection's last (`last_check_id`).
