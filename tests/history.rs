@@ -138,6 +138,33 @@ async fn history_follows_each_connections_checks(db: credwatch::config::Database
         let kept = rounds_of(store.recent_checks(&c.id, 10).await.unwrap());
         assert_eq!(kept, [3]);
     }
+
+    // Four claims by one instance registered it once, and took one number for it (a
+    // conflicting insert on every claim would have used up PostgreSQL's sequence).
+    store.close().await;
+    let url = match &db.url {
+        credwatch::config::DatabaseUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
+        credwatch::config::DatabaseUrl::Postgres(url) => {
+            secrecy::ExposeSecret::expose_secret(url).to_owned()
+        }
+    };
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let (count, highest): (i64, i64) =
+        sqlx::query_as("SELECT COUNT(*), CAST(MAX(id) AS BIGINT) FROM instances")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!((count, highest), (1, 1));
+    if let credwatch::config::DatabaseUrl::Postgres(_) = &db.url {
+        let next: i64 =
+            sqlx::query_scalar("SELECT CAST(last_value AS BIGINT) FROM instances_id_seq")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(next, 1, "numbers taken from the sequence");
+    }
 }
 
 #[tokio::test]
