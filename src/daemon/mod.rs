@@ -158,6 +158,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
 /// why.
 async fn open_store(config: &Config, notifier: &Notifier) -> Result<Arc<dyn Store>, DaemonError> {
     const EVERY: Duration = Duration::from_secs(5);
+    const WHY: &str = "opening the database (a schema upgrade can take minutes)";
     let opening = store::open(&config.database, config.keyring.clone());
     tokio::pin!(opening);
     let mut waited = tokio::time::interval_at(tokio::time::Instant::now() + EVERY, EVERY);
@@ -165,9 +166,9 @@ async fn open_store(config: &Config, notifier: &Notifier) -> Result<Arc<dyn Stor
         tokio::select! {
             opened = &mut opening => return Ok(opened?),
             _ = waited.tick() => {
-                tracing::info!("still opening the database (a schema upgrade can take minutes)");
+                tracing::info!("still {WHY}");
                 notifier.notify(&format!("EXTEND_TIMEOUT_USEC={}", 6 * EVERY.as_micros()));
-                notifier.status("opening the database (a schema upgrade can take minutes)");
+                notifier.status(WHY);
             }
         }
     }

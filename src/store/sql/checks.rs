@@ -556,19 +556,13 @@ impl SqlStore {
         // Rows are numbered in the order they were written, each when its check finished: the
         // old ones are those before the first that finished since `before`. Found in id order,
         // the search reads no more than the rows it will remove (and the last checks kept).
-        let cut: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM checks WHERE finished_at >= $1 ORDER BY id LIMIT 1")
-                .bind(to_ms(before))
-                .fetch_optional(&self.pool)
-                .await?;
-        let cut = match cut {
-            Some(cut) => cut,
-            None => {
-                sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(id), 0) + 1 FROM checks")
-                    .fetch_one(&self.pool)
-                    .await?
-            }
-        };
+        let cut: i64 = sqlx::query_scalar(
+            "SELECT COALESCE((SELECT id FROM checks WHERE finished_at >= $1 ORDER BY id LIMIT 1), \
+               (SELECT MAX(id) + 1 FROM checks), 0)",
+        )
+        .bind(to_ms(before))
+        .fetch_one(&self.pool)
+        .await?;
         let (mut after, mut removed) = (0_i64, 0_u64);
         while removed < limit {
             let mut tx = self.write().await?;
