@@ -226,11 +226,13 @@ pub fn replica_config_text(text: &str, port: u16) -> String {
 #[tokio::test]
 async fn a_replica_stalled_past_its_lease_calls_no_provider_on_waking() {
     let oidc = OidcServer::spawn(serde_json::json!({"ttl": {"AccessToken": 8}})).await;
-    // One refresh a second, so a replica's claims wait their turn; a 9 s lease claims 3.
+    // One refresh a second, so a replica's claims wait their turn; a 9 s lease claims a few.
+    // Requests may take 2 s: a refresh that times out is retried only a minute later, past
+    // this test's patience, and a machine busy with the whole suite answers slowly.
     let config = |port: u16| {
         format!(
             "\n[schedule]\nsweep = \"* * * * * *\"\n\n\
-             [limits]\nrequest_timeout = \"1s\"\nlease = \"9s\"\n\n\
+             [limits]\nrequest_timeout = \"2s\"\nlease = \"9s\"\n\n\
              [http]\nlisten = \"127.0.0.1:{port}\"\npublic_base_url = \"http://127.0.0.1:{port}/\"\n\n\
              [providers.acme]\ntoken_url = \"{}\"\nauthorize_url = \"http://127.0.0.1:9/a\"\n\
              client_id = \"credwatch\"\nclient_secret = \"credwatch-secret\"\n\

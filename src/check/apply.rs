@@ -179,12 +179,7 @@ impl Checker {
             match category.consequence() {
                 Consequence::Healthy => (
                     Transition::Healthy,
-                    schedule::after_success(
-                        now,
-                        expires_at,
-                        self.schedule.check_interval,
-                        &mut rng,
-                    ),
+                    schedule::after_success(now, expires_at, self.schedule.check_interval),
                 ),
                 Consequence::Degraded if conn.status == ConnectionStatus::Broken => (
                     Transition::Degraded,

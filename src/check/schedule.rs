@@ -3,6 +3,12 @@
 //! Refreshing at a jittered ~2/3 of the access token's lifetime (Vault's rule) keeps a margin of
 //! a third of the lifetime for retries, and the jitter keeps a fleet of tokens issued in the
 //! same second from coming due in the same second forever after.
+//!
+//! After a success the jitter is not drawn at random but derived from the millisecond the check
+//! finished in (Fibonacci hashing: consecutive milliseconds land far apart, evenly over the
+//! range). Checks finishing over a few milliseconds spread as random draws would, while those
+//! finishing in the same millisecond (one group commit's) come due next to each other, so their
+//! entries in the index of due times share a page instead of each dirtying one of its own.
 
 use std::time::Duration;
 
@@ -24,17 +30,25 @@ fn later(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
+/// The jitter of a healthy check, in [0, 1): the same for the same millisecond.
+fn phase(now: DateTime<Utc>) -> f64 {
+    // 2^64 divided by the golden ratio.
+    const FIBONACCI: u64 = 0x9E37_79B9_7F4A_7C15;
+    let hashed = (now.timestamp_millis() as u64).wrapping_mul(FIBONACCI);
+    (hashed >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// After a healthy check: ahead of the access token's expiry, and at least every `check_interval`.
 pub fn after_success(
     now: DateTime<Utc>,
     access_expires_at: Option<DateTime<Utc>>,
     check_interval: Duration,
-    rng: &mut impl Rng,
 ) -> DateTime<Utc> {
-    let interval = check_interval.mul_f64(rng.gen_range(0.9..=1.0));
+    let jitter = phase(now);
+    let interval = check_interval.mul_f64(0.9 + 0.1 * jitter);
     let wait = match access_expires_at.and_then(|at| (at - now).to_std().ok()) {
         Some(lifetime) => lifetime
-            .mul_f64(rng.gen_range(2.0 / 3.0..=3.0 / 4.0))
+            .mul_f64(2.0 / 3.0 + (3.0 / 4.0 - 2.0 / 3.0) * jitter)
             .min(interval),
         None if access_expires_at.is_some() => MIN_INTERVAL,
         None => interval,
@@ -85,35 +99,48 @@ mod tests {
 
     #[test]
     fn refresh_lands_between_two_thirds_and_three_quarters_of_the_lifetime() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let expires = now() + TimeDelta::hours(1);
         let day = Duration::from_secs(86_400);
         let mut seen = std::collections::BTreeSet::new();
-        for _ in 0..1000 {
-            let next = after_success(now(), Some(expires), day, &mut rng);
-            let secs = (next - now()).num_seconds();
-            assert!((2400..=2700).contains(&secs), "{secs}");
-            seen.insert(secs);
+        // A fleet issued in the same second whose checks finish over the next tenth of a second.
+        for ms in 0..100 {
+            let at = now() + TimeDelta::milliseconds(ms);
+            let next = after_success(at, Some(now() + TimeDelta::hours(1)), day);
+            let secs = (next - at).num_seconds();
+            assert!((2399..=2700).contains(&secs), "{secs}");
+            seen.insert(next.timestamp() / 30);
         }
-        assert!(seen.len() > 100, "jittered: {} distinct times", seen.len());
+        // Over all ten half-minutes of the range, as random draws would be.
+        assert_eq!(seen.len(), 10, "spread: {seen:?}");
+    }
+
+    #[test]
+    fn checks_finishing_together_come_due_together() {
+        let day = Duration::from_secs(86_400);
+        let expires = now() + TimeDelta::hours(1);
+        let first = after_success(now(), Some(expires), day);
+        let next = after_success(now() + TimeDelta::microseconds(100), Some(expires), day);
+        assert!(
+            next >= first && next - first < TimeDelta::seconds(1),
+            "{first} {next}"
+        );
     }
 
     #[test]
     fn tokens_without_expiry_are_tested_every_check_interval() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let day = Duration::from_secs(86_400);
-        for _ in 0..100 {
-            let secs = (after_success(now(), None, day, &mut rng) - now()).num_seconds();
+        for ms in (0..1000).step_by(7) {
+            let at = now() + TimeDelta::milliseconds(ms);
+            let secs = (after_success(at, None, day) - at).num_seconds();
             assert!((77_760..=86_400).contains(&secs), "{secs}");
         }
         // A 60-day token is still tested daily.
         let long = now() + TimeDelta::days(60);
-        let secs = (after_success(now(), Some(long), day, &mut rng) - now()).num_seconds();
+        let secs = (after_success(now(), Some(long), day) - now()).num_seconds();
         assert!(secs <= 86_400, "{secs}");
         // An already expired one is not hammered.
         let past = now() - TimeDelta::minutes(1);
         assert_eq!(
-            after_success(now(), Some(past), day, &mut rng) - now(),
+            after_success(now(), Some(past), day) - now(),
             TimeDelta::seconds(5)
         );
     }
@@ -139,7 +166,7 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(9);
         let end = DateTime::<Utc>::MAX_UTC;
         assert_eq!(after_failure(end, 3, Duration::MAX, None, &mut rng), end);
-        assert_eq!(after_success(end, None, Duration::MAX, &mut rng), end);
+        assert_eq!(after_success(end, None, Duration::MAX), end);
         assert_eq!(after_broken(end, Some(Duration::MAX), &mut rng), end);
     }
 

@@ -345,12 +345,7 @@ pub(super) async fn heal(
     let checker = state.checker();
     let store = checker.store();
     let now = Utc::now();
-    let next = schedule::after_success(
-        now,
-        tokens.expires_at,
-        checker.schedule().check_interval,
-        &mut rand::thread_rng(),
-    );
+    let next = schedule::after_success(now, tokens.expires_at, checker.schedule().check_interval);
     let done = match store
         .reauthorize(&connection.id, link_hash, tokens, now, next)
         .await
