@@ -3,7 +3,7 @@
 //! fast local token endpoint in its own process.
 //!
 //!     cargo bench --bench sweep -- [--connections N] [--postgres URL] [--concurrency C]
-//!                                  [--replicas R]
+//!                                  [--replicas R] [--steady]
 //!
 //! Prints the connections, wall time, checks per second, p50/p99 check latency, the sweeping
 //! process's peak RSS and the database size, beside the ceiling: the same endpoint's raw
@@ -33,6 +33,10 @@ struct Options {
     concurrency: usize,
     /// `credwatch sweep` processes sharing the database (the replicas of a PostgreSQL setup).
     replicas: usize,
+    /// Measure a second sweep, whose connections come due in the order the first left them
+    /// (a running daemon's order), rather than the first, which claims them in the order
+    /// they were stored.
+    steady: bool,
 }
 
 fn options() -> Options {
@@ -41,6 +45,7 @@ fn options() -> Options {
         postgres: None,
         concurrency: 64,
         replicas: 1,
+        steady: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -65,6 +70,7 @@ fn options() -> Options {
                     .filter(|&r| r > 0)
                     .expect("--replicas R")
             }
+            "--steady" => o.steady = true,
             // cargo bench passes --bench; nothing else is ours.
             _ => {}
         }
@@ -169,6 +175,20 @@ async fn bench(o: Options) {
     let seed_started = Instant::now();
     seed(&loaded.database, loaded.keyring.clone(), o.connections).await;
     let seeded_in = seed_started.elapsed();
+    let first_measured = match o.steady {
+        true => {
+            let first = std::process::Command::new(BIN)
+                .arg("--config")
+                .arg(&config)
+                .arg("sweep")
+                .output()
+                .expect("run credwatch sweep");
+            assert!(first.status.success(), "the first sweep failed");
+            due_again(&loaded.database).await
+        }
+        false => 0,
+    };
+    let (_, cpu_before, written_before) = children_usage_io();
 
     let started = Instant::now();
     let sweeps: Vec<std::process::Child> = (0..o.replicas)
@@ -208,6 +228,7 @@ async fn bench(o: Options) {
         );
     }
     let (peak_rss_kib, cpu_secs, written) = children_usage_io();
+    let (cpu_secs, written) = (cpu_secs - cpu_before, written - written_before);
 
     // After the sweep's usage is read: wrk is a child too.
     let period = Duration::from_secs(3);
@@ -219,11 +240,22 @@ async fn bench(o: Options) {
         ),
     };
 
-    let (calls, stored, db_bytes) =
-        results(&loaded.database, loaded.keyring.clone(), dir.path()).await;
+    let (calls, stored, db_bytes) = results(
+        &loaded.database,
+        loaded.keyring.clone(),
+        dir.path(),
+        first_measured,
+    )
+    .await;
     // The yardstick, in the same run against the same endpoint: SQLite only.
     let peer = match &o.postgres {
-        None => Some(peer(&token_url, o.connections, o.concurrency, dir.path())),
+        None => Some(peer(
+            &token_url,
+            o.connections,
+            o.concurrency,
+            o.steady,
+            dir.path(),
+        )),
         Some(_) => None,
     };
     let checks = calls.len();
@@ -239,9 +271,13 @@ async fn bench(o: Options) {
     println!("credwatch sweep benchmark ({backend})");
     println!("  machine          {}", machine());
     println!(
-        "  connections      {} (seeded in {:.1} s)",
+        "  connections      {} (seeded in {:.1} s){}",
         o.connections,
-        seeded_in.as_secs_f64()
+        seeded_in.as_secs_f64(),
+        match o.steady {
+            true => "; the second sweep measured",
+            false => "",
+        }
     );
     if o.replicas > 1 {
         println!("  replicas         {} sweeping at once", o.replicas);
@@ -315,7 +351,13 @@ struct PeerRun {
 }
 
 /// The Python script's sweep of as many connections of its own at the same endpoint.
-fn peer(url: &str, connections: usize, concurrency: usize, dir: &Path) -> Result<PeerRun, String> {
+fn peer(
+    url: &str,
+    connections: usize,
+    concurrency: usize,
+    steady: bool,
+    dir: &Path,
+) -> Result<PeerRun, String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peer.py");
     let out = std::process::Command::new("python3")
         .arg(script)
@@ -323,6 +365,7 @@ fn peer(url: &str, connections: usize, concurrency: usize, dir: &Path) -> Result
         .arg(url)
         .arg(connections.to_string())
         .arg(concurrency.to_string())
+        .arg(if steady { "steady" } else { "first" })
         .output()
         .map_err(|e| format!("python3: {e}"))?;
     if !out.status.success() {
@@ -448,10 +491,37 @@ async fn raw_rate(url: &str, concurrency: usize, period: Duration) -> f64 {
 
 /// Check latencies in ms, sorted: the provider calls, and from the claim to the stored result
 /// (which includes the wait for a slot: a batch is claimed ahead); and the database's size.
+/// After a first sweep: every connection due again, in the order that sweep left them, with
+/// its access token expired (two hours earlier, both). Returns the first check id to come.
+async fn due_again(db: &DatabaseConfig) -> i64 {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let url = match &db.url {
+        DatabaseUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
+        DatabaseUrl::Postgres(url) => {
+            use secrecy::ExposeSecret;
+            url.expose_secret().to_owned()
+        }
+    };
+    let mut conn = sqlx::AnyConnection::connect(&url).await.expect("connect");
+    sqlx::query(
+        "UPDATE connections SET next_check_at = next_check_at - 7200000, \
+         access_expires_at = access_expires_at - 7200000",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("due again");
+    sqlx::query_scalar::<_, i64>("SELECT CAST(COALESCE(MAX(id), 0) + 1 AS BIGINT) FROM checks")
+        .fetch_one(&mut conn)
+        .await
+        .expect("last check")
+}
+
 async fn results(
     db: &DatabaseConfig,
     keyring: Arc<Keyring>,
     dir: &Path,
+    first_measured: i64,
 ) -> (Vec<u64>, Vec<u64>, u64) {
     use sqlx::Connection;
     let _ = store::open(db, keyring).await.expect("open store");
@@ -468,8 +538,10 @@ async fn results(
     };
     let mut conn = sqlx::AnyConnection::connect(&url).await.expect("connect");
     let rows: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT latency_ms, finished_at - started_at FROM checks WHERE finished_at IS NOT NULL",
+        "SELECT latency_ms, finished_at - started_at FROM checks \
+         WHERE finished_at IS NOT NULL AND id >= $1",
     )
+    .bind(first_measured)
     .fetch_all(&mut conn)
     .await
     .expect("latencies");
