@@ -102,6 +102,17 @@ const CLAIM_CONNECTIONS: u32 = 3;
 const CONNECTION_COLUMNS: &str = "id, provider, name, owner_email, account, scopes, status, reason, status_since, \
      CAST(CASE WHEN refresh_token IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_refresh_token, token_generation, access_expires_at, refresh_expires_at, \
      consecutive_failures, refresh_uncertain_since, refresh_interrupted_at, set_aside, last_check_at, next_check_at, created_at, external_id, metadata, credential_kind, instance_url";
+/// What the service's status line says every 30 s. Each count is read from an index (the
+/// set-aside connections and paused pipelines from indexes of only those rows), not by
+/// reading a table whole.
+const COUNTS: &str = "SELECT \
+       (SELECT COUNT(*) FROM connections) AS connections, \
+       (SELECT COUNT(*) FROM connections WHERE status = 'healthy') AS healthy, \
+       (SELECT COUNT(*) FROM connections WHERE status = 'degraded') AS degraded, \
+       (SELECT COUNT(*) FROM connections WHERE status = 'broken') AS broken, \
+       (SELECT COUNT(*) FROM connections WHERE set_aside IS NOT NULL) AS set_aside, \
+       (SELECT COUNT(*) FROM pipelines) AS pipelines, \
+       (SELECT COUNT(*) FROM pipelines WHERE state = 'paused') AS paused";
 const PIPELINE_COLUMNS: &str = "id, name, state, position, position_updated_at, paused_at_position, paused_at, \
      paused_by, pause_reason, created_at, external_id";
 
@@ -505,6 +516,30 @@ mod tests {
     fn opened(r: (SecretString, Option<SecretString>)) -> (String, Option<String>) {
         let refresh = r.1.map(|t| t.expose_secret().to_owned());
         (r.0.expose_secret().to_owned(), refresh)
+    }
+
+    #[tokio::test]
+    async fn the_status_counts_read_no_table_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("counts.db"))
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        SQLITE.run(&pool).await.unwrap();
+        let details: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {COUNTS}"))
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String, _>("detail"))
+            .collect();
+        assert!(details.len() >= 7, "{details:?}");
+        for step in &details {
+            assert!(
+                !step.starts_with("SCAN") || step.contains("INDEX") || step.contains("CONSTANT"),
+                "reads a table whole: {step} (of {details:?})"
+            );
+        }
     }
 
     #[test]

@@ -432,18 +432,7 @@ impl Store for SqlStore {
     }
 
     async fn counts(&self) -> Result<Counts, StoreError> {
-        let row = sqlx::query(
-            "SELECT \
-               (SELECT COUNT(*) FROM connections) AS connections, \
-               (SELECT COUNT(*) FROM connections WHERE status = 'healthy') AS healthy, \
-               (SELECT COUNT(*) FROM connections WHERE status = 'degraded') AS degraded, \
-               (SELECT COUNT(*) FROM connections WHERE status = 'broken') AS broken, \
-               (SELECT COUNT(*) FROM connections WHERE set_aside IS NOT NULL) AS set_aside, \
-               (SELECT COUNT(*) FROM pipelines) AS pipelines, \
-               (SELECT COUNT(*) FROM pipelines WHERE state = 'paused') AS paused",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let row = sqlx::query(super::COUNTS).fetch_one(&self.pool).await?;
         let n = |col: &str| -> Result<u64, StoreError> {
             Ok(row.try_get::<i64, _>(col)?.max(0) as u64)
         };
