@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::TimeDelta;
 use credwatch::crypto::Keyring;
 use credwatch::domain::ConnectionId;
-use credwatch::store;
+use credwatch::store::{self, ClaimOutcome};
 
 use crate::store::{lease, new_connection, now, postgres, sqlite};
 
@@ -238,9 +238,10 @@ async fn events_and_history_written_by_name_are_read_after_the_upgrade_on_postgr
     events_and_history_survive_the_upgrade_to_numbers(db, "postgres", &url).await;
 }
 
-/// A database at the schema before event types and instances were numbers, with events and a
-/// history row in it, opened by this version: every event reads back as it was written,
-/// filters by type still find them, and the history row still names its instance.
+/// A database at the schema before event types and instances were numbers, with events, a
+/// history row and a leased connection in it, opened by this version: every event reads back
+/// as it was written, filters by type still find them, the history row still names its
+/// instance, and the lease still holds, for the same instance.
 async fn events_and_history_survive_the_upgrade_to_numbers(
     db: credwatch::config::DatabaseConfig,
     backend: &str,
@@ -293,11 +294,24 @@ async fn events_and_history_survive_the_upgrade_to_numbers(
     .execute(&mut conn)
     .await
     .unwrap();
+    let far = now() + TimeDelta::hours(1);
+    let keyring = Arc::new(Keyring::from_bytes([1; 32]));
+    sqlx::query(
+        "INSERT INTO connections (id, provider, name, owner_email, key_id, access_token, \
+           tokens_updated_at, status_since, next_check_at, created_at, updated_at, \
+           lease_owner, lease_expires_at) \
+         VALUES ('conn_bbbbbbbbbbbbbb', 'acme', 'CRM', 'ada@example.com', $1, $2, \
+           1, 1, 1, 1, 1, 'sweep@old:2:cd', $3)",
+    )
+    .bind(keyring.current_id().as_str().to_owned())
+    .bind(vec![0u8])
+    .bind(far.timestamp_millis())
+    .execute(&mut conn)
+    .await
+    .unwrap();
     conn.close().await.unwrap();
 
-    let store = store::open(&db, Arc::new(Keyring::from_bytes([1; 32])))
-        .await
-        .unwrap();
+    let store = store::open(&db, keyring).await.unwrap();
     let names = |events: Vec<credwatch::events::Stored>| -> Vec<&'static str> {
         events.iter().map(|e| e.event.type_name()).collect()
     };
@@ -309,6 +323,11 @@ async fn events_and_history_survive_the_upgrade_to_numbers(
     let only = ["connection.reauthorized".to_owned()];
     let events = store.events_after(0, &only, 10).await.unwrap();
     assert_eq!(names(events), ["connection.reauthorized"]);
+    let leased: ConnectionId = "conn_bbbbbbbbbbbbbb".parse().unwrap();
+    match store.claim(&leased, &lease("w", far), now()).await.unwrap() {
+        ClaimOutcome::Busy { owner } => assert_eq!(owner, "sweep@old:2:cd"),
+        ClaimOutcome::Claimed(_) => panic!("a lease held before the upgrade was taken"),
+    }
     store.close().await;
     // The history row names its instance by a number now, the same name.
     let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();

@@ -87,7 +87,7 @@ async fn three_replicas_refresh_each_connection_once_per_due_time_and_survive_a_
         Duration::from_secs(20),
         || async {
             env.value(&format!(
-                "SELECT COUNT(*) FROM connections WHERE lease_owner LIKE '{mine}'"
+                "SELECT COUNT(*) FROM connections WHERE lease_owner IN (SELECT id FROM instances WHERE name LIKE '{mine}')"
             ))
             .await
                 != "0"
@@ -96,7 +96,7 @@ async fn three_replicas_refresh_each_connection_once_per_due_time_and_survive_a_
     .await;
     let taken: Vec<String> = env
         .rows(&format!(
-            "SELECT id FROM connections WHERE lease_owner LIKE '{mine}'"
+            "SELECT id FROM connections WHERE lease_owner IN (SELECT id FROM instances WHERE name LIKE '{mine}')"
         ))
         .await
         .into_iter()
@@ -258,7 +258,7 @@ async fn a_replica_stalled_past_its_lease_calls_no_provider_on_waking() {
         Duration::from_secs(30),
         || async {
             env.value(&format!(
-                "SELECT COUNT(*) FROM connections WHERE lease_owner LIKE '{mine}'"
+                "SELECT COUNT(*) FROM connections WHERE lease_owner IN (SELECT id FROM instances WHERE name LIKE '{mine}')"
             ))
             .await
             .parse::<u32>()
@@ -270,7 +270,7 @@ async fn a_replica_stalled_past_its_lease_calls_no_provider_on_waking() {
     first.signal(libc::SIGSTOP);
     let waiting: Vec<String> = env
         .rows(&format!(
-            "SELECT id FROM connections WHERE lease_owner LIKE '{mine}'"
+            "SELECT id FROM connections WHERE lease_owner IN (SELECT id FROM instances WHERE name LIKE '{mine}')"
         ))
         .await
         .into_iter()

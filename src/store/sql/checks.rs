@@ -1,7 +1,9 @@
 //! Claims, rotations, check results and provider alerts on SQLite.
 
 use super::merged;
-use super::statements::{HealthyRow, REGISTER_INSTANCE, RefreshedRow, RotateRow};
+use super::statements::{
+    HealthyRow, LEASE_OWNER, REGISTER_INSTANCE, RefreshedRow, RotateRow, instance_number,
+};
 use super::*;
 use crate::events::Event;
 
@@ -29,12 +31,13 @@ const TAKE_OVER: &str = "refresh_uncertain_since = COALESCE(refresh_uncertain_si
 /// Claims up to `$5` due connections of provider `$3` for lease owner `$1` until `$2`; `$4` is now.
 pub(super) fn claim_due_sql(backend: Backend) -> String {
     format!(
-        "UPDATE connections SET lease_owner = $1, lease_expires_at = $2, {TAKE_OVER} \
+        "UPDATE connections SET lease_owner = {}, lease_expires_at = $2, {TAKE_OVER} \
          WHERE id IN (SELECT id FROM connections WHERE provider = $3 AND next_check_at <= $4 \
                       AND (lease_expires_at IS NULL OR lease_expires_at < $4) \
                       AND set_aside IS NULL \
                       ORDER BY next_check_at LIMIT $5{}) \
          RETURNING {CONNECTION_COLUMNS}, {CLAIM_COLUMNS}",
+        instance_number("$1"),
         backend.skip_locked()
     )
 }
@@ -215,9 +218,10 @@ impl SqlStore {
             .execute(&mut *tx)
             .await?;
         let row = sqlx::query(&format!(
-            "UPDATE connections SET lease_owner = $1, lease_expires_at = $2, {TAKE_OVER} \
+            "UPDATE connections SET lease_owner = {}, lease_expires_at = $2, {TAKE_OVER} \
              WHERE id = $3 AND (lease_expires_at IS NULL OR lease_expires_at < $4) \
-             RETURNING {CONNECTION_COLUMNS}, {CLAIM_COLUMNS}"
+             RETURNING {CONNECTION_COLUMNS}, {CLAIM_COLUMNS}",
+            instance_number("$1")
         ))
         .bind(&lease.owner)
         .bind(to_ms(lease.until))
@@ -226,11 +230,10 @@ impl SqlStore {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
-            let owner: Option<Option<String>> =
-                sqlx::query_scalar("SELECT lease_owner FROM connections WHERE id = $1")
-                    .bind(id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let owner: Option<Option<String>> = sqlx::query_scalar(LEASE_OWNER)
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
             return match owner {
                 None => Err(StoreError::ConnectionNotFound(id.clone())),
                 Some(owner) => Ok(ClaimOutcome::Busy {
@@ -245,11 +248,12 @@ impl SqlStore {
 
     pub(super) async fn release_impl(&self, claimed: &Claimed) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
-        sqlx::query(
+        sqlx::query(&format!(
             "UPDATE connections SET lease_owner = NULL, lease_expires_at = NULL, \
                refresh_sent_at = NULL \
-             WHERE id = $1 AND lease_owner = $2",
-        )
+             WHERE id = $1 AND lease_owner = {}",
+            instance_number("$2")
+        ))
         .bind(claimed.connection.id.as_str())
         .bind(&claimed.lease.owner)
         .execute(&mut *tx)
@@ -355,7 +359,8 @@ impl SqlStore {
         merged::record(tx, backend, &healthy_row(id, owner, r)).await?;
 
         let row = sqlx::query(&format!(
-            "SELECT provider, status, reason, status_since, token_generation, lease_owner, \
+            "SELECT provider, status, reason, status_since, token_generation, \
+               (SELECT name FROM instances WHERE id = lease_owner) AS lease_owner, \
                consecutive_failures FROM connections WHERE id = $1{}",
             backend.for_update()
         ))

@@ -60,10 +60,9 @@ pub(super) async fn why_not_ours(
     id: &ConnectionId,
     owner: &str,
 ) -> Result<StoreError, StoreError> {
-    let found: Option<Option<String>> =
-        sqlx::query_scalar("SELECT lease_owner FROM connections WHERE id = $1")
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
+    let found: Option<Option<String>> = sqlx::query_scalar(super::statements::LEASE_OWNER)
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
     Ok(refused(found, id, owner))
 }

@@ -316,7 +316,7 @@ fn rotate(conn: &Connection, sql: &str, row: &RotateRow) -> Result<i64, StoreErr
     }
     // Which guard refused it: the lease or the tokens?
     let owner: Option<Option<String>> = conn
-        .prepare_cached("SELECT lease_owner FROM connections WHERE id = ?")
+        .prepare_cached(statements::LEASE_OWNER)
         .and_then(|mut s| {
             let mut rows = s.query([row.id.as_str()])?;
             rows.next()?.map(|r| r.get(0)).transpose()

@@ -59,7 +59,7 @@ pub(super) const SET_TOKENS: &str = "access_token = v.acc, refresh_token = v.ref
      refresh_interrupted_at = NULL, refresh_sent_at = NULL";
 /// The guards every token write has: our lease, and the tokens we refreshed still stored.
 pub(super) const TOKENS_UNCHANGED: &str = "connections.id = v.cid AND connections.token_generation = v.expected \
-     AND connections.lease_owner = v.lease";
+     AND connections.lease_owner = (SELECT id FROM instances WHERE name = v.lease)";
 
 /// Why a guarded token write touched nothing, from the connection's lease owner as found
 /// (`None`: no such connection): another worker's lease, or tokens someone else stored.
@@ -243,7 +243,8 @@ impl Update {
                     ELSE connections.refresh_interrupted_at END, refresh_sent_at = NULL, \
                   last_check_id = v.last"
                 .to_owned(),
-            guard: "connections.id = v.cid AND connections.lease_owner = v.lease \
+            guard: "connections.id = v.cid \
+                    AND connections.lease_owner = (SELECT id FROM instances WHERE name = v.lease) \
                     AND connections.status = 'healthy'"
                 .to_owned(),
         }
@@ -323,6 +324,11 @@ pub(super) fn instance_number(name: &str) -> String {
     format!("(SELECT id FROM instances WHERE name = {name})")
 }
 
+/// The name of the instance holding connection `$1`'s lease, NULL when none: leases name
+/// their instance by its number.
+pub(super) const LEASE_OWNER: &str =
+    "SELECT (SELECT name FROM instances WHERE id = lease_owner) FROM connections WHERE id = $1";
+
 /// Registers the instance `$1` (the lease owner of the claim it comes before). Inserted only
 /// when missing: on PostgreSQL an insert that conflicts would still take a number from the
 /// sequence, and every claim runs this.
@@ -377,7 +383,8 @@ mod tests {
             "COALESCE(connections.refresh_uncertain_since, connections.refresh_sent_at, ?3)"
         ));
         assert!(sql.contains(
-            "last_check_id = ?6 WHERE connections.id = ?1 AND connections.lease_owner = ?2"
+            "last_check_id = ?6 WHERE connections.id = ?1 \
+             AND connections.lease_owner = (SELECT id FROM instances WHERE name = ?2)"
         ));
         assert!(!sql.contains("v."), "{sql}");
         let sql = Update::refreshed().direct();
@@ -405,7 +412,14 @@ mod tests {
             ),
             "{sql}"
         );
-        assert!(sql.ends_with("?14 FROM connections WHERE connections.id = ?1 AND connections.lease_owner = ?2 AND connections.status = 'healthy'"), "{sql}");
+        assert!(
+            sql.ends_with(
+                "?14 FROM connections WHERE connections.id = ?1 \
+             AND connections.lease_owner = (SELECT id FROM instances WHERE name = ?2) \
+             AND connections.status = 'healthy'"
+            ),
+            "{sql}"
+        );
         let sql = Update::refreshed().guarded_history();
         assert!(
             sql.contains("last_check_id, (SELECT id FROM instances WHERE name = ?13), ?14"),

@@ -270,7 +270,7 @@ pub(super) async fn rotate(
             Ok(Some(Some(generation))) => Ok(generation),
             Ok(_) => {
                 // Which guard refused it: the lease or the tokens?
-                sqlx::query_scalar("SELECT lease_owner FROM connections WHERE id = $1")
+                sqlx::query_scalar(super::statements::LEASE_OWNER)
                     .bind(row.id.as_str())
                     .fetch_optional(&mut *conn)
                     .await
