@@ -401,12 +401,7 @@ impl Store for SqlStore {
     }
 
     async fn metrics_snapshot(&self) -> Result<MetricsSnapshot, StoreError> {
-        let rows = sqlx::query(
-            "SELECT provider, status, reason, COUNT(*) AS n FROM connections \
-             GROUP BY provider, status, reason ORDER BY provider, status, reason",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(super::METRICS).fetch_all(&self.pool).await?;
         let connections = rows
             .iter()
             .map(|r| {
