@@ -489,8 +489,6 @@ async fn raw_rate(url: &str, concurrency: usize, period: Duration) -> f64 {
     count.load(Ordering::Relaxed) as f64 / period.as_secs_f64()
 }
 
-/// Check latencies in ms, sorted: the provider calls, and from the claim to the stored result
-/// (which includes the wait for a slot: a batch is claimed ahead); and the database's size.
 /// After a first sweep: every connection due again, in the order that sweep left them, with
 /// its access token expired (two hours earlier, both). Returns the first check id to come.
 async fn due_again(db: &DatabaseConfig) -> i64 {
@@ -517,6 +515,8 @@ async fn due_again(db: &DatabaseConfig) -> i64 {
         .expect("last check")
 }
 
+/// Check latencies in ms, sorted: the provider calls, and from the claim to the stored result
+/// (which includes the wait for a slot: a batch is claimed ahead); and the database's size.
 async fn results(
     db: &DatabaseConfig,
     keyring: Arc<Keyring>,
