@@ -136,6 +136,8 @@ pub struct SqlStore {
     writes: WriteHealth,
     /// The writers and readers above, stopped by `close` once what they were given is done.
     workers: Workers,
+    /// SQLite's database file, whose log `close` folds in.
+    sqlite_file: Option<std::path::PathBuf>,
 }
 
 /// The store's own tasks and threads, and what tells them to stop.
@@ -301,8 +303,10 @@ impl SqlStore {
             committed.clone(),
             workers.closing.clone(),
         ));
-        let native = native::start(&absolute(path)?, turns.clone(), committed.clone(), &workers)?;
+        let file = absolute(path)?;
+        let native = native::start(&file, turns.clone(), committed.clone(), &workers)?;
         Ok(Self {
+            sqlite_file: Some(file),
             checks_writer: ChecksWriter::Sqlite(native),
             committed,
             handouts: handout_readers(&pool, &keyring, &workers),
@@ -351,6 +355,7 @@ impl SqlStore {
             handouts: handout_readers(&pool, &keyring, &workers),
             workers,
             checks_writer: ChecksWriter::Postgres { groups, claims },
+            sqlite_file: None,
             pool,
             keyring,
             backend: Backend::Postgres,

@@ -137,6 +137,14 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Copies every change in SQLite's log into the database file and empties the log, so that
+/// the file is whole on its own; the log goes when this is the last connection to close.
+pub(super) fn fold_log(path: &Path) -> Result<(), StoreError> {
+    open(path)?
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .map_err(native)
+}
+
 fn native(e: rusqlite::Error) -> StoreError {
     StoreError::Commit(e.to_string())
 }

@@ -183,6 +183,17 @@ impl Store for SqlStore {
             claims.close().await;
         }
         self.pool.close().await;
+        // Closing the last connection folds SQLite's log into the database file and removes
+        // it. sqlx may still be closing one of its connections in the background for a moment
+        // after its pool's close returns, which would make that one the last (and the process
+        // may end first): the log is folded in here as well, whoever closes last.
+        if let Some(file) = &self.sqlite_file {
+            let file = file.clone();
+            let folded = tokio::task::spawn_blocking(move || super::native::fold_log(&file)).await;
+            if let Ok(Err(e)) = folded {
+                tracing::warn!(error = %e, "folding the database's log into it at shutdown");
+            }
+        }
     }
 
     async fn handout(&self, id: &ConnectionId) -> Result<Handout, StoreError> {
