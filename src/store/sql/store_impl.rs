@@ -184,9 +184,9 @@ impl Store for SqlStore {
         }
         self.pool.close().await;
         // Closing the last connection folds SQLite's log into the database file and removes
-        // it. sqlx may still be closing one of its connections in the background for a moment
-        // after its pool's close returns, which would make that one the last (and the process
-        // may end first): the log is folded in here as well, whoever closes last.
+        // it. Under load, one run in several left the log behind: presumably a connection of
+        // sqlx's closed a moment after its pool's close returned, becoming the last, with the
+        // process ending first. The log is folded in here as well, whoever closes last.
         if let Some(file) = &self.sqlite_file {
             let file = file.clone();
             let folded = tokio::task::spawn_blocking(move || super::native::fold_log(&file)).await;
