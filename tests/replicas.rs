@@ -81,23 +81,19 @@ async fn three_replicas_refresh_each_connection_once_per_due_time_and_survive_a_
     let text = replica_config(&env, free_port()).replace(&oidc.url("/token"), &hang.token_url());
     std::fs::write(&victim_config, &text).unwrap();
     let victim = env.spawn_with(&victim_config).await;
-    let mine = format!("%:{}:%", victim.pid());
+    let mine = leased_by(victim.pid());
     wait_until(
         "the victim to hold claims",
         Duration::from_secs(20),
         || async {
-            env.value(&format!(
-                "SELECT COUNT(*) FROM connections WHERE lease_owner IN (SELECT id FROM instances WHERE name LIKE '{mine}')"
-            ))
-            .await
+            env.value(&format!("SELECT COUNT(*) FROM connections WHERE {mine}"))
+                .await
                 != "0"
         },
     )
     .await;
     let taken: Vec<String> = env
-        .rows(&format!(
-            "SELECT id FROM connections WHERE lease_owner IN (SELECT id FROM instances WHERE name LIKE '{mine}')"
-        ))
+        .rows(&format!("SELECT id FROM connections WHERE {mine}"))
         .await
         .into_iter()
         .map(|r| r[0].clone())
@@ -223,6 +219,12 @@ pub fn replica_config_text(text: &str, port: u16) -> String {
 /// A replica frozen past its lease (a paused VM, a stalled process) wakes up with claims whose
 /// connections another replica has since refreshed. Its calls must not go out: presenting the
 /// rotated-away refresh tokens would make the provider revoke those grants.
+/// The condition on `connections` that holds for the rows the daemon with process id `pid`
+/// leased (leases name their instance by number; an instance's name holds its pid).
+fn leased_by(pid: i32) -> String {
+    format!("lease_owner IN (SELECT id FROM instances WHERE name LIKE '%:{pid}:%')")
+}
+
 #[tokio::test]
 async fn a_replica_stalled_past_its_lease_calls_no_provider_on_waking() {
     let oidc = OidcServer::spawn(serde_json::json!({"ttl": {"AccessToken": 8}})).await;
@@ -252,7 +254,7 @@ async fn a_replica_stalled_past_its_lease_calls_no_provider_on_waking() {
     env.rows("UPDATE connections SET next_check_at = 0 RETURNING id")
         .await;
     let mut first = env.spawn().await;
-    let mine = format!("%:{}:%", first.pid());
+    let mine = leased_by(first.pid());
     // Frozen just after one of its refreshes was stored, so that none is in flight: a refresh
     // frozen between the provider's answer and the commit is a lost rotation, another test's
     // matter, and the other replica rightly leaves it alone a while.
@@ -269,10 +271,7 @@ async fn a_replica_stalled_past_its_lease_calls_no_provider_on_waking() {
             let just_stored = stored.get() != 0 && sum > stored.get();
             stored.set(sum);
             let waiting: u32 = env
-                .value(&format!(
-                    "SELECT COUNT(*) FROM connections WHERE lease_owner IN \
-                     (SELECT id FROM instances WHERE name LIKE '{mine}')"
-                ))
+                .value(&format!("SELECT COUNT(*) FROM connections WHERE {mine}"))
                 .await
                 .parse()
                 .unwrap();
@@ -282,9 +281,7 @@ async fn a_replica_stalled_past_its_lease_calls_no_provider_on_waking() {
     .await;
     first.signal(libc::SIGSTOP);
     let waiting: Vec<String> = env
-        .rows(&format!(
-            "SELECT id FROM connections WHERE lease_owner IN (SELECT id FROM instances WHERE name LIKE '{mine}')"
-        ))
+        .rows(&format!("SELECT id FROM connections WHERE {mine}"))
         .await
         .into_iter()
         .map(|r| r[0].clone())

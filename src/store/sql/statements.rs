@@ -57,9 +57,19 @@ pub(super) const SET_TOKENS: &str = "access_token = v.acc, refresh_token = v.ref
      instance_url = COALESCE(v.inst, connections.instance_url), \
      tokens_updated_at = v.ts, updated_at = v.ts, refresh_uncertain_since = NULL, \
      refresh_interrupted_at = NULL, refresh_sent_at = NULL";
+/// The lease guard of a write of `v`: the connection is still leased by instance `v.lease`
+/// (leases hold the instance's number, `v.lease` is its name).
+macro_rules! leased_by_v {
+    () => {
+        "connections.lease_owner = (SELECT id FROM instances WHERE name = v.lease)"
+    };
+}
+
 /// The guards every token write has: our lease, and the tokens we refreshed still stored.
-pub(super) const TOKENS_UNCHANGED: &str = "connections.id = v.cid AND connections.token_generation = v.expected \
-     AND connections.lease_owner = (SELECT id FROM instances WHERE name = v.lease)";
+pub(super) const TOKENS_UNCHANGED: &str = concat!(
+    "connections.id = v.cid AND connections.token_generation = v.expected AND ",
+    leased_by_v!()
+);
 
 /// Why a guarded token write touched nothing, from the connection's lease owner as found
 /// (`None`: no such connection): another worker's lease, or tokens someone else stored.
@@ -243,10 +253,12 @@ impl Update {
                     ELSE connections.refresh_interrupted_at END, refresh_sent_at = NULL, \
                   last_check_id = v.last"
                 .to_owned(),
-            guard: "connections.id = v.cid \
-                    AND connections.lease_owner = (SELECT id FROM instances WHERE name = v.lease) \
-                    AND connections.status = 'healthy'"
-                .to_owned(),
+            guard: concat!(
+                "connections.id = v.cid AND ",
+                leased_by_v!(),
+                " AND connections.status = 'healthy'"
+            )
+            .to_owned(),
         }
     }
 
