@@ -3,7 +3,7 @@
 //! fast local token endpoint in its own process.
 //!
 //!     cargo bench --bench sweep -- [--connections N] [--postgres URL] [--concurrency C]
-//!                                  [--replicas R] [--steady]
+//!                                  [--replicas R] [--steady] [--no-peer]
 //!
 //! Prints the connections, wall time, checks per second, p50/p99 check latency, the sweeping
 //! process's peak RSS and the database size, beside the ceiling: the same endpoint's raw
@@ -37,6 +37,8 @@ struct Options {
     /// (a running daemon's order), rather than the first, which claims them in the order
     /// they were stored.
     steady: bool,
+    /// Leave the Python peer out (a quicker A/B of two builds of credwatch).
+    no_peer: bool,
 }
 
 fn options() -> Options {
@@ -46,6 +48,7 @@ fn options() -> Options {
         concurrency: 64,
         replicas: 1,
         steady: false,
+        no_peer: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -71,6 +74,7 @@ fn options() -> Options {
                     .expect("--replicas R")
             }
             "--steady" => o.steady = true,
+            "--no-peer" => o.no_peer = true,
             // cargo bench passes --bench; nothing else is ours.
             _ => {}
         }
@@ -249,14 +253,14 @@ async fn bench(o: Options) {
     .await;
     // The yardstick, in the same run against the same endpoint: SQLite only.
     let peer = match &o.postgres {
-        None => Some(peer(
+        None if !o.no_peer => Some(peer(
             &token_url,
             o.connections,
             o.concurrency,
             o.steady,
             dir.path(),
         )),
-        Some(_) => None,
+        _ => None,
     };
     let checks = calls.len();
     let rate = checks as f64 / wall.as_secs_f64();

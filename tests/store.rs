@@ -415,24 +415,25 @@ async fn refreshed_and_rotated_tokens_are_stored_under_their_guards(
     credwatch::crypto::generate_key_file(&new_key).unwrap();
     let old_keyring = Arc::new(Keyring::from_files(&old_key, &[]).unwrap());
     let store = store::open(&db, old_keyring.clone()).await.unwrap();
-    for _ in 0..3 {
+    for _ in 0..4 {
         store.add_connection(new_connection(), now()).await.unwrap();
     }
     let provider = "acme".parse().unwrap();
     let at = now() + TimeDelta::seconds(1);
-    let claimed = store
+    let mut claimed = store
         .claim_due(
             DueQuery {
                 provider: &provider,
                 now: at,
-                limit: 3,
+                limit: 4,
                 operator: None,
             },
             &lease("w", at + TimeDelta::minutes(5)),
         )
         .await
         .unwrap();
-    assert_eq!(claimed.len(), 3);
+    assert_eq!(claimed.len(), 4);
+    let mut elsewhere = claimed.pop().unwrap();
     let fresh = TokenSet::from_json(
         br#"{"access_token":"access-after-refresh","refresh_token":"refresh-after-refresh","expires_in":600}"#,
         at,
@@ -516,6 +517,48 @@ async fn refreshed_and_rotated_tokens_are_stored_under_their_guards(
             .is_empty(),
         "a refused write leaves no history of its own"
     );
+
+    // A row no longer where its claim found it (a VACUUM renumbers SQLite's rowids), here
+    // pointing at another connection's: on SQLite the write goes by the claim's rowid, so it
+    // is refused as a whole; the tokens then go alone, by id.
+    match elsewhere.row {
+        Some(_) => elsewhere.row = ok.row,
+        None => assert!(
+            matches!(db.url, DatabaseUrl::Postgres(_)),
+            "SQLite claims say where"
+        ),
+    }
+    let applied = store
+        .finish_refreshed(
+            &elsewhere,
+            rotation(&elsewhere, 0),
+            &result(&elsewhere, elsewhere.tokens.generation + 1),
+        )
+        .await
+        .unwrap();
+    let c = store.connection(&elsewhere.connection.id).await.unwrap();
+    if elsewhere.row.is_some() {
+        assert!(!applied);
+        assert_eq!(c.token_generation, elsewhere.tokens.generation);
+        let other = store.connection(&ok.connection.id).await.unwrap();
+        assert_eq!(
+            other.token_generation,
+            ok.tokens.generation + 1,
+            "untouched"
+        );
+        let generation = store
+            .save_rotation(&elsewhere, rotation(&elsewhere, 0))
+            .await
+            .unwrap();
+        assert_eq!(generation, elsewhere.tokens.generation + 1);
+    } else {
+        assert!(applied);
+        assert_eq!(c.token_generation, elsewhere.tokens.generation + 1);
+    }
+    store
+        .remove_connection(&elsewhere.connection.id)
+        .await
+        .unwrap();
 
     // After a key rotation a rotation re-seals under the new key: once the rows still under
     // the old key are gone, the new key alone opens the store (it refuses unknown keys).

@@ -137,6 +137,10 @@ pub struct Claimed {
     /// When the claim was made: the check's start in its history row.
     pub started_at: DateTime<Utc>,
     pub lease: Lease,
+    /// Where the store found the row (SQLite's rowid), so that the check's result is written
+    /// without looking the id up again; always checked against the id, so a row moved since
+    /// (a VACUUM renumbers rowids) only costs the slower write.
+    pub row: Option<i64>,
 }
 
 #[derive(Debug)]

@@ -36,9 +36,10 @@ pub(super) fn claim_due_sql(backend: Backend) -> String {
                       AND (lease_expires_at IS NULL OR lease_expires_at < $4) \
                       AND set_aside IS NULL \
                       ORDER BY next_check_at LIMIT $5{}) \
-         RETURNING {CONNECTION_COLUMNS}, {CLAIM_COLUMNS}",
+         RETURNING {CONNECTION_COLUMNS}, {CLAIM_COLUMNS}{}",
         instance_number("$1"),
-        backend.skip_locked()
+        backend.skip_locked(),
+        backend.row_column()
     )
 }
 
@@ -56,6 +57,10 @@ impl SqlStore {
             tokens,
             started_at: from_ms(now)?,
             lease: lease.clone(),
+            row: match self.backend {
+                Backend::Sqlite => Some(row.get("row_slot")?),
+                Backend::Postgres => None,
+            },
         })
     }
 
@@ -220,8 +225,9 @@ impl SqlStore {
         let row = sqlx::query(&format!(
             "UPDATE connections SET lease_owner = {}, lease_expires_at = $2, {TAKE_OVER} \
              WHERE id = $3 AND (lease_expires_at IS NULL OR lease_expires_at < $4) \
-             RETURNING {CONNECTION_COLUMNS}, {CLAIM_COLUMNS}",
-            instance_number("$1")
+             RETURNING {CONNECTION_COLUMNS}, {CLAIM_COLUMNS}{}",
+            instance_number("$1"),
+            self.backend.row_column()
         ))
         .bind(&lease.owner)
         .bind(to_ms(lease.until))
@@ -293,7 +299,7 @@ impl SqlStore {
         result: &CheckResult,
     ) -> Result<bool, StoreError> {
         let tokens = self.rotate_row(claimed, rotation)?;
-        let check = healthy_row(&claimed.connection.id, &claimed.lease.owner, result);
+        let check = claimed_row(claimed, result);
         self.store_refreshed(RefreshedRow { tokens, check }).await
     }
 
@@ -327,9 +333,7 @@ impl SqlStore {
         r: &CheckResult,
     ) -> Result<Applied, StoreError> {
         if r.transition == Transition::Healthy
-            && self
-                .store_healthy(healthy_row(&claimed.connection.id, &claimed.lease.owner, r))
-                .await?
+            && self.store_healthy(claimed_row(claimed, r)).await?
         {
             // Most checks: merged with other checks' into a few statements (see `merged`).
             return Ok(Applied::unchanged(ConnectionStatus::Healthy));
@@ -637,9 +641,18 @@ impl SqlStore {
 }
 
 /// A result as merged rows carry it (its history part is every result's).
+/// The result of a check of `claimed`, found where the claim found it.
+fn claimed_row(claimed: &Claimed, r: &CheckResult) -> HealthyRow {
+    HealthyRow {
+        row: claimed.row,
+        ..healthy_row(&claimed.connection.id, &claimed.lease.owner, r)
+    }
+}
+
 fn healthy_row(id: &ConnectionId, owner: &str, r: &CheckResult) -> HealthyRow {
     HealthyRow {
         id: id.clone(),
+        row: None,
         owner: owner.to_owned(),
         now: to_ms(r.finished_at),
         next_check_at: to_ms(r.next_check_at),

@@ -60,6 +60,15 @@ impl Backend {
         }
     }
 
+    /// A claim's returned column `row_slot`, where the row was found: SQLite's rowid, with
+    /// which the check's writes find the row again without the id's index.
+    pub(super) fn row_column(self) -> &'static str {
+        match self {
+            Backend::Sqlite => ", rowid AS row_slot",
+            Backend::Postgres => "",
+        }
+    }
+
     /// Rows claimed by one replica are skipped by the others' claims, not waited for.
     pub(super) fn skip_locked(self) -> &'static str {
         match self {
@@ -553,6 +562,37 @@ mod tests {
                 assert!(
                     step.contains("COVERING INDEX"),
                     "reads table rows: {step} (of {details:?})"
+                );
+            }
+        }
+    }
+
+    /// A check's result is written where its claim found the row, not looked up by id again.
+    #[tokio::test]
+    async fn a_checks_writes_find_the_row_by_its_rowid() {
+        use statements::Update;
+        let dir = tempfile::tempdir().unwrap();
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("plan.db"))
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        SQLITE.run(&pool).await.unwrap();
+        for update in [Update::healthy(), Update::refreshed()] {
+            for sql in [update.direct(), update.guarded_history()] {
+                let details: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get::<String, _>("detail"))
+                    .collect();
+                let found = details
+                    .iter()
+                    .find(|d| d.contains(" connections "))
+                    .unwrap();
+                assert!(
+                    found.contains("INTEGER PRIMARY KEY (rowid=?)"),
+                    "{found} (of {details:?})"
                 );
             }
         }

@@ -266,12 +266,14 @@ fn run(conn: &Connection, work: Work, sql: &mut Texts) -> Done {
         Work::Claim(q, to) => Done::Claim(to, claim(conn, &q, sql).map_err(native)),
         Work::Rotate(row, to) => Done::Rotate(to, rotate(conn, &sql.rotate, &row)),
         Work::Healthy(row, to) => {
-            let history = (sql.healthy_history.as_str(), row.params().to_vec());
+            let params = row.params().into_iter().chain([P::Int(row.row)]);
+            let history = (sql.healthy_history.as_str(), params.collect());
             let r = finish(conn, history, &sql.healthy, &row);
             Done::Applied(to, r)
         }
         Work::Refreshed(row, to) => {
-            let history = (sql.refreshed_history.as_str(), row.params().collect());
+            let params = row.params().chain([P::Int(row.check.row)]);
+            let history = (sql.refreshed_history.as_str(), params.collect());
             let r = finish(conn, history, &sql.refreshed, &row.check);
             Done::Applied(to, r)
         }

@@ -24,6 +24,8 @@ pub(super) struct RotateRow {
 /// A healthy connection found healthy again, and its history row.
 pub(super) struct HealthyRow {
     pub id: ConnectionId,
+    /// Where the claim found the connection (`Claimed::row`).
+    pub row: Option<i64>,
     pub owner: String,
     pub now: i64,
     pub next_check_at: i64,
@@ -137,7 +139,7 @@ impl RotateRow {
 }
 
 impl HealthyRow {
-    /// In `Update::healthy`'s `v` order.
+    /// In `Update::healthy`'s `v` order (without the one-connection forms' `row`).
     pub(super) fn params(&self) -> [P<'_>; 5] {
         [
             P::Text(Some(self.id.as_str())),
@@ -282,23 +284,39 @@ impl Update {
         }
     }
 
-    /// `v`'s columns, with `last` when it has it.
-    fn all_columns(&self) -> String {
+    /// `v`'s columns in the one-connection forms on SQLite. A write that names a history row
+    /// also takes `row`, the rowid its claim found the connection at (`Claimed::row`): it finds
+    /// the row by it rather than through the index of ids, and is refused when the rowid no
+    /// longer holds that connection, as when the row changed in any other way (its callers
+    /// then write through the slower path, by id). A rotation alone takes no such shortcut:
+    /// refused, it would read as tokens changed by someone else, and be dropped.
+    fn direct_columns(&self) -> String {
         match self.links_history {
-            true => format!("{}, last", self.columns),
+            true => format!("{}, row", self.columns),
             false => self.columns.clone(),
         }
     }
 
-    /// For one connection on SQLite, with plain parameters (`?1` for `v`'s first column …): no
-    /// table of values to build and join.
+    /// The guard of the one-connection forms.
+    fn direct_guard(&self) -> String {
+        match self.links_history {
+            true => format!("connections.rowid = v.row AND {}", self.guard),
+            false => self.guard.clone(),
+        }
+    }
+
+    /// For one connection on SQLite, with plain parameters (`?1` for `v`'s first column …, then
+    /// `row` and `last` when it names a history row): no table of values to build and join.
     pub(super) fn direct(&self) -> String {
-        let columns = self.all_columns();
+        let columns = match self.links_history {
+            true => format!("{}, last", self.direct_columns()),
+            false => self.direct_columns(),
+        };
         let columns: Vec<&str> = columns.split(", ").collect();
         format!(
             "UPDATE connections SET {} WHERE {}",
             numbered(&self.set, &columns),
-            numbered(&self.guard, &columns)
+            numbered(&self.direct_guard(), &columns)
         )
     }
 }
@@ -364,19 +382,20 @@ pub(super) fn record_sql(backend: Backend) -> String {
 
 impl Update {
     /// On SQLite, for one connection: its history row, written only when this update's guard
-    /// holds; its parameters are the update's (`?1` …) then the history row's own
+    /// holds; its parameters are the update's (`?1` … and `row`) then the history row's own
     /// (`HealthyRow::history` without the connection). The update then names it the last
     /// check: in the writer's transaction nothing runs between the two, so the guard holds
     /// for both or for neither, and no savepoint is needed to undo one without the other.
     pub(super) fn guarded_history(&self) -> String {
-        let columns: Vec<&str> = self.columns.split(", ").collect();
+        let columns = self.direct_columns();
+        let columns: Vec<&str> = columns.split(", ").collect();
         let mut own: Vec<String> = (1..=9).map(|i| format!("?{}", columns.len() + i)).collect();
         own[0] = instance_number(&own[0]);
         format!(
             "INSERT INTO checks ({HISTORY_COLUMNS}) SELECT connections.id, \
              connections.last_check_id, {} FROM connections WHERE {}",
             own.join(", "),
-            numbered(&self.guard, &columns)
+            numbered(&self.direct_guard(), &columns)
         )
     }
 }
@@ -395,7 +414,7 @@ mod tests {
             "COALESCE(connections.refresh_uncertain_since, connections.refresh_sent_at, ?3)"
         ));
         assert!(sql.contains(
-            "last_check_id = ?6 WHERE connections.id = ?1 \
+            "last_check_id = ?7 WHERE connections.rowid = ?6 AND connections.id = ?1 \
              AND connections.lease_owner = (SELECT id FROM instances WHERE name = ?2)"
         ));
         assert!(!sql.contains("v."), "{sql}");
@@ -405,8 +424,13 @@ mod tests {
             "{sql}"
         );
         assert!(sql.contains("next_check_at = ?12"), "{sql}");
-        assert!(sql.contains("last_check_id = ?13"), "{sql}");
+        assert!(sql.contains("last_check_id = ?14"), "{sql}");
+        assert!(sql.contains("WHERE connections.rowid = ?13 AND"), "{sql}");
         assert!(!sql.contains("v."), "{sql}");
+        // A rotation alone is found by its id: refused, it would be taken for other tokens.
+        let sql = Update::rotate().direct();
+        assert!(!sql.contains("rowid"), "{sql}");
+        assert!(sql.contains("WHERE connections.id = ?1 AND"), "{sql}");
         // Only whole names of v's columns: not `prev.ts`, not `v.unknown`.
         assert_eq!(
             numbered("prev.ts = v.ts, v.unknown", &["ts"]),
@@ -420,13 +444,13 @@ mod tests {
         assert!(
             sql.contains(
                 "SELECT connections.id, connections.last_check_id, \
-                 (SELECT id FROM instances WHERE name = ?6), ?7,"
+                 (SELECT id FROM instances WHERE name = ?7), ?8,"
             ),
             "{sql}"
         );
         assert!(
             sql.ends_with(
-                "?14 FROM connections WHERE connections.id = ?1 \
+                "?15 FROM connections WHERE connections.rowid = ?6 AND connections.id = ?1 \
              AND connections.lease_owner = (SELECT id FROM instances WHERE name = ?2) \
              AND connections.status = 'healthy'"
             ),
@@ -434,7 +458,7 @@ mod tests {
         );
         let sql = Update::refreshed().guarded_history();
         assert!(
-            sql.contains("last_check_id, (SELECT id FROM instances WHERE name = ?13), ?14"),
+            sql.contains("last_check_id, (SELECT id FROM instances WHERE name = ?14), ?15"),
             "{sql}"
         );
         assert!(sql.contains("connections.token_generation = ?3"), "{sql}");
