@@ -113,24 +113,7 @@ pub async fn start(link: &str) -> String {
 /// Goes through the provider as a browser (its consent is automated) and stops at our
 /// callback, returning its URL.
 pub async fn through_provider(authorize: &str, base: &str) -> String {
-    let callback = format!("{base}/oauth/callback");
-    let browser = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::custom(move |a| {
-            if a.url().as_str().starts_with(&callback) {
-                a.stop()
-            } else {
-                a.follow()
-            }
-        }))
-        .build()
-        .unwrap();
-    let r = browser.get(authorize).send().await.unwrap();
-    r.headers()
-        .get("location")
-        .and_then(|l| l.to_str().ok())
-        .expect("a redirect to our callback")
-        .to_owned()
+    crate::helpers::peers::follow_until(authorize, &format!("{base}/oauth/callback")).await
 }
 
 pub async fn get(url: &str) -> (u16, String) {

@@ -471,6 +471,51 @@ fn remove_stale_clusters() {
     }
 }
 
+/// Follows redirects from `start` as a browser does, carrying the cookies they set (the
+/// provider keeps its interaction in them), and returns the first one to a URL starting
+/// with `stop`, unfollowed. (By hand rather than with reqwest's cookie store: that feature
+/// would be built into the benchmark's binary too, which a release build does not have.)
+pub async fn follow_until(start: &str, stop: &str) -> String {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let mut jar: std::collections::BTreeMap<String, String> = Default::default();
+    let mut url = reqwest::Url::parse(start).expect("start url");
+    for _ in 0..20 {
+        let cookies: Vec<String> = jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut request = client.get(url.clone());
+        if !cookies.is_empty() {
+            request = request.header("cookie", cookies.join("; "));
+        }
+        let r = request.send().await.expect("a provider's page");
+        for set in r.headers().get_all("set-cookie") {
+            let pair = set
+                .to_str()
+                .expect("cookie")
+                .split(';')
+                .next()
+                .unwrap_or("");
+            if let Some((name, value)) = pair.split_once('=') {
+                jar.insert(name.trim().to_owned(), value.trim().to_owned());
+            }
+        }
+        let status = r.status();
+        let Some(location) = r.headers().get("location").and_then(|l| l.to_str().ok()) else {
+            panic!(
+                "{url} answered {status} without a redirect: {}",
+                r.text().await.unwrap_or_default()
+            );
+        };
+        let next = url.join(location).expect("redirect url");
+        if next.as_str().starts_with(stop) {
+            return next.to_string();
+        }
+        url = next;
+    }
+    panic!("more than 20 redirects from {start}");
+}
+
 /// The redirect URI the test server's default client is registered with. Nothing listens there:
 /// the code is read from the redirect itself.
 pub const CALLBACK: &str = "http://127.0.0.1/oauth/callback";
@@ -485,17 +530,6 @@ impl OidcServer {
         let verifier = format!("{}{}{}", uuid_like(), uuid_like(), uuid_like());
         let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(sha2::Sha256::digest(verifier.as_bytes()));
-        let browser = reqwest::Client::builder()
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::custom(|attempt| {
-                if attempt.url().as_str().starts_with(CALLBACK) {
-                    attempt.stop()
-                } else {
-                    attempt.follow()
-                }
-            }))
-            .build()
-            .expect("client");
         let authorize = reqwest::Url::parse_with_params(
             &self.url("/auth"),
             &[
@@ -511,13 +545,7 @@ impl OidcServer {
             ],
         )
         .expect("authorize url");
-        let last = browser.get(authorize).send().await.expect("authorize");
-        let location = last
-            .headers()
-            .get("location")
-            .and_then(|l| l.to_str().ok())
-            .expect("redirect to the callback")
-            .to_owned();
+        let location = follow_until(authorize.as_str(), CALLBACK).await;
         let callback = reqwest::Url::parse(&location).expect("callback url");
         let code = callback
             .query_pairs()
