@@ -122,8 +122,12 @@ fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
 impl TokenSet {
     /// Parses a token response received at `now`.
     pub fn from_json(bytes: &[u8], now: DateTime<Utc>) -> Result<Self, TokenParseError> {
-        let de = &mut serde_json::Deserializer::from_slice(bytes);
-        let wire: Wire = serde_path_to_error::deserialize(de).map_err(|e| {
+        // The path to a bad field is worked out only for an answer that has one: tracking it
+        // costs every answer.
+        let parsed = serde_json::from_slice::<Wire>(bytes).or_else(|_| {
+            serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes))
+        });
+        let wire: Wire = parsed.map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
             let what = match inner.classify() {

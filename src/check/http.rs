@@ -45,9 +45,9 @@ struct Captured;
 /// The refresh request exactly as oauth2 builds it (grant type, client authentication, form
 /// encoding). We send it ourselves: oauth2's typed errors drop what the classifier needs
 /// (status, headers, `error_codes`, `error_subtype`, Graph-API error objects).
-pub async fn refresh_request(
+pub(super) fn refresh_request(
     client: &OAuthClient,
-    refresh_token: &SecretString,
+    refresh_token: &str,
 ) -> Option<oauth2::HttpRequest> {
     let slot = std::sync::Mutex::new(None);
     let capture = |request: oauth2::HttpRequest| {
@@ -56,13 +56,80 @@ pub async fn refresh_request(
         }
         std::future::ready(Err::<oauth2::HttpResponse, _>(Captured))
     };
-    let token = oauth2::RefreshToken::new(refresh_token.expose_secret().to_owned());
-    // Always an error (the capture refuses to send); the request is what we wanted.
-    let _ = client
-        .exchange_refresh_token(&token)
-        .request_async(&capture)
-        .await;
+    let token = oauth2::RefreshToken::new(refresh_token.to_owned());
+    // Always an error (the capture refuses to send); the request is what we wanted. The
+    // capture answers at once, so the future is done at its first poll.
+    {
+        let exchange = client.exchange_refresh_token(&token);
+        let mut sent = std::pin::pin!(exchange.request_async(&capture));
+        let _ = sent
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+    }
     slot.into_inner().ok().flatten()
+}
+
+/// A provider's refresh request as oauth2 builds it, built once with a stand-in for the refresh
+/// token: a check only puts its own token in (form-encoded, as oauth2 encodes it). Built by
+/// oauth2 for every check, it parsed the token URL and encoded the client's credentials every
+/// time. It holds the client's credentials, so it has no `Debug`.
+pub struct RefreshTemplate {
+    method: oauth2::http::Method,
+    uri: oauth2::http::Uri,
+    headers: oauth2::http::HeaderMap,
+    /// The form before and after the refresh token's value.
+    before: Vec<u8>,
+    after: Vec<u8>,
+}
+
+/// Letters and digits only, so that form encoding leaves it as it is.
+const STAND_IN: &str = "credwatchRefreshTokenStandIn7f3a9c";
+
+impl RefreshTemplate {
+    /// `None` if oauth2's request does not carry the stand-in exactly once, in its form.
+    pub fn new(client: &OAuthClient) -> Option<Self> {
+        let (parts, body) = refresh_request(client, STAND_IN)?.into_parts();
+        let stand_in = STAND_IN.as_bytes();
+        let mut found = body
+            .windows(stand_in.len())
+            .enumerate()
+            .filter(|(_, w)| *w == stand_in);
+        let (at, _) = found.next()?;
+        if found.next().is_some()
+            || parts.uri.to_string().contains(STAND_IN)
+            || parts
+                .headers
+                .values()
+                .any(|v| v.as_bytes().windows(stand_in.len()).any(|w| w == stand_in))
+        {
+            return None;
+        }
+        Some(Self {
+            method: parts.method,
+            uri: parts.uri,
+            headers: parts.headers,
+            before: body[..at].to_vec(),
+            after: body[at + stand_in.len()..].to_vec(),
+        })
+    }
+
+    /// The request that refreshes with `refresh_token`.
+    pub fn request(&self, refresh_token: &SecretString) -> Option<oauth2::HttpRequest> {
+        let token = refresh_token.expose_secret().as_bytes();
+        let mut body = Vec::with_capacity(self.before.len() + token.len() * 3 + self.after.len());
+        body.extend_from_slice(&self.before);
+        for piece in oauth2::url::form_urlencoded::byte_serialize(token) {
+            body.extend_from_slice(piece.as_bytes());
+        }
+        body.extend_from_slice(&self.after);
+        let mut request = oauth2::http::Request::builder()
+            .method(self.method.clone())
+            .uri(self.uri.clone())
+            .body(body)
+            .ok()?;
+        *request.headers_mut() = self.headers.clone();
+        Some(request)
+    }
 }
 
 /// The authorization-code exchange (with the PKCE verifier) as oauth2 builds it; sent like a
@@ -324,4 +391,61 @@ fn failure(e: &reqwest::Error) -> TransportFailure {
         message = e.to_string();
     }
     TransportFailure { kind, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(auth: oauth2::AuthType, secret: Option<&str>) -> OAuthClient {
+        let url = |s: &str| Url::parse(s).unwrap();
+        let client = oauth2::basic::BasicClient::new(oauth2::ClientId::new("client id&=".into()))
+            .set_auth_uri(oauth2::AuthUrl::from_url(url(
+                "https://p.example/authorize",
+            )))
+            .set_token_uri(oauth2::TokenUrl::from_url(url(
+                "https://p.example/token?x=1",
+            )))
+            .set_auth_type(auth);
+        match secret {
+            Some(s) => client.set_client_secret(oauth2::ClientSecret::new(s.into())),
+            None => client,
+        }
+    }
+
+    /// The request a check sends is oauth2's own, whatever the token and the client's
+    /// authentication: only the refresh token differs from the template's.
+    #[test]
+    fn a_templated_refresh_request_is_the_one_oauth2_builds() {
+        let clients = [
+            client(oauth2::AuthType::BasicAuth, Some("s3cret +/=&")),
+            client(oauth2::AuthType::RequestBody, Some("s3cret +/=&")),
+            client(oauth2::AuthType::RequestBody, None),
+        ];
+        let tokens = [
+            "plain",
+            "1//0g-with_dots.and~tilde",
+            "a+b/c=d&e f%20",
+            "ünïcødé✓",
+            "credwatchRefreshTokenStandIn7f3a9c",
+            "",
+        ];
+        for client in &clients {
+            let template = RefreshTemplate::new(client).expect("a template");
+            for token in tokens {
+                let ours = template
+                    .request(&SecretString::from(token.to_owned()))
+                    .unwrap();
+                let theirs = refresh_request(client, token).unwrap();
+                assert_eq!(ours.method(), theirs.method());
+                assert_eq!(ours.uri(), theirs.uri());
+                assert_eq!(ours.headers(), theirs.headers());
+                assert_eq!(
+                    String::from_utf8_lossy(ours.body()),
+                    String::from_utf8_lossy(theirs.body()),
+                    "{token}"
+                );
+            }
+        }
+    }
 }

@@ -66,6 +66,8 @@ pub struct Provider {
     pub config: ProviderConfig,
     /// None for a provider of keys or passwords: nothing to refresh or sign in to.
     oauth: Option<OAuthClient>,
+    /// Its refresh request, built once.
+    refresh: Option<http::RefreshTemplate>,
     permits: Semaphore,
     pacer: Pacer,
     /// An open client-misconfigured alert: checks are held back but for one trial at a time.
@@ -74,8 +76,10 @@ pub struct Provider {
 
 impl Provider {
     fn new(config: ProviderConfig) -> Self {
+        let oauth = config.oauth().map(oauth_client);
         Self {
-            oauth: config.oauth().map(oauth_client),
+            refresh: oauth.as_ref().and_then(http::RefreshTemplate::new),
+            oauth,
             permits: Semaphore::new(config.max_concurrent as usize),
             pacer: Pacer::new(config.requests_per_second),
             held: AtomicBool::new(false),
@@ -91,6 +95,16 @@ impl Provider {
 
     pub fn id(&self) -> &ProviderId {
         &self.config.id
+    }
+
+    /// The request that refreshes with `token`, as oauth2 builds it.
+    fn refresh_request(&self, token: &SecretString) -> Option<oauth2::HttpRequest> {
+        use secrecy::ExposeSecret;
+        match (&self.refresh, &self.oauth) {
+            (Some(template), _) => template.request(token),
+            (None, Some(client)) => http::refresh_request(client, token.expose_secret()),
+            (None, None) => None,
+        }
     }
 
     pub fn is_held(&self) -> bool {
@@ -354,14 +368,16 @@ impl Checker {
             }
         }
         let started = tokio::time::Instant::now();
-        let Some(ran) = self.run(&provider, &claimed).await? else {
+        // The calls and the verdict's write are boxed: inline, their states made every spawned
+        // check an 8 KiB future, copied several times over on its way into its task.
+        let Some(ran) = Box::pin(self.run(&provider, &claimed)).await? else {
             self.store.release(&claimed).await?;
             return Ok(report(
                 "its lease ran short: no call goes out that could end past it".into(),
             ));
         };
         let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.apply(&provider, &claimed, ran, latency_ms).await
+        Box::pin(self.apply(&provider, &claimed, ran, latency_ms)).await
     }
 
     /// The calls: refresh (if there is a refresh token), then probe (if there is a probe URL).
@@ -403,7 +419,7 @@ impl Checker {
         let mut instance = claimed.connection.instance_url.clone();
         // Only OAuth connections refresh; a key or a password is checked by the probe alone.
         let refresh = claimed.tokens.refresh_token.as_ref().zip(provider.oauth());
-        if let Some((refresh, (client, oauth))) = refresh {
+        if let Some((refresh, (_, oauth))) = refresh {
             match self.lost_rotation(provider, oauth, claimed, refresh).await {
                 Lost::No => {}
                 Lost::NotSent => return Ok(None),
@@ -421,7 +437,7 @@ impl Checker {
                     return Ok(Some(ran));
                 }
             }
-            let request = http::refresh_request(client, refresh).await;
+            let request = provider.refresh_request(refresh);
             if !self.may_send(claimed) {
                 return Ok(None);
             }

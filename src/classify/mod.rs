@@ -134,11 +134,7 @@ pub fn classify(
         _ => {}
     }
 
-    let json = serde_json::from_slice::<serde_json::Value>(&r.body)
-        .ok()
-        .filter(serde_json::Value::is_object);
     let success = (200..300).contains(&r.status);
-
     if success
         && phase == Phase::Refresh
         && let Ok(tokens) = TokenSet::from_json(&r.body, now)
@@ -147,6 +143,9 @@ pub fn classify(
         c.tokens = Some(tokens);
         return c;
     }
+    let json = serde_json::from_slice::<serde_json::Value>(&r.body)
+        .ok()
+        .filter(serde_json::Value::is_object);
     let fields = match &json {
         Some(v) if success && phase == Phase::Probe => {
             // A working token: only Slack-style `ok:false` says otherwise on a 2xx.

@@ -105,6 +105,7 @@ pub(super) fn start(
         turns,
         committed,
         sql: Texts::new(),
+        claim_columns: None,
     };
     let closing = workers.closing.clone();
     let runtime = tokio::runtime::Handle::current();
@@ -156,31 +157,67 @@ struct Writer {
     turns: Arc<tokio::sync::Mutex<()>>,
     committed: Arc<tokio::sync::Notify>,
     sql: Texts,
+    /// The claim's column names, read from its statement once.
+    claim_columns: Option<Arc<[String]>>,
 }
 
 /// The texts of the writer's statements, made once (they are the prepared statements' keys).
 struct Texts {
     claim: String,
-    rotate: String,
-    healthy: String,
-    refreshed: String,
-    healthy_history: String,
-    refreshed_history: String,
-    /// The claim's column names, read from its statement once.
-    claim_columns: Option<Arc<[String]>>,
+    /// In `Kind` order.
+    writes: [String; 5],
+}
+
+/// The statements a check's writes use.
+#[derive(Clone, Copy)]
+enum Kind {
+    Rotate,
+    Healthy,
+    Refreshed,
+    HealthyHistory,
+    RefreshedHistory,
 }
 
 impl Texts {
     fn new() -> Self {
         Texts {
             claim: checks::claim_due_sql(Backend::Sqlite),
-            rotate: Update::rotate().direct(),
-            healthy: Update::healthy().direct(),
-            refreshed: Update::refreshed().direct(),
-            healthy_history: Update::healthy().guarded_history(),
-            refreshed_history: Update::refreshed().guarded_history(),
-            claim_columns: None,
+            writes: [
+                Update::rotate().direct(),
+                Update::healthy().direct(),
+                Update::refreshed().direct(),
+                Update::healthy().guarded_history(),
+                Update::refreshed().guarded_history(),
+            ],
         }
+    }
+}
+
+/// A batch's statements, each taken from the connection's cache once for the whole batch
+/// rather than once per write: taking one and giving it back hashes its text both times, and
+/// a check's two statements are a kilobyte and a half of text.
+struct Prepared<'c> {
+    conn: &'c Connection,
+    sql: &'c Texts,
+    taken: [Option<rusqlite::CachedStatement<'c>>; 5],
+}
+
+impl<'c> Prepared<'c> {
+    fn new(conn: &'c Connection, sql: &'c Texts) -> Self {
+        Prepared {
+            conn,
+            sql,
+            taken: Default::default(),
+        }
+    }
+
+    fn get(&mut self, kind: Kind) -> rusqlite::Result<&mut rusqlite::CachedStatement<'c>> {
+        let slot = &mut self.taken[kind as usize];
+        let statement = match slot.take() {
+            Some(s) => s,
+            None => self.conn.prepare_cached(&self.sql.writes[kind as usize])?,
+        };
+        Ok(slot.insert(statement))
     }
 }
 
@@ -224,18 +261,20 @@ impl Writer {
         }
         let mut done = Vec::with_capacity(batch.len());
         let mut lost = None;
+        let mut prepared = Prepared::new(conn, &self.sql);
         for work in batch.drain(..) {
             if lost.is_some() {
                 work.fail("the transaction was rolled back");
                 continue;
             }
-            done.push(run(conn, work, &mut self.sql));
+            done.push(run(&mut prepared, work, &mut self.claim_columns));
             // Some failures (a full disk, an I/O error) roll the whole transaction back:
             // nothing after them may run outside it.
             if conn.is_autocommit() {
                 lost = Some("the database rolled the transaction back".to_owned());
             }
         }
+        drop(prepared);
         let committed = match lost {
             Some(e) => Err(e),
             None => conn.execute_batch("COMMIT").map_err(|e| e.to_string()),
@@ -261,34 +300,39 @@ fn fail(batch: &mut Vec<Work>, e: &str) {
 }
 
 /// One write of the batch: a failed write leaves nothing of itself and takes no other with it.
-fn run(conn: &Connection, work: Work, sql: &mut Texts) -> Done {
+fn run(p: &mut Prepared, work: Work, columns: &mut Option<Arc<[String]>>) -> Done {
     match work {
-        Work::Claim(q, to) => Done::Claim(to, claim(conn, &q, sql).map_err(native)),
-        Work::Rotate(row, to) => Done::Rotate(to, rotate(conn, &sql.rotate, &row)),
+        Work::Claim(q, to) => Done::Claim(to, claim(p, &q, columns).map_err(native)),
+        Work::Rotate(row, to) => Done::Rotate(to, rotate(p, &row)),
         Work::Healthy(row, to) => {
             let params = row.params().into_iter().chain([P::Int(row.row)]);
-            let history = (sql.healthy_history.as_str(), params.collect());
-            let r = finish(conn, history, &sql.healthy, &row);
+            let history = (Kind::HealthyHistory, params.collect());
+            let r = finish(p, history, Kind::Healthy, &row);
             Done::Applied(to, r)
         }
         Work::Refreshed(row, to) => {
             let params = row.params().chain([P::Int(row.check.row)]);
-            let history = (sql.refreshed_history.as_str(), params.collect());
-            let r = finish(conn, history, &sql.refreshed, &row.check);
+            let history = (Kind::RefreshedHistory, params.collect());
+            let r = finish(p, history, Kind::Refreshed, &row.check);
             Done::Applied(to, r)
         }
     }
 }
 
-fn claim(conn: &Connection, q: &ClaimDue, sql: &mut Texts) -> rusqlite::Result<Vec<NativeRow>> {
+fn claim(
+    p: &Prepared,
+    q: &ClaimDue,
+    columns: &mut Option<Arc<[String]>>,
+) -> rusqlite::Result<Vec<NativeRow>> {
+    let conn = p.conn;
     conn.prepare_cached(statements::REGISTER_INSTANCE)?
         .execute([&q.owner])?;
-    let mut stmt = conn.prepare_cached(&sql.claim)?;
-    let names = match &sql.claim_columns {
+    let mut stmt = conn.prepare_cached(&p.sql.claim)?;
+    let names = match columns {
         Some(names) => names.clone(),
         None => {
             let names: Arc<[String]> = stmt.column_names().into_iter().map(str::to_owned).collect();
-            sql.claim_columns = Some(names.clone());
+            *columns = Some(names.clone());
             names
         }
     };
@@ -308,19 +352,17 @@ fn claim(conn: &Connection, q: &ClaimDue, sql: &mut Texts) -> rusqlite::Result<V
         for i in 0..width {
             values.push(row.get::<_, rusqlite::types::Value>(i)?);
         }
-        out.push(NativeRow {
-            names: names.clone(),
-            values,
-        });
+        out.push(NativeRow::new(names.clone(), values));
     }
     Ok(out)
 }
 
-fn rotate(conn: &Connection, sql: &str, row: &RotateRow) -> Result<i64, StoreError> {
-    let applied = conn
-        .prepare_cached(sql)
-        .and_then(|mut s| s.execute(rusqlite::params_from_iter(row.params())))
+fn rotate(p: &mut Prepared, row: &RotateRow) -> Result<i64, StoreError> {
+    let applied = p
+        .get(Kind::Rotate)
+        .and_then(|s| s.execute(rusqlite::params_from_iter(row.params())))
         .map_err(native)?;
+    let conn = p.conn;
     if applied == 1 {
         return Ok(row.expected + 1);
     }
@@ -339,15 +381,15 @@ fn rotate(conn: &Connection, sql: &str, row: &RotateRow) -> Result<i64, StoreErr
 /// update of the connection (with the same guard) that names it the last check: one write of
 /// the connection row. `false`, with nothing written, when the connection is not as claimed.
 fn finish(
-    conn: &Connection,
-    (history, params): (&str, Vec<P>),
-    update: &str,
+    p: &mut Prepared,
+    (history, params): (Kind, Vec<P>),
+    update: Kind,
     check: &HealthyRow,
 ) -> Result<bool, StoreError> {
     let own = check.history().into_iter().skip(1);
-    let recorded = conn
-        .prepare_cached(history)
-        .and_then(|mut s| {
+    let recorded = p
+        .get(history)
+        .and_then(|s| {
             s.execute(rusqlite::params_from_iter(
                 params.iter().copied().chain(own),
             ))
@@ -356,8 +398,9 @@ fn finish(
     if recorded == 0 {
         return Ok(false);
     }
+    let conn = p.conn;
     let last = conn.last_insert_rowid();
-    let applied = conn.prepare_cached(update).and_then(|mut s| {
+    let applied = p.get(update).and_then(|s| {
         s.execute(rusqlite::params_from_iter(
             params.into_iter().chain([P::Int(Some(last))]),
         ))

@@ -46,14 +46,33 @@ impl Columns for AnyRow {
 pub(super) struct NativeRow {
     pub names: Arc<[String]>,
     pub values: Vec<rusqlite::types::Value>,
+    /// Where to start looking for the next column asked for: readers ask for them mostly in
+    /// the statement's order, so the search usually ends at its first name.
+    /// (Atomic only so that rows can be shared while their reader awaits.)
+    pub next: std::sync::atomic::AtomicUsize,
+}
+
+impl NativeRow {
+    pub(super) fn new(names: Arc<[String]>, values: Vec<rusqlite::types::Value>) -> Self {
+        NativeRow {
+            names,
+            values,
+            next: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
 }
 
 impl Columns for NativeRow {
     fn get<T: FromColumn>(&self, col: &str) -> Result<T, StoreError> {
-        let value = self
-            .names
-            .iter()
-            .position(|n| n == col)
+        let n = self.names.len();
+        let start = self.next.load(std::sync::atomic::Ordering::Relaxed);
+        let at = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| self.names[i] == col);
+        if let Some(i) = at {
+            self.next.store(i + 1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let value = at
             .and_then(|i| self.values.get(i))
             .ok_or_else(|| StoreError::Corrupt(format!("no column {col}")))?;
         T::from_native(value).ok_or_else(|| {
