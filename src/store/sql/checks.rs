@@ -30,9 +30,10 @@ const TAKE_OVER: &str = "refresh_uncertain_since = COALESCE(refresh_uncertain_si
 
 /// Claims up to `$5` due connections of provider `$3` for lease owner `$1` until `$2`; `$4` is now.
 pub(super) fn claim_due_sql(backend: Backend) -> String {
+    let key = backend.row_key();
     format!(
         "UPDATE connections SET lease_owner = {}, lease_expires_at = $2, {TAKE_OVER} \
-         WHERE id IN (SELECT id FROM connections WHERE provider = $3 AND next_check_at <= $4 \
+         WHERE {key} IN (SELECT {key} FROM connections WHERE provider = $3 AND next_check_at <= $4 \
                       AND (lease_expires_at IS NULL OR lease_expires_at < $4) \
                       AND set_aside IS NULL \
                       ORDER BY next_check_at LIMIT $5{}) \

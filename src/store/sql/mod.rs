@@ -69,6 +69,15 @@ impl Backend {
         }
     }
 
+    /// How a statement names the rows another part of it found: on SQLite by rowid, which
+    /// finds them without the index of ids.
+    pub(super) fn row_key(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "rowid",
+            Backend::Postgres => "id",
+        }
+    }
+
     /// Rows claimed by one replica are skipped by the others' claims, not waited for.
     pub(super) fn skip_locked(self) -> &'static str {
         match self {
