@@ -30,16 +30,26 @@ const TAKE_OVER: &str = "refresh_uncertain_since = COALESCE(refresh_uncertain_si
 
 /// Claims up to `$5` due connections of provider `$3` for lease owner `$1` until `$2`; `$4` is now.
 pub(super) fn claim_due_sql(backend: Backend) -> String {
-    let key = backend.row_key();
+    let due = |key: &str| {
+        format!(
+            "SELECT {key} FROM connections WHERE provider = $3 AND next_check_at <= $4 \
+             AND (lease_expires_at IS NULL OR lease_expires_at < $4) AND set_aside IS NULL \
+             ORDER BY next_check_at LIMIT $5{}",
+            backend.skip_locked()
+        )
+    };
+    let found = match backend {
+        // By rowid: no list of text ids to build and look up again.
+        Backend::Sqlite => format!("rowid IN ({})", due("rowid")),
+        // An array, not `IN`: for `IN (subquery)` PostgreSQL's generic plan (the one a
+        // prepared statement settles on) hashes the due ids and reads the whole table to
+        // match them, every claim.
+        Backend::Postgres => format!("id = ANY(ARRAY({}))", due("id")),
+    };
     format!(
         "UPDATE connections SET lease_owner = {}, lease_expires_at = $2, {TAKE_OVER} \
-         WHERE {key} IN (SELECT {key} FROM connections WHERE provider = $3 AND next_check_at <= $4 \
-                      AND (lease_expires_at IS NULL OR lease_expires_at < $4) \
-                      AND set_aside IS NULL \
-                      ORDER BY next_check_at LIMIT $5{}) \
-         RETURNING {CONNECTION_COLUMNS}, {CLAIM_COLUMNS}{}",
+         WHERE {found} RETURNING {CONNECTION_COLUMNS}, {CLAIM_COLUMNS}{}",
         instance_number("$1"),
-        backend.skip_locked(),
         backend.row_column()
     )
 }

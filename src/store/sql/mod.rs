@@ -69,15 +69,6 @@ impl Backend {
         }
     }
 
-    /// How a statement names the rows another part of it found: on SQLite by rowid, which
-    /// finds them without the index of ids.
-    pub(super) fn row_key(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "rowid",
-            Backend::Postgres => "id",
-        }
-    }
-
     /// Rows claimed by one replica are skipped by the others' claims, not waited for.
     pub(super) fn skip_locked(self) -> &'static str {
         match self {
@@ -576,7 +567,22 @@ mod tests {
         }
     }
 
-    /// A check's result is written where its claim found the row, not looked up by id again.
+    /// PostgreSQL's claim hands the due ids over as an array: as `id IN (subquery)`, the
+    /// generic plan a prepared statement settles on after a few runs hashed them and read the
+    /// whole table to match them, every claim (seen in a benchmark: the claim's cost grew with
+    /// the number of connections).
+    #[test]
+    fn a_postgresql_claim_finds_the_due_rows_by_their_ids() {
+        let sql = checks::claim_due_sql(Backend::Postgres);
+        assert!(
+            sql.contains("WHERE id = ANY(ARRAY(SELECT id FROM connections"),
+            "{sql}"
+        );
+        assert!(!sql.contains(" IN ("), "{sql}");
+    }
+
+    /// A check's result is written where its claim found the row, not looked up by id again,
+    /// and a claim updates the due rows it found by their rowids.
     #[tokio::test]
     async fn a_checks_writes_find_the_row_by_its_rowid() {
         use statements::Update;
@@ -586,8 +592,9 @@ mod tests {
             .create_if_missing(true);
         let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
         SQLITE.run(&pool).await.unwrap();
+        let claim = checks::claim_due_sql(Backend::Sqlite).replace('$', "?");
         for update in [Update::healthy(), Update::refreshed()] {
-            for sql in [update.direct(), update.guarded_history()] {
+            for sql in [update.direct(), update.guarded_history(), claim.clone()] {
                 let details: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
                     .fetch_all(&pool)
                     .await
