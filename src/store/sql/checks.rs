@@ -38,14 +38,12 @@ pub(super) fn claim_due_sql(backend: Backend) -> String {
             backend.skip_locked()
         )
     };
-    let found = match backend {
-        // By rowid: no list of text ids to build and look up again.
-        Backend::Sqlite => format!("rowid IN ({})", due("rowid")),
-        // An array, not `IN`: for `IN (subquery)` PostgreSQL's generic plan (the one a
-        // prepared statement settles on) hashes the due ids and reads the whole table to
-        // match them, every claim.
-        Backend::Postgres => format!("id = ANY(ARRAY({}))", due("id")),
+    // On SQLite by rowid: no list of text ids to build and look up again.
+    let key = match backend {
+        Backend::Sqlite => "rowid",
+        Backend::Postgres => "id",
     };
+    let found = backend.found_by(key, &due(key));
     format!(
         "UPDATE connections SET lease_owner = {}, lease_expires_at = $2, {TAKE_OVER} \
          WHERE {found} RETURNING {CONNECTION_COLUMNS}, {CLAIM_COLUMNS}{}",

@@ -69,6 +69,17 @@ impl Backend {
         }
     }
 
+    /// The rows whose `key` is among those `subquery` found (a claim's due rows). On
+    /// PostgreSQL as an array, not `IN`: for `IN (subquery)` the generic plan that a prepared
+    /// statement settles on after a few runs hashes the keys found and reads the whole table
+    /// to match them, on every claim.
+    pub(super) fn found_by(self, key: &str, subquery: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("{key} IN ({subquery})"),
+            Backend::Postgres => format!("{key} = ANY(ARRAY({subquery}))"),
+        }
+    }
+
     /// Rows claimed by one replica are skipped by the others' claims, not waited for.
     pub(super) fn skip_locked(self) -> &'static str {
         match self {
@@ -567,10 +578,8 @@ mod tests {
         }
     }
 
-    /// PostgreSQL's claim hands the due ids over as an array: as `id IN (subquery)`, the
-    /// generic plan a prepared statement settles on after a few runs hashed them and read the
-    /// whole table to match them, every claim (seen in a benchmark: the claim's cost grew with
-    /// the number of connections).
+    /// PostgreSQL's claims hand the due ids over as an array (see `Backend::found_by`; seen in
+    /// a benchmark: the claim's cost grew with the number of connections).
     #[test]
     fn a_postgresql_claim_finds_the_due_rows_by_their_ids() {
         let sql = checks::claim_due_sql(Backend::Postgres);
@@ -579,6 +588,11 @@ mod tests {
             "{sql}"
         );
         assert!(!sql.contains(" IN ("), "{sql}");
+        // The outbox's claim too.
+        assert_eq!(
+            Backend::Postgres.found_by("id", "SELECT id FROM outbox"),
+            "id = ANY(ARRAY(SELECT id FROM outbox))"
+        );
     }
 
     /// A check's result is written where its claim found the row, not looked up by id again,

@@ -203,12 +203,15 @@ impl SqlStore {
         let mut tx = self.write().await?;
         let free = "sent_at IS NULL AND failed_at IS NULL \
                     AND (lease_expires_at IS NULL OR lease_expires_at < $3)";
+        let due = format!(
+            "SELECT id FROM outbox WHERE {free} AND next_attempt_at <= $3 \
+             ORDER BY next_attempt_at LIMIT $4{}",
+            self.backend.skip_locked()
+        );
         let mut rows = sqlx::query(&format!(
             "UPDATE outbox SET lease_owner = $1, lease_expires_at = $2 \
-             WHERE id IN (SELECT id FROM outbox WHERE {free} AND next_attempt_at <= $3 \
-                          ORDER BY next_attempt_at LIMIT $4{}) \
-             RETURNING {OUTBOX_COLUMNS}",
-            self.backend.skip_locked()
+             WHERE {} RETURNING {OUTBOX_COLUMNS}",
+            self.backend.found_by("id", &due)
         ))
         .bind(&lease.owner)
         .bind(until)
