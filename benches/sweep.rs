@@ -9,7 +9,7 @@
 //! process's peak RSS and the database size, beside the ceiling: the same endpoint's raw
 //! request rate with no credwatch around it (from `wrk` when installed, else a client loop).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -194,16 +194,27 @@ async fn bench(o: Options) {
     };
     let (_, cpu_before, written_before) = children_usage_io();
 
+    let callgrind = std::env::var_os("CREDWATCH_BENCH_CALLGRIND").map(PathBuf::from);
     let started = Instant::now();
     let sweeps: Vec<std::process::Child> = (0..o.replicas)
         .map(|_| {
-            // CREDWATCH_BENCH_PERF=FILE records the sweep with `perf record` (where to look next).
-            let mut sweep = match std::env::var_os("CREDWATCH_BENCH_PERF") {
-                Some(file) if o.replicas == 1 => {
+            // CREDWATCH_BENCH_PERF=FILE records the sweep with `perf record` (where to look next);
+            // CREDWATCH_BENCH_CALLGRIND=FILE runs it under callgrind, which counts the
+            // instructions it executes: the same from run to run, where CPU time is not.
+            let perf = std::env::var_os("CREDWATCH_BENCH_PERF");
+            let mut sweep = match (perf, callgrind.as_ref()) {
+                (Some(file), _) if o.replicas == 1 => {
                     let mut c = std::process::Command::new("perf");
                     c.args(["record", "-F", "499", "-g", "-o"])
                         .arg(file)
                         .arg("--")
+                        .arg(BIN);
+                    c
+                }
+                (_, Some(file)) if o.replicas == 1 => {
+                    let mut c = std::process::Command::new("valgrind");
+                    c.arg("--tool=callgrind")
+                        .arg(format!("--callgrind-out-file={}", file.display()))
                         .arg(BIN);
                     c
                 }
@@ -309,6 +320,12 @@ async fn bench(o: Options) {
         "  CPU              {cpu_secs:.2} s ({:.0} µs per check)",
         cpu_secs * 1e6 / checks.max(1) as f64
     );
+    if let Some(total) = callgrind.as_deref().and_then(instructions) {
+        println!(
+            "  instructions     {:.0} per check (callgrind, the sweep's own, not the kernel's)",
+            total as f64 / checks.max(1) as f64
+        );
+    }
     println!(
         "  database         {:.1} MiB",
         db_bytes as f64 / (1024.0 * 1024.0)
@@ -342,6 +359,17 @@ async fn bench(o: Options) {
         Some(Err(why)) => println!("  python peer      not run: {why}"),
         None => {}
     }
+}
+
+/// The instructions a callgrind output file counted (its `summary:` line).
+fn instructions(file: &Path) -> Option<u64> {
+    std::fs::read_to_string(file)
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("summary: "))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// What `benches/peer.py` printed.
@@ -385,7 +413,7 @@ fn peer(
 /// The benchmark's working directory: removed at the end unless asked to keep it.
 enum Kept {
     Temp(tempfile::TempDir),
-    Path(std::path::PathBuf),
+    Path(PathBuf),
 }
 
 impl Kept {

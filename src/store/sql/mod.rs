@@ -546,23 +546,28 @@ mod tests {
         (r.0.expose_secret().to_owned(), refresh)
     }
 
+    /// SQLite's plan for `sql` on a migrated database in `dir`, one step a line.
+    async fn plan(dir: &std::path::Path, sql: &str) -> Vec<String> {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.join("plan.db"))
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        SQLITE.run(&pool).await.unwrap();
+        sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String, _>("detail"))
+            .collect()
+    }
+
     /// The status line's counts and the metrics' read only indexes: never a table's rows.
     #[tokio::test]
     async fn the_status_counts_and_metrics_read_indexes_only() {
         let dir = tempfile::tempdir().unwrap();
-        let options = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(dir.path().join("counts.db"))
-            .create_if_missing(true);
-        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-        SQLITE.run(&pool).await.unwrap();
         for (sql, steps) in [(COUNTS, 7), (METRICS, 1)] {
-            let details: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
-                .fetch_all(&pool)
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.get::<String, _>("detail"))
-                .collect();
+            let details = plan(dir.path(), sql).await;
             let reads: Vec<&String> = details
                 .iter()
                 .filter(|s| s.starts_with("SCAN ") || s.starts_with("SEARCH "))
@@ -601,30 +606,23 @@ mod tests {
     async fn a_checks_writes_find_the_row_by_its_rowid() {
         use statements::Update;
         let dir = tempfile::tempdir().unwrap();
-        let options = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(dir.path().join("plan.db"))
-            .create_if_missing(true);
-        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-        SQLITE.run(&pool).await.unwrap();
-        let claim = checks::claim_due_sql(Backend::Sqlite).replace('$', "?");
-        for update in [Update::healthy(), Update::refreshed()] {
-            for sql in [update.direct(), update.guarded_history(), claim.clone()] {
-                let details: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
-                    .fetch_all(&pool)
-                    .await
-                    .unwrap()
-                    .iter()
-                    .map(|r| r.get::<String, _>("detail"))
-                    .collect();
-                let found = details
-                    .iter()
-                    .find(|d| d.contains(" connections "))
-                    .unwrap();
-                assert!(
-                    found.contains("INTEGER PRIMARY KEY (rowid=?)"),
-                    "{found} (of {details:?})"
-                );
-            }
+        let (healthy, refreshed) = (Update::healthy(), Update::refreshed());
+        for sql in [
+            healthy.direct(),
+            healthy.guarded_history(),
+            refreshed.direct(),
+            refreshed.guarded_history(),
+            checks::claim_due_sql(Backend::Sqlite),
+        ] {
+            let details = plan(dir.path(), &sql).await;
+            let found = details
+                .iter()
+                .find(|d| d.contains(" connections "))
+                .unwrap();
+            assert!(
+                found.contains("INTEGER PRIMARY KEY (rowid=?)"),
+                "{found} (of {details:?})"
+            );
         }
     }
 
