@@ -20,6 +20,16 @@ impl ParseError {
 /// Lower-case letters and digits without the look-alikes (0/o, 1/l/i), so ids read aloud or typed survive.
 const ID_ALPHABET: &[u8] = b"23456789abcdefghjkmnpqrstuvwxyz";
 const ID_RANDOM_LEN: usize = 14;
+/// `ID_ALPHABET` as a table by byte: every claimed row's id is checked against it.
+const IN_ID_ALPHABET: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < ID_ALPHABET.len() {
+        table[ID_ALPHABET[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 /// The conversions every string newtype shares; parsing (`FromStr`) is each type's own.
 macro_rules! string_newtype {
@@ -100,7 +110,8 @@ macro_rules! prefixed_id {
                         "x".repeat(ID_RANDOM_LEN)
                     ))
                 })?;
-                if rest.len() != ID_RANDOM_LEN || !rest.bytes().all(|b| ID_ALPHABET.contains(&b)) {
+                if rest.len() != ID_RANDOM_LEN || !rest.bytes().all(|b| IN_ID_ALPHABET[b as usize])
+                {
                     return Err(ParseError(format!("{:?} is not a valid {} id", s, $what)));
                 }
                 Ok(Self(s.to_owned()))
