@@ -104,10 +104,15 @@ impl RefreshTemplate {
         {
             return None;
         }
+        let mut headers = parts.headers;
+        // The client's credentials, kept for every request: never shown by a `Debug` of one.
+        if let Some(v) = headers.get_mut(oauth2::http::header::AUTHORIZATION) {
+            v.set_sensitive(true);
+        }
         Some(Self {
             method: parts.method,
             uri: parts.uri,
-            headers: parts.headers,
+            headers,
             before: body[..at].to_vec(),
             after: body[at + stand_in.len()..].to_vec(),
         })

@@ -649,7 +649,6 @@ impl SqlStore {
     }
 }
 
-/// A result as merged rows carry it (its history part is every result's).
 /// The result of a check of `claimed`, found where the claim found it.
 fn claimed_row(claimed: &Claimed, r: &CheckResult) -> HealthyRow {
     HealthyRow {
@@ -658,6 +657,7 @@ fn claimed_row(claimed: &Claimed, r: &CheckResult) -> HealthyRow {
     }
 }
 
+/// A result as merged rows carry it (its history part is every result's).
 fn healthy_row(id: &ConnectionId, owner: &str, r: &CheckResult) -> HealthyRow {
     HealthyRow {
         id: id.clone(),
