@@ -97,7 +97,7 @@ async fn a_fresh_grant_stays_healthy_over_many_refreshes_with_every_rotation_per
     let output = env.ok(&["check", &id]).await;
     let raw = refresh_token(&grant);
     assert!(!output.contains(&raw), "no token in the output");
-    let history = env.rows("SELECT category, http_status FROM checks").await;
+    let history = env.rows("SELECT category, http_status FROM check_history").await;
     assert_eq!(history.len(), 7);
     assert!(
         history.iter().all(|h| h == &["healthy", "200"]),
@@ -299,7 +299,7 @@ async fn a_wrong_client_secret_alerts_the_operator_once_and_breaks_no_connection
         )
         .await;
     wait_until("a healthy check", Duration::from_secs(10), || async {
-        env.value("SELECT category FROM checks ORDER BY id DESC LIMIT 1")
+        env.value("SELECT category FROM check_history ORDER BY id DESC LIMIT 1")
             .await
             == "healthy"
     })

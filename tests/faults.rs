@@ -78,7 +78,7 @@ async fn provider_faults_degrade_a_connection_and_never_break_it() {
     );
     // Every attempt is in the history with what was seen.
     let history = env
-        .rows("SELECT category, http_status, error FROM checks ORDER BY id")
+        .rows("SELECT category, http_status, error FROM check_history ORDER BY id")
         .await;
     assert_eq!(history.len(), faults.len() + 1);
     assert_eq!(history[0][1], "500");
@@ -112,7 +112,7 @@ async fn a_token_the_provider_echoes_is_kept_out_of_history_and_output() {
     let out = env.ok(&["check", &id]).await;
     assert!(out.contains("[redacted]"), "{out}");
     assert!(!out.contains("fake-rt-0-0123456789"), "{out}");
-    let stored = env.value("SELECT error FROM checks").await;
+    let stored = env.value("SELECT error FROM check_history").await;
     assert!(
         stored.contains("[redacted]") && !stored.contains("fake-rt-0"),
         "{stored}"

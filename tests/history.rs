@@ -338,3 +338,136 @@ async fn events_and_history_survive_the_upgrade_to_numbers(
             .unwrap();
     assert_eq!(name, "sweep@old:1:ab");
 }
+
+#[tokio::test]
+async fn history_rows_by_name_and_by_number_read_the_same_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite(dir.path());
+    let credwatch::config::DatabaseUrl::Sqlite(path) = &db.url else {
+        unreachable!()
+    };
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    history_by_name_and_by_number(db, &url).await;
+}
+
+#[tokio::test]
+async fn history_rows_by_name_and_by_number_read_the_same_on_postgres() {
+    let url = crate::helpers::peers::postgres_database().await;
+    let db = credwatch::config::DatabaseConfig {
+        url: credwatch::config::DatabaseUrl::Postgres(secrecy::SecretString::from(url.clone())),
+        max_connections: 4,
+    };
+    history_by_name_and_by_number(db, &url).await;
+}
+
+/// History rows written before phases and categories were numbers (names in `phase` and
+/// `category`, the usual detail spelled out) read as they were written, beside a check written
+/// now, which stores numbers and leaves its usual detail out.
+async fn history_by_name_and_by_number(db: credwatch::config::DatabaseConfig, url: &str) {
+    use credwatch::domain::{Category, Phase};
+    use sqlx::Connection;
+    use store::{CheckResult, Transition};
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k.key");
+    credwatch::crypto::generate_key_file(&key).unwrap();
+    let store = store::open(&db, Arc::new(Keyring::from_files(&key, &[]).unwrap()))
+        .await
+        .unwrap();
+    let id = store.add_connection(new_connection(), now()).await.unwrap();
+
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    let mut last: Option<i64> = None;
+    for (phase, category, error) in [
+        ("probe", "revoked", "invalid_grant"),
+        ("refresh", "healthy", "refreshed"),
+    ] {
+        let written: i64 = sqlx::query_scalar(
+            "INSERT INTO checks (connection_id, previous_id, token_generation, started_at, \
+               finished_at, phase, category, http_status, latency_ms, error) \
+             VALUES ($1, $2, 1, 1, 2, $3, $4, 200, 5, $5) RETURNING id",
+        )
+        .bind(id.as_str())
+        .bind(last)
+        .bind(phase)
+        .bind(category)
+        .bind(error)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        last = Some(written);
+    }
+    sqlx::query("UPDATE connections SET last_check_id = $1 WHERE id = $2")
+        .bind(last)
+        .bind(id.as_str())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    let at = now() + TimeDelta::minutes(1);
+    let claimed = match store
+        .claim(&id, &lease("w", at + TimeDelta::minutes(5)), at)
+        .await
+    {
+        Ok(ClaimOutcome::Claimed(c)) => c,
+        other => panic!("not claimed: {other:?}"),
+    };
+    let result = CheckResult {
+        started_at: claimed.started_at,
+        generation: claimed.tokens.generation,
+        phase: Phase::Refresh,
+        category: Category::Healthy,
+        http_status: Some(200),
+        latency_ms: 7,
+        detail: credwatch::classify::REFRESHED.to_owned(),
+        transition: Transition::Healthy,
+        next_check_at: at + TimeDelta::hours(1),
+        finished_at: at,
+        notify_at: at,
+        first_reminder_at: None,
+        refresh_uncertain: Some(false),
+    };
+    store.finish_check(&claimed, &result).await.unwrap();
+
+    let history = store.recent_checks(&id, 10).await.unwrap();
+    let read: Vec<_> = history
+        .iter()
+        .map(|h| (h.phase, h.category, h.error.as_deref(), h.latency_ms))
+        .collect();
+    assert_eq!(
+        read,
+        [
+            (
+                Some(Phase::Refresh),
+                Some(Category::Healthy),
+                Some("refreshed"),
+                Some(7)
+            ),
+            (
+                Some(Phase::Refresh),
+                Some(Category::Healthy),
+                Some("refreshed"),
+                Some(5)
+            ),
+            (
+                Some(Phase::Probe),
+                Some(Category::Revoked),
+                Some("invalid_grant"),
+                Some(5)
+            ),
+        ]
+    );
+    // The new row holds numbers only, and no detail: the usual one is not repeated.
+    let stored: (Option<String>, Option<String>, i64, i64, Option<String>) = sqlx::query_as(
+        "SELECT phase, category, CAST(phase_code AS BIGINT), CAST(category_code AS BIGINT), \
+           error FROM checks WHERE id > $1",
+    )
+    .bind(last)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(stored, (None, None, 1, 1, None));
+    conn.close().await.unwrap();
+    store.close().await;
+}

@@ -391,7 +391,7 @@ async fn secrets_a_provider_quotes_back_are_kept_out_of_everything() {
         b64("credwatch:credwatch-secret"),
     ];
     let mut seen = env
-        .rows("SELECT COALESCE(error, '') FROM checks")
+        .rows("SELECT COALESCE(error, '') FROM check_history")
         .await
         .concat();
     seen.extend(env.rows("SELECT payload FROM outbox").await.concat());

@@ -145,7 +145,7 @@ async fn three_replicas_refresh_each_connection_once_per_due_time_and_survive_a_
     );
     let bad = env
         .rows(
-            "SELECT c.name, k.category, k.error FROM checks k JOIN connections c ON c.id = k.connection_id \
+            "SELECT c.name, k.category, k.error FROM check_history k JOIN connections c ON c.id = k.connection_id \
              WHERE k.finished_at IS NOT NULL AND k.category != 'healthy' AND c.status != 'broken' \
              AND k.error NOT LIKE 'a refresh sent at % by a worker that then stopped %'",
         )

@@ -143,7 +143,7 @@ async fn a_kill_mid_rotation_never_presents_the_consumed_token_nor_blames_the_ow
         "decided by introspection, not by presenting the token: {last}"
     );
     let refreshes = env
-        .value("SELECT COUNT(*) FROM checks WHERE phase = 'refresh' AND http_status = 400")
+        .value("SELECT COUNT(*) FROM check_history WHERE phase = 'refresh' AND http_status = 400")
         .await;
     assert_eq!(
         refreshes, "0",
@@ -345,7 +345,7 @@ async fn kill_nine_run() {
         if tokio::time::Instant::now() > until {
             let checks = env
                 .rows(&format!(
-                    "SELECT connection_id, category, error FROM checks WHERE connection_id = '{}' \
+                    "SELECT connection_id, category, error FROM check_history WHERE connection_id = '{}' \
                      ORDER BY id DESC LIMIT 5",
                     left[0][0]
                 ))
@@ -367,7 +367,7 @@ async fn kill_nine_run() {
         .rows("SELECT status, COALESCE(reason, '-'), COUNT(*) FROM connections GROUP BY 1, 2")
         .await;
     let replayed = env
-        .value("SELECT COUNT(*) FROM checks WHERE phase = 'refresh' AND http_status = 400")
+        .value("SELECT COUNT(*) FROM check_history WHERE phase = 'refresh' AND http_status = 400")
         .await;
     let lost = env
         .value("SELECT COUNT(*) FROM incidents WHERE category = 'rotation_lost'")

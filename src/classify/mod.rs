@@ -19,6 +19,10 @@ pub use rules::{ErrorFields, PresetError, ProviderKind, Rule, StatusMatch, prese
 /// At most this much of a provider's text is kept with a check.
 const DETAIL_MAX: usize = 200;
 
+/// The detail of every healthy refresh, and of every healthy probe.
+pub const REFRESHED: &str = "refreshed";
+pub const PROBE_ANSWERED: &str = "probe answered";
+
 /// What came back from one call to a provider.
 #[derive(Debug)]
 pub enum Outcome {
@@ -139,7 +143,7 @@ pub fn classify(
         && phase == Phase::Refresh
         && let Ok(tokens) = TokenSet::from_json(&r.body, now)
     {
-        let mut c = Classification::new(Category::Healthy, "refreshed", status);
+        let mut c = Classification::new(Category::Healthy, REFRESHED, status);
         c.tokens = Some(tokens);
         return c;
     }
@@ -150,13 +154,13 @@ pub fn classify(
         Some(v) if success && phase == Phase::Probe => {
             // A working token: only Slack-style `ok:false` says otherwise on a 2xx.
             if v.get("ok") != Some(&serde_json::Value::Bool(false)) {
-                return Classification::new(Category::Healthy, "probe answered", status);
+                return Classification::new(Category::Healthy, PROBE_ANSWERED, status);
             }
             ErrorFields::from_json(v)
         }
         Some(v) => ErrorFields::from_json(v),
         None if success && phase == Phase::Probe => {
-            return Classification::new(Category::Healthy, "probe answered", status);
+            return Classification::new(Category::Healthy, PROBE_ANSWERED, status);
         }
         None => {
             // RFC 6750 puts a resource server's verdict in the header, not the body.

@@ -1,10 +1,10 @@
 //! Claims, rotations, check results and provider alerts on SQLite.
 
-use super::merged;
 use super::statements::{
     HealthyRow, LEASE_OWNER, REGISTER_INSTANCE, RefreshedRow, RotateRow, instance_number,
 };
 use super::*;
+use super::{codes, merged};
 use crate::events::Event;
 
 const CLAIM_COLUMNS: &str = "key_id, access_token, refresh_token";
@@ -621,7 +621,7 @@ impl SqlStore {
             "WITH RECURSIVE {CHAIN} \
              SELECT started_at, finished_at, COALESCE(i.name, '') AS instance, phase, category, \
                http_status, latency_ms, error \
-             FROM checks LEFT JOIN instances i ON i.id = checks.instance_id \
+             FROM check_history AS checks LEFT JOIN instances i ON i.id = checks.instance_id \
              WHERE checks.id IN (SELECT id FROM chain) ORDER BY checks.id DESC"
         ))
         .bind(id.as_str())
@@ -667,11 +667,11 @@ fn healthy_row(id: &ConnectionId, owner: &str, r: &CheckResult) -> HealthyRow {
         next_check_at: to_ms(r.next_check_at),
         uncertain: r.refresh_uncertain.map(i64::from),
         started_at: to_ms(r.started_at),
-        phase: r.phase.as_str(),
-        category: r.category.as_str(),
+        phase: codes::phase_number(r.phase),
+        category: codes::category_number(r.category),
         http_status: r.http_status.map(i64::from),
         latency_ms: i64::try_from(r.latency_ms).unwrap_or(i64::MAX),
-        detail: r.detail.clone(),
+        detail: codes::stored_detail(r.phase, r.category, &r.detail).map(str::to_owned),
         generation: r.generation,
     }
 }

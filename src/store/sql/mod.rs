@@ -16,6 +16,7 @@ mod actions;
 mod alerts;
 mod batch;
 mod checks;
+mod codes;
 mod connect;
 mod connections;
 mod deliveries;
@@ -580,6 +581,24 @@ mod tests {
                     "reads table rows: {step} (of {details:?})"
                 );
             }
+        }
+    }
+
+    /// The tables that name the history's numbers, in both backends' migrations, say what the
+    /// code means by them.
+    #[test]
+    fn the_databases_name_the_history_numbers_as_the_code_does() {
+        let rows = codes::table_rows();
+        for backend in ["sqlite", "postgres"] {
+            let sql = std::fs::read_to_string(format!(
+                "{}/migrations/{backend}/0022_check_codes.sql",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap();
+            for row in &rows {
+                assert!(sql.contains(row.as_str()), "{backend}: {row}");
+            }
+            assert_eq!(sql.matches("\n    (").count(), rows.len(), "{backend}");
         }
     }
 

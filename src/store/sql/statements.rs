@@ -31,11 +31,13 @@ pub(super) struct HealthyRow {
     pub next_check_at: i64,
     pub uncertain: Option<i64>,
     pub started_at: i64,
-    pub phase: &'static str,
-    pub category: &'static str,
+    /// The phase's and the category's numbers (`codes`).
+    pub phase: i64,
+    pub category: i64,
     pub http_status: Option<i64>,
     pub latency_ms: i64,
-    pub detail: String,
+    /// None when it is the usual one (`codes::stored_detail`).
+    pub detail: Option<String>,
     pub generation: i64,
 }
 
@@ -158,11 +160,11 @@ impl HealthyRow {
             P::Int(Some(self.generation)),
             P::Int(Some(self.started_at)),
             P::Int(Some(self.now)),
-            P::Text(Some(self.phase)),
-            P::Text(Some(self.category)),
+            P::Int(Some(self.phase)),
+            P::Int(Some(self.category)),
             P::Int(self.http_status),
             P::Int(Some(self.latency_ms)),
-            P::Text(Some(&self.detail)),
+            P::Text(self.detail.as_deref()),
         ]
     }
 }
@@ -346,7 +348,8 @@ fn numbered(text: &str, columns: &[&str]) -> String {
 }
 
 pub(super) const HISTORY_COLUMNS: &str = "connection_id, previous_id, instance_id, \
-     token_generation, started_at, finished_at, phase, category, http_status, latency_ms, error";
+     token_generation, started_at, finished_at, phase_code, category_code, http_status, \
+     latency_ms, error";
 
 /// The number of the instance named `name` (a history row's `instance_id`): registered by
 /// its claims (`REGISTER_INSTANCE`), which come before any history row of theirs.
@@ -369,7 +372,7 @@ pub(super) const REGISTER_INSTANCE: &str = "INSERT INTO instances (name) SELECT 
 /// makes the new row its connection's last (`last_check_id`).
 pub(super) fn record_sql(backend: Backend) -> String {
     use Ty::*;
-    let types = [Text, Text, Int, Int, Int, Text, Text, Int, Int, Text];
+    let types = [Text, Text, Int, Int, Int, Int, Int, Int, Int, Text];
     format!(
         "WITH v (cid, inst, gen, started, finished, ph, cat, st, lat, err) AS (VALUES {}) \
          INSERT INTO checks ({HISTORY_COLUMNS}) \

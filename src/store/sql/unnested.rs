@@ -22,7 +22,7 @@ type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>
 const HISTORY_V: &str = "h_inst, h_gen, h_started, h_finished, h_ph, h_cat, h_st, h_lat, h_err";
 const HISTORY_TYPES: [Ty; 9] = {
     use Ty::*;
-    [Text, Int, Int, Int, Text, Text, Int, Int, Text]
+    [Text, Int, Int, Int, Int, Int, Int, Int, Text]
 };
 
 /// `unnest($1::text[], …) AS v (columns)`.
