@@ -97,7 +97,9 @@ async fn a_fresh_grant_stays_healthy_over_many_refreshes_with_every_rotation_per
     let output = env.ok(&["check", &id]).await;
     let raw = refresh_token(&grant);
     assert!(!output.contains(&raw), "no token in the output");
-    let history = env.rows("SELECT category, http_status FROM check_history").await;
+    let history = env
+        .rows("SELECT category, http_status FROM check_history")
+        .await;
     assert_eq!(history.len(), 7);
     assert!(
         history.iter().all(|h| h == &["healthy", "200"]),
