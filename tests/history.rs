@@ -216,25 +216,37 @@ async fn events_are_kept_for_their_retention(db: credwatch::config::DatabaseConf
     assert_eq!(left().await, [created[0].clone()]);
 }
 
-#[tokio::test]
-async fn events_and_history_written_by_name_are_read_after_the_upgrade_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = sqlite(dir.path());
+/// A SQLite database in `dir`, and the URL that opens it without the store.
+fn sqlite_and_url(dir: &std::path::Path) -> (credwatch::config::DatabaseConfig, String) {
+    let db = sqlite(dir);
     let credwatch::config::DatabaseUrl::Sqlite(path) = &db.url else {
         unreachable!()
     };
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let url = format!("sqlite://{}?mode=rwc", path.display());
-    events_and_history_survive_the_upgrade_to_numbers(db, "sqlite", &url).await;
+    (db, url)
 }
 
-#[tokio::test]
-async fn events_and_history_written_by_name_are_read_after_the_upgrade_on_postgres() {
+/// A throwaway PostgreSQL database, and its URL.
+async fn postgres_and_url() -> (credwatch::config::DatabaseConfig, String) {
     let url = crate::helpers::peers::postgres_database().await;
     let db = credwatch::config::DatabaseConfig {
         url: credwatch::config::DatabaseUrl::Postgres(secrecy::SecretString::from(url.clone())),
         max_connections: 4,
     };
+    (db, url)
+}
+
+#[tokio::test]
+async fn events_and_history_written_by_name_are_read_after_the_upgrade_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, url) = sqlite_and_url(dir.path());
+    events_and_history_survive_the_upgrade_to_numbers(db, "sqlite", &url).await;
+}
+
+#[tokio::test]
+async fn events_and_history_written_by_name_are_read_after_the_upgrade_on_postgres() {
+    let (db, url) = postgres_and_url().await;
     events_and_history_survive_the_upgrade_to_numbers(db, "postgres", &url).await;
 }
 
@@ -342,22 +354,13 @@ async fn events_and_history_survive_the_upgrade_to_numbers(
 #[tokio::test]
 async fn history_rows_by_name_and_by_number_read_the_same_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let db = sqlite(dir.path());
-    let credwatch::config::DatabaseUrl::Sqlite(path) = &db.url else {
-        unreachable!()
-    };
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let (db, url) = sqlite_and_url(dir.path());
     history_by_name_and_by_number(db, &url).await;
 }
 
 #[tokio::test]
 async fn history_rows_by_name_and_by_number_read_the_same_on_postgres() {
-    let url = crate::helpers::peers::postgres_database().await;
-    let db = credwatch::config::DatabaseConfig {
-        url: credwatch::config::DatabaseUrl::Postgres(secrecy::SecretString::from(url.clone())),
-        max_connections: 4,
-    };
+    let (db, url) = postgres_and_url().await;
     history_by_name_and_by_number(db, &url).await;
 }
 
@@ -368,10 +371,7 @@ async fn history_by_name_and_by_number(db: credwatch::config::DatabaseConfig, ur
     use credwatch::domain::{Category, Phase};
     use sqlx::Connection;
     use store::{CheckResult, Transition};
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("k.key");
-    credwatch::crypto::generate_key_file(&key).unwrap();
-    let store = store::open(&db, Arc::new(Keyring::from_files(&key, &[]).unwrap()))
+    let store = store::open(&db, Arc::new(Keyring::from_bytes([1; 32])))
         .await
         .unwrap();
     let id = store.add_connection(new_connection(), now()).await.unwrap();
