@@ -44,12 +44,12 @@ impl Columns for AnyRow {
 
 /// A row the native SQLite writer read: its statement's column names and the values.
 pub(super) struct NativeRow {
-    pub names: Arc<[String]>,
-    pub values: Vec<rusqlite::types::Value>,
+    names: Arc<[String]>,
+    values: Vec<rusqlite::types::Value>,
     /// Where to start looking for the next column asked for: readers ask for them mostly in
     /// the statement's order, so the search usually ends at its first name.
     /// (Atomic only so that rows can be shared while their reader awaits.)
-    pub next: std::sync::atomic::AtomicUsize,
+    next: std::sync::atomic::AtomicUsize,
 }
 
 impl NativeRow {
