@@ -341,6 +341,76 @@ async fn claims_take_a_batch_at_most_and_leases_keep_other_workers_out_until_the
     assert_eq!(applied.after, ConnectionStatus::Healthy);
 }
 
+/// A claim leases all of its due rows or none. SQLite's claim leases them one by one: one that
+/// fails on its last row must leave the others free, as their caller heard it fail and checks
+/// none of them; leased, each would be taken over once its lease ran out, as if a refresh had
+/// been in flight.
+#[tokio::test]
+async fn a_claim_that_fails_on_a_row_leases_none_of_its_rows_on_sqlite() {
+    use sqlx::Connection;
+    use store::DueQuery;
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite(dir.path());
+    let store = store::open(&db, Arc::new(Keyring::from_bytes([1; 32])))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        store.add_connection(new_connection(), now()).await.unwrap();
+    }
+    let credwatch::config::DatabaseUrl::Sqlite(path) = &db.url else {
+        unreachable!()
+    };
+    let mut raw = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    // The last row the claim reaches refuses its lease.
+    sqlx::query(
+        "CREATE TRIGGER refuse_lease BEFORE UPDATE OF lease_owner ON connections \
+         WHEN NEW.lease_owner IS NOT NULL AND OLD.rowid = (SELECT MAX(rowid) FROM connections) \
+         BEGIN SELECT RAISE(ABORT, 'lease refused'); END",
+    )
+    .execute(&mut raw)
+    .await
+    .unwrap();
+    let provider = "acme".parse().unwrap();
+    let later = now() + TimeDelta::seconds(1);
+    let due = DueQuery {
+        provider: &provider,
+        now: later,
+        limit: 3,
+        operator: None,
+    };
+    let until = later + TimeDelta::minutes(5);
+    assert!(store.claim_due(due, &lease("a", until)).await.is_err());
+    let leased: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM connections \
+         WHERE lease_owner IS NOT NULL OR refresh_sent_at IS NOT NULL",
+    )
+    .fetch_one(&mut raw)
+    .await
+    .unwrap();
+    assert_eq!(leased, 0, "a failed claim left rows leased");
+
+    sqlx::query("DROP TRIGGER refuse_lease")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    let due = DueQuery {
+        provider: &provider,
+        now: later,
+        limit: 3,
+        operator: None,
+    };
+    let claimed = store.claim_due(due, &lease("a", until)).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    assert!(
+        claimed
+            .iter()
+            .all(|c| c.connection.refresh_uncertain_since.is_none()),
+        "a connection of the failed claim was taken over as if a refresh had been in flight"
+    );
+}
+
 #[tokio::test]
 async fn the_database_is_in_wal_mode_with_foreign_keys_even_from_a_relative_path() {
     let env = crate::helpers::TestEnv::new();

@@ -606,7 +606,7 @@ mod tests {
     /// a benchmark: the claim's cost grew with the number of connections).
     #[test]
     fn a_postgresql_claim_finds_the_due_rows_by_their_ids() {
-        let sql = checks::claim_due_sql(Backend::Postgres);
+        let sql = checks::claim_due_sql();
         assert!(
             sql.contains("WHERE id = ANY(ARRAY(SELECT id FROM connections"),
             "{sql}"
@@ -620,7 +620,7 @@ mod tests {
     }
 
     /// A check's result is written where its claim found the row, not looked up by id again,
-    /// and a claim updates the due rows it found by their rowids.
+    /// and a claim leases and reads the due rows it found by their rowids.
     #[tokio::test]
     async fn a_checks_writes_find_the_row_by_its_rowid() {
         use statements::Update;
@@ -631,7 +631,8 @@ mod tests {
             healthy.guarded_history(),
             refreshed.direct(),
             refreshed.guarded_history(),
-            checks::claim_due_sql(Backend::Sqlite),
+            checks::sqlite_claim::lease(),
+            checks::sqlite_claim::read(),
         ] {
             let details = plan(dir.path(), &sql).await;
             let found = details

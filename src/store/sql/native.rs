@@ -163,7 +163,10 @@ struct Writer {
 
 /// The texts of the writer's statements, made once (they are the prepared statements' keys).
 struct Texts {
-    claim: String,
+    /// A claim's three statements (`checks::sqlite_claim`).
+    due: String,
+    lease: String,
+    read: String,
     /// In `Kind` order.
     writes: [String; 5],
 }
@@ -181,7 +184,9 @@ enum Kind {
 impl Texts {
     fn new() -> Self {
         Texts {
-            claim: checks::claim_due_sql(Backend::Sqlite),
+            due: checks::sqlite_claim::due(),
+            lease: checks::sqlite_claim::lease(),
+            read: checks::sqlite_claim::read(),
             writes: [
                 Update::rotate().direct(),
                 Update::healthy().direct(),
@@ -319,7 +324,29 @@ fn run(p: &mut Prepared, work: Work, columns: &mut Option<Arc<[String]>>) -> Don
     }
 }
 
+/// A claim leases all its rows or none: a row leased by a claim whose caller heard it fail
+/// would be taken over when the lease ran out, as if a refresh had been in flight.
 fn claim(
+    p: &Prepared,
+    q: &ClaimDue,
+    columns: &mut Option<Arc<[String]>>,
+) -> rusqlite::Result<Vec<NativeRow>> {
+    let conn = p.conn;
+    conn.prepare_cached("SAVEPOINT claim")?.execute([])?;
+    let claimed = lease_due(p, q, columns).and_then(|rows| {
+        conn.prepare_cached("RELEASE claim")?.execute([])?;
+        Ok(rows)
+    });
+    if claimed.is_err() {
+        // Had the error rolled the whole transaction back, there is no savepoint left: the
+        // writer sees that and fails the batch.
+        let _ = conn.execute_batch("ROLLBACK TO claim; RELEASE claim");
+    }
+    claimed
+}
+
+/// The due rows' rowids, then each row leased and read back as the claim hands it out.
+fn lease_due(
     p: &Prepared,
     q: &ClaimDue,
     columns: &mut Option<Arc<[String]>>,
@@ -327,32 +354,50 @@ fn claim(
     let conn = p.conn;
     conn.prepare_cached(statements::REGISTER_INSTANCE)?
         .execute([&q.owner])?;
-    let mut stmt = conn.prepare_cached(&p.sql.claim)?;
+    let owner: i64 = conn
+        .prepare_cached(checks::sqlite_claim::INSTANCE)?
+        .query_row([&q.owner], |r| r.get(0))?;
+    let due = conn
+        .prepare_cached(&p.sql.due)?
+        .query_map(
+            &[
+                ("$3", &q.provider as &dyn rusqlite::ToSql),
+                ("$4", &q.now),
+                ("$5", &q.limit),
+            ][..],
+            |r| r.get::<_, i64>(0),
+        )?
+        .collect::<rusqlite::Result<Vec<i64>>>()?;
+    let mut lease = conn.prepare_cached(&p.sql.lease)?;
+    let mut read = conn.prepare_cached(&p.sql.read)?;
     let names = match columns {
         Some(names) => names.clone(),
         None => {
-            let names: Arc<[String]> = stmt.column_names().into_iter().map(str::to_owned).collect();
+            let names: Arc<[String]> = read.column_names().into_iter().map(str::to_owned).collect();
             *columns = Some(names.clone());
             names
         }
     };
     let width = names.len();
-    // Named: `$4` comes before `$3` in the text, and SQLite numbers names as they appear.
-    let params: [(&str, &dyn rusqlite::ToSql); 5] = [
-        ("$1", &q.owner),
-        ("$2", &q.until),
-        ("$3", &q.provider),
-        ("$4", &q.now),
-        ("$5", &q.limit),
-    ];
-    let mut rows = stmt.query(&params[..])?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        let mut values = Vec::with_capacity(width);
-        for i in 0..width {
-            values.push(row.get::<_, rusqlite::types::Value>(i)?);
+    let mut out = Vec::with_capacity(due.len());
+    for row in due {
+        // Named: `$4` comes before `$3` in the text, and SQLite numbers names as they appear.
+        lease.execute(
+            &[
+                ("$1", &owner as &dyn rusqlite::ToSql),
+                ("$2", &q.until),
+                ("$3", &row),
+                ("$4", &q.now),
+            ][..],
+        )?;
+        let mut rows = read.query([row])?;
+        if let Some(r) = rows.next()? {
+            let mut values = Vec::with_capacity(width);
+            for i in 0..width {
+                values.push(r.get::<_, rusqlite::types::Value>(i)?);
+            }
+            out.push(NativeRow::new(names.clone(), values));
         }
-        out.push(NativeRow::new(names.clone(), values));
     }
     Ok(out)
 }
