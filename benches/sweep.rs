@@ -320,11 +320,33 @@ async fn bench(o: Options) {
         "  CPU              {cpu_secs:.2} s ({:.0} µs per check)",
         cpu_secs * 1e6 / checks.max(1) as f64
     );
-    if let Some(total) = callgrind.as_deref().and_then(instructions) {
+    if let Some((file, total)) = callgrind
+        .as_deref()
+        .and_then(|f| Some((f, instructions(f)?)))
+    {
+        let per_check = |n: u64| n as f64 / checks.max(1) as f64;
         println!(
             "  instructions     {:.0} per check (callgrind, the sweep's own, not the kernel's)",
-            total as f64 / checks.max(1) as f64
+            per_check(total)
         );
+        match stages(file) {
+            Some(found) => {
+                let named: u64 = found.iter().map(|(_, n)| n).sum();
+                let mut line: Vec<String> = found
+                    .iter()
+                    .map(|(stage, n)| format!("{stage} {:.0}", per_check(*n)))
+                    .collect();
+                line.push(format!(
+                    "other {:.0}",
+                    per_check(total.saturating_sub(named))
+                ));
+                println!(
+                    "  by stage         {} (instructions a check)",
+                    line.join(", ")
+                );
+            }
+            None => println!("  by stage         not counted: callgrind_annotate did not run"),
+        }
     }
     println!(
         "  database         {:.1} MiB",
@@ -370,6 +392,70 @@ fn instructions(file: &Path) -> Option<u64> {
         .trim()
         .parse()
         .ok()
+}
+
+/// A check's stages, each by the functions it runs in: a function's inclusive count is what it
+/// and everything it calls executed. The HTTP client's half of a request runs in the check's
+/// task, its connection's half (writing the request, parsing the answer) in a task of its
+/// own; sealing happens on the runtime before the write is queued, opening as a claim's rows
+/// are read; the database is SQLite's writer thread (claims, rotations, results, commits).
+/// What no stage names is "other": reading a claim's rows, pacing, the check's bookkeeping.
+const STAGES: &[(&str, &[&str])] = &[
+    (
+        "HTTP",
+        &[
+            "credwatch::check::http::HttpClient::send::{{closure}}",
+            "<hyper::client::conn::http1::upgrades::UpgradeableConnection<I,B> as core::future::future::Future>::poll",
+        ],
+    ),
+    (
+        "crypto",
+        &[
+            "credwatch::crypto::Keyring::seal_pair",
+            "credwatch::crypto::Keyring::open_pair",
+        ],
+    ),
+    ("classification", &["credwatch::classify::classify"]),
+    (
+        "database (SQLite's writer)",
+        &["credwatch::store::sql::native::Writer::commit"],
+    ),
+];
+
+/// Each stage's instructions in a callgrind output file, by `callgrind_annotate`'s inclusive
+/// counts; a stage none of whose functions ran (PostgreSQL has no SQLite writer) is left out.
+fn stages(file: &Path) -> Option<Vec<(&'static str, u64)>> {
+    let out = std::process::Command::new("callgrind_annotate")
+        .args(["--inclusive=yes", "--threshold=100"])
+        .arg(file)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "  250,626,799 (42.29%)  ???:credwatch::…::commit [/path/to/credwatch]"
+    let counted: Vec<(u64, &str)> = text
+        .lines()
+        .filter_map(|l| {
+            let (count, rest) = l.trim_start().split_once(' ')?;
+            let count: u64 = count.replace(',', "").parse().ok()?;
+            let (_, function) = rest.split_once(':')?;
+            let function = function.rsplit_once(" [").map_or(function, |(f, _)| f);
+            Some((count, function.trim()))
+        })
+        .collect();
+    Some(
+        STAGES
+            .iter()
+            .filter_map(|(stage, functions)| {
+                let n: u64 = counted
+                    .iter()
+                    .filter(|(_, f)| functions.contains(f))
+                    .map(|(n, _)| n)
+                    .sum();
+                (n > 0).then_some((*stage, n))
+            })
+            .collect(),
+    )
 }
 
 /// What `benches/peer.py` printed.
