@@ -80,8 +80,10 @@ pub(super) mod sqlite_claim {
         )
     }
 
-    /// The number of instance `$1` (registered before).
-    pub const INSTANCE: &str = "SELECT id FROM instances WHERE name = $1";
+    /// The number of instance `$1` (registered before), to bind in each row's lease.
+    pub fn instance() -> String {
+        format!("SELECT {}", instance_number("$1"))
+    }
 }
 
 impl SqlStore {

@@ -163,7 +163,8 @@ struct Writer {
 
 /// The texts of the writer's statements, made once (they are the prepared statements' keys).
 struct Texts {
-    /// A claim's three statements (`checks::sqlite_claim`).
+    /// A claim's statements (`checks::sqlite_claim`).
+    instance: String,
     due: String,
     lease: String,
     read: String,
@@ -184,6 +185,7 @@ enum Kind {
 impl Texts {
     fn new() -> Self {
         Texts {
+            instance: checks::sqlite_claim::instance(),
             due: checks::sqlite_claim::due(),
             lease: checks::sqlite_claim::lease(),
             read: checks::sqlite_claim::read(),
@@ -355,7 +357,7 @@ fn lease_due(
     conn.prepare_cached(statements::REGISTER_INSTANCE)?
         .execute([&q.owner])?;
     let owner: i64 = conn
-        .prepare_cached(checks::sqlite_claim::INSTANCE)?
+        .prepare_cached(&p.sql.instance)?
         .query_row([&q.owner], |r| r.get(0))?;
     let due = conn
         .prepare_cached(&p.sql.due)?
