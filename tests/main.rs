@@ -11,6 +11,7 @@ mod checks;
 mod cli;
 mod config;
 mod connect;
+mod counts;
 mod credentials;
 mod daemon;
 mod dev_provider;

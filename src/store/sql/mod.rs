@@ -124,19 +124,31 @@ const CONNECTION_COLUMNS: &str = "id, provider, name, owner_email, account, scop
      CAST(CASE WHEN refresh_token IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_refresh_token, token_generation, access_expires_at, refresh_expires_at, \
      consecutive_failures, refresh_uncertain_since, refresh_interrupted_at, set_aside, last_check_at, next_check_at, created_at, external_id, metadata, credential_kind, instance_url";
 /// What the service's status line says every 30 s. Each count is read from an index (the
-/// set-aside connections and paused pipelines from indexes of only those rows), not by
-/// reading a table whole.
+/// connections that are not healthy, the set-aside ones and the paused pipelines from indexes
+/// of only those rows), not by reading a table whole. SQLite uses the index of the unhealthy
+/// only where the query repeats its condition: it does not derive it from `status = 'broken'`.
 const COUNTS: &str = "SELECT \
        (SELECT COUNT(*) FROM connections) AS connections, \
-       (SELECT COUNT(*) FROM connections WHERE status = 'healthy') AS healthy, \
-       (SELECT COUNT(*) FROM connections WHERE status = 'degraded') AS degraded, \
-       (SELECT COUNT(*) FROM connections WHERE status = 'broken') AS broken, \
+       (SELECT COUNT(*) FROM connections) \
+         - (SELECT COUNT(*) FROM connections WHERE status <> 'healthy') AS healthy, \
+       (SELECT COUNT(*) FROM connections WHERE status <> 'healthy' AND status = 'degraded') AS degraded, \
+       (SELECT COUNT(*) FROM connections WHERE status <> 'healthy' AND status = 'broken') AS broken, \
        (SELECT COUNT(*) FROM connections WHERE set_aside IS NOT NULL) AS set_aside, \
        (SELECT COUNT(*) FROM pipelines) AS pipelines, \
        (SELECT COUNT(*) FROM pipelines WHERE state = 'paused') AS paused";
-/// What every scrape of `/metrics` counts, from an index that holds all three columns.
+/// What every scrape of `/metrics` counts: the unhealthy from their own index, each provider's
+/// healthy as its count (from the due index) less its unhealthy. A provider with none healthy
+/// has no healthy row, as it has no row of a status none of its connections has.
 const METRICS: &str = "SELECT provider, status, reason, COUNT(*) AS n FROM connections \
-     GROUP BY provider, status, reason ORDER BY provider, status, reason";
+       WHERE status <> 'healthy' GROUP BY provider, status, reason \
+     UNION ALL \
+     SELECT provider, 'healthy' AS status, NULL AS reason, \
+       COUNT(*) - (SELECT COUNT(*) FROM connections u \
+                   WHERE u.provider = c.provider AND u.status <> 'healthy') AS n \
+     FROM connections c GROUP BY provider \
+     HAVING COUNT(*) > (SELECT COUNT(*) FROM connections u \
+                        WHERE u.provider = c.provider AND u.status <> 'healthy') \
+     ORDER BY provider, status, reason";
 const PIPELINE_COLUMNS: &str = "id, name, state, position, position_updated_at, paused_at_position, paused_at, \
      paused_by, pause_reason, created_at, external_id";
 
@@ -567,7 +579,7 @@ mod tests {
     #[tokio::test]
     async fn the_status_counts_and_metrics_read_indexes_only() {
         let dir = tempfile::tempdir().unwrap();
-        for (sql, steps) in [(COUNTS, 7), (METRICS, 1)] {
+        for (sql, steps) in [(COUNTS, 8), (METRICS, 3)] {
             let details = plan(dir.path(), sql).await;
             let reads: Vec<&String> = details
                 .iter()
