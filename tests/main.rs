@@ -18,6 +18,7 @@ mod dev_provider;
 mod events;
 mod faults;
 mod history;
+mod keys;
 mod monitoring;
 mod notices;
 mod own_faults;

@@ -390,8 +390,14 @@ pub trait Store: deliveries::Deliveries + connect::ConnectLinks + Send + Sync + 
     /// last check, and at most `limit` rows a call (the rest go at the next). Returns how many.
     async fn prune_history(&self, before: DateTime<Utc>, limit: u64) -> Result<u64, StoreError>;
 
-    /// The ids of the keys that sealed the stored tokens.
+    /// The ids of the keys listed as sealing stored tokens: every key that seals one is listed
+    /// before it does (`list_keys` at open), and stays listed until found unused.
     async fn key_ids(&self) -> Result<Vec<String>, StoreError>;
+    /// The ids of the keys the stored tokens need, read from every connection.
+    async fn keys_in_use(&self) -> Result<Vec<String>, StoreError>;
+    /// Lists `current`, the key this process seals with, and forgets the keys of `forget` that
+    /// no stored token needs.
+    async fn list_keys(&self, current: &str, forget: &[String]) -> Result<(), StoreError>;
 
     /// Answers what was already asked of it, then stops the store's own writers and readers
     /// (waiting for each) and closes its database connections. Called last, at shutdown.
@@ -413,15 +419,26 @@ pub async fn open(
         }
     };
     store.migrate().await?;
-    for id in store.key_ids().await? {
-        if !keyring.knows(&id) {
-            let current = keyring.current_id().to_string();
-            return Err(CryptoError::UnknownKey {
-                stored: id,
-                current,
+    let listed = store.key_ids().await?;
+    let (known, unknown): (Vec<String>, Vec<String>) =
+        listed.into_iter().partition(|id| keyring.knows(id));
+    if !unknown.is_empty() {
+        // A listed key may be one no token needs any more: only the tokens can tell.
+        for id in store.keys_in_use().await? {
+            if !keyring.knows(&id) {
+                let current = keyring.current_id().to_string();
+                return Err(CryptoError::UnknownKey {
+                    stored: id,
+                    current,
+                }
+                .into());
             }
-            .into());
         }
+    }
+    let current = keyring.current_id().as_str();
+    // Written only when something changes: every command opens the store, most only to read.
+    if !unknown.is_empty() || !known.iter().any(|id| id == current) {
+        store.list_keys(current, &unknown).await?;
     }
     Ok(store)
 }

@@ -22,6 +22,7 @@ mod connections;
 mod deliveries;
 mod events;
 mod handouts;
+mod keys;
 mod merged;
 mod native;
 mod outbox;

@@ -723,10 +723,14 @@ impl Store for SqlStore {
     }
 
     async fn key_ids(&self) -> Result<Vec<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT DISTINCT key_id FROM connections")
-                .fetch_all(&self.pool)
-                .await?,
-        )
+        self.key_ids_impl().await
+    }
+
+    async fn keys_in_use(&self) -> Result<Vec<String>, StoreError> {
+        self.keys_in_use_impl().await
+    }
+
+    async fn list_keys(&self, current: &str, forget: &[String]) -> Result<(), StoreError> {
+        self.list_keys_impl(current, forget).await
     }
 }
