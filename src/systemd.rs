@@ -61,8 +61,18 @@ impl Notifier {
     }
 
     pub fn status(&self, line: &str) {
-        // One line: systemd shows it in `systemctl status`.
-        let line: String = line.chars().filter(|c| *c != '\n').collect();
-        self.notify(&format!("STATUS={line}"));
+        self.notify(&status_message(line));
     }
+
+    /// READY=1 with the first STATUS= line in the same message: systemd takes both at once, so
+    /// nobody sees the service active with no status yet.
+    pub fn ready(&self, line: &str) {
+        self.notify(&format!("READY=1\n{}", status_message(line)));
+    }
+}
+
+fn status_message(line: &str) -> String {
+    // One line: systemd shows it in `systemctl status`.
+    let line: String = line.chars().filter(|c| *c != '\n').collect();
+    format!("STATUS={line}")
 }

@@ -23,6 +23,8 @@ const STOP_MARGIN: Duration = Duration::from_secs(15);
 const UNSTORED_WAIT: Duration = Duration::from_secs(60);
 /// How often STATUS= is refreshed under systemd (more often when the watchdog needs pings).
 const STATUS_EVERY: Duration = Duration::from_secs(30);
+/// How long READY=1 waits for the status line it carries (the store has just answered).
+const FIRST_STATUS_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -105,6 +107,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let failed = CancellationToken::new();
     let mut running = workers.start(&shutdown, &alive, &failed);
     if notifier.enabled() {
+        notifier.ready(&status_line(&*store, FIRST_STATUS_WAIT).await);
         tasks.spawn(report_to_systemd(
             notifier.clone(),
             store.clone(),
@@ -112,7 +115,6 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             shutdown.clone(),
         ));
     }
-    notifier.notify("READY=1");
     let mut config = config;
     loop {
         tokio::select! {
@@ -358,6 +360,30 @@ async fn log_started(
     Ok(())
 }
 
+/// The service's one status line: the counts, or why there are none. `wait` bounds the read.
+async fn status_line(store: &dyn Store, wait: Duration) -> String {
+    if let Some(failing) = store.writes_failing() {
+        return format!("{failing}; no checks are running");
+    }
+    match tokio::time::timeout(wait, store.counts()).await {
+        Ok(Ok(c)) => format!(
+            "{} connections: {} healthy, {} degraded, {} broken{}; {} of {} pipelines paused",
+            c.connections,
+            c.healthy,
+            c.degraded,
+            c.broken,
+            match c.set_aside {
+                0 => String::new(),
+                n => format!(", {n} set aside (unreadable tokens)"),
+            },
+            c.paused,
+            c.pipelines
+        ),
+        Ok(Err(e)) => format!("cannot read the store: {e}"),
+        Err(_) => "cannot read the store: the database does not answer".to_owned(),
+    }
+}
+
 /// Under systemd only: STATUS= with the counts, and WATCHDOG=1 while the scheduler runs.
 async fn report_to_systemd(
     notifier: Arc<Notifier>,
@@ -373,27 +399,7 @@ async fn report_to_systemd(
         if alive.load(Ordering::Relaxed) {
             notifier.notify("WATCHDOG=1");
         }
-        if let Some(failing) = store.writes_failing() {
-            notifier.status(&format!("{failing}; no checks are running"));
-        } else {
-            match tokio::time::timeout(every, store.counts()).await {
-                Ok(Ok(c)) => notifier.status(&format!(
-                    "{} connections: {} healthy, {} degraded, {} broken{}; {} of {} pipelines paused",
-                    c.connections,
-                    c.healthy,
-                    c.degraded,
-                    c.broken,
-                    match c.set_aside {
-                        0 => String::new(),
-                        n => format!(", {n} set aside (unreadable tokens)"),
-                    },
-                    c.paused,
-                    c.pipelines
-                )),
-                Ok(Err(e)) => notifier.status(&format!("cannot read the store: {e}")),
-                Err(_) => notifier.status("cannot read the store: the database does not answer"),
-            }
-        }
+        notifier.status(&status_line(&*store, every).await);
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(every) => {}
