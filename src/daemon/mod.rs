@@ -395,15 +395,16 @@ async fn report_to_systemd(
         .watchdog_interval()
         .unwrap_or(STATUS_EVERY)
         .min(STATUS_EVERY);
+    // The first status went out with READY=1.
     loop {
         if alive.load(Ordering::Relaxed) {
             notifier.notify("WATCHDOG=1");
         }
-        notifier.status(&status_line(&*store, every).await);
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(every) => {}
         }
+        notifier.status(&status_line(&*store, every).await);
     }
 }
 

@@ -442,11 +442,12 @@ impl Store for SqlStore {
         let n = |col: &str| -> Result<u64, StoreError> {
             Ok(row.try_get::<i64, _>(col)?.max(0) as u64)
         };
+        let (connections, degraded, broken) = (n("connections")?, n("degraded")?, n("broken")?);
         Ok(Counts {
-            connections: n("connections")?,
-            healthy: n("healthy")?,
-            degraded: n("degraded")?,
-            broken: n("broken")?,
+            connections,
+            healthy: connections.saturating_sub(degraded + broken),
+            degraded,
+            broken,
             set_aside: n("set_aside")?,
             pipelines: n("pipelines")?,
             paused: n("paused")?,
